@@ -1,0 +1,135 @@
+"""Orbax checkpoints: train state + data iterator position + config JSON, and resume order.
+
+Restores always go into an abstract state that carries the *current* shardings, so a checkpoint
+written on 8 devices restores on 1 and the reverse. A checkpoint that cannot be read (corrupted,
+truncated) is moved aside to `workdir/unreadable_checkpoints/` -- never deleted -- and the next
+older one is tried, with a message saying so.
+"""
+
+import logging
+import os
+import pathlib
+import shutil
+
+import grain
+import jax
+import orbax.checkpoint as ocp
+
+log = logging.getLogger(__name__)
+
+
+class CheckpointError(RuntimeError):
+  """No usable checkpoint where one was asked for; the message says what to do."""
+
+
+class Checkpointer:
+  """Periodic, asynchronous saves of `{"state", "data", "config"}` under `workdir/checkpoints`."""
+
+  def __init__(self, workdir: str | os.PathLike, every_steps: int, keep: int = 3,
+               keep_every: int = 0):
+    self.workdir = pathlib.Path(workdir)
+    self.directory = self.workdir / "checkpoints"
+    self.every_steps = every_steps
+    self._options = ocp.CheckpointManagerOptions(
+        max_to_keep=keep, keep_period=keep_every or None, create=True,
+        enable_async_checkpointing=True)
+    self.manager = self._open()
+
+  def _open(self) -> ocp.CheckpointManager:
+    return ocp.CheckpointManager(
+        self.directory, options=self._options,
+        item_handlers={"state": ocp.StandardCheckpointHandler(),
+                       "data": grain.checkpoint.CheckpointHandler(),
+                       "config": ocp.JsonCheckpointHandler()})
+
+  def should_save(self, step: int) -> bool:
+    return self.every_steps > 0 and step % self.every_steps == 0
+
+  def save(self, step: int, state, data_iterator, config_json: dict) -> None:
+    """Starts an asynchronous save (the arrays are copied off the device before it returns)."""
+    self.manager.save(step, args=ocp.args.Composite(
+        state=ocp.args.StandardSave(state),
+        data=grain.checkpoint.CheckpointSave(data_iterator),
+        config=ocp.args.JsonSave(config_json)), force=True)
+
+  def wait(self) -> None:
+    """Blocks until every started save is on disk."""
+    self.manager.wait_until_finished()
+
+  def latest_step(self) -> int | None:
+    return self.manager.latest_step()
+
+  def restore_latest(self, abstract_state, data_iterator):
+    """`(step, state)` from the newest readable checkpoint, or None when there is none.
+
+    `data_iterator` is restored in place. Unreadable checkpoints are moved aside and named.
+    """
+    for step in sorted(self.manager.all_steps(), reverse=True):
+      try:
+        restored = self.manager.restore(step, args=ocp.args.Composite(
+            state=ocp.args.StandardRestore(abstract_state),
+            data=grain.checkpoint.CheckpointRestore(data_iterator)))
+      except Exception as e:  # Orbax raises many types for damaged files; all mean "unreadable".
+        self._set_aside(step, e)
+        continue
+      return step, restored["state"]
+    return None
+
+  def _set_aside(self, step: int, error: Exception) -> None:
+    aside = self.workdir / "unreadable_checkpoints" / str(step)
+    aside.parent.mkdir(parents=True, exist_ok=True)
+    older = [s for s in self.manager.all_steps() if s < step]
+    message = (f"Checkpoint at step {step} in {self.directory} cannot be read "
+               f"({type(error).__name__}: {str(error).splitlines()[0][:200]}); moved it to "
+               f"{aside} and " + (f"falling back to step {max(older)}." if older
+                                  else "no older checkpoint exists."))
+    log.warning(message)
+    print(f"WARNING: {message}", flush=True)
+    shutil.move(str(self.directory / str(step)), str(aside))
+    self.manager.close()
+    self.manager = self._open()
+
+  def close(self) -> None:
+    self.manager.wait_until_finished()
+    self.manager.close()
+
+
+def restore_params(path: str | os.PathLike, abstract_params):
+  """Params only, from `path`: a training workdir, its `checkpoints/` folder or one step's folder.
+
+  Used for `config.init_from`. Raises CheckpointError naming the path when nothing is there and
+  listing mismatched parameters when the architecture differs.
+  """
+  path = pathlib.Path(path).expanduser()
+  if (path / "checkpoints").is_dir():
+    path = path / "checkpoints"
+  if not (path / "state").is_dir():
+    steps = sorted((int(p.name) for p in path.glob("*") if p.name.isdigit()), reverse=True) \
+        if path.is_dir() else []
+    if not steps:
+      raise CheckpointError(f"config.init_from={str(path)!r} holds no checkpoint; give a "
+                            "training workdir, its checkpoints/ folder, or one step's folder.")
+    path = path / str(steps[0])
+  checkpointer = ocp.StandardCheckpointer()
+  stored = checkpointer.metadata(path / "state").item_metadata["params"]
+  _check_same_structure(stored, abstract_params, path)
+  target = {"params": abstract_params}
+  restored = checkpointer.restore(path / "state", ocp.args.PyTreeRestore(
+      item=target, partial_restore=True))
+  return restored["params"]
+
+
+def _check_same_structure(stored, expected, path) -> None:
+  flat_stored = {jax.tree_util.keystr(k): v.shape for k, v in
+                 jax.tree_util.tree_flatten_with_path(stored)[0]}
+  flat_expected = {jax.tree_util.keystr(k): v.shape for k, v in
+                   jax.tree_util.tree_flatten_with_path(expected)[0]}
+  problems = [f"{k}: missing in checkpoint" for k in flat_expected if k not in flat_stored]
+  problems += [f"{k}: not in the model" for k in flat_stored if k not in flat_expected]
+  problems += [f"{k}: checkpoint {flat_stored[k]} vs model {flat_expected[k]}"
+               for k in flat_expected if k in flat_stored and
+               tuple(flat_stored[k]) != tuple(flat_expected[k])]
+  if problems:
+    shown = "\n  ".join(problems[:20]) + ("\n  ..." if len(problems) > 20 else "")
+    raise CheckpointError(f"config.init_from={str(path)!r} is a checkpoint of another "
+                          f"architecture; {len(problems)} parameters differ:\n  {shown}")

@@ -1,0 +1,1 @@
+"""Data: offline TFDS builders, sources, transforms and grain pipelines."""

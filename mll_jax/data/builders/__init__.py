@@ -1,0 +1,1 @@
+"""The project's own TFDS builders for data sets that must work with no network."""

@@ -1,0 +1,104 @@
+"""Random-access sources by data set name: the offline builders, or any prepared TFDS set.
+
+The offline builders (`animal_mnist`, `digits`, `idx/<name>`) prepare themselves on first use
+from files already on the machine. Every other name goes to TFDS, and must have been prepared
+by the user: we never start a download, because `tfds.data_source` on unprepared data retries
+one for minutes.
+"""
+
+import dataclasses
+import os
+
+import tensorflow_datasets as tfds
+
+from mll_jax.data.builders import animal_mnist, digits, idx
+
+OFFLINE_BUILDERS = {
+    "animal_mnist": animal_mnist.AnimalMnist,
+    "digits": digits.Digits,
+    "idx": idx.Idx,
+}
+
+
+class DataError(ValueError):
+  """A data set that cannot be used as asked; the message says how to fix it."""
+
+
+@dataclasses.dataclass(frozen=True)
+class DatasetInfo:
+  """What the pipeline and the model need to know about a data set."""
+  name: str
+  class_names: tuple[str, ...]
+  image_shape: tuple[int, int, int]
+  split_sizes: dict
+
+  @property
+  def num_classes(self) -> int:
+    return len(self.class_names)
+
+
+def default_data_dir() -> str:
+  """TFDS's own default, so data sets the user prepared with TFDS are found."""
+  return os.path.expanduser(os.environ.get("TFDS_DATA_DIR", "~/tensorflow_datasets"))
+
+
+def _split_name(name: str) -> tuple[str, str | None]:
+  base, _, config = name.partition("/")
+  return base, (config or None)
+
+
+def get_builder(name: str, data_dir: str | None = None, manual_dir: str | None = None,
+                prepare: bool = True) -> tfds.core.DatasetBuilder:
+  """A prepared builder for `name`; offline builders are prepared here if needed."""
+  data_dir = data_dir or default_data_dir()
+  base, config = _split_name(name)
+  if base in OFFLINE_BUILDERS:
+    try:
+      builder = OFFLINE_BUILDERS[base](data_dir=data_dir, config=config, file_format="array_record")
+    except ValueError as e:  # an unknown config of ours
+      raise DataError(f"Unknown data set {name!r}: {e}") from None
+    if not builder.is_prepared() and prepare:
+      download_config = tfds.download.DownloadConfig(manual_dir=manual_dir)
+      builder.download_and_prepare(download_config=download_config)
+    return builder
+  try:
+    builder = tfds.builder(name, data_dir=data_dir)
+  except tfds.core.registered.DatasetNotFoundError:
+    raise DataError(
+        f"Unknown data set {name!r}. Offline data sets: {', '.join(offline_names())}; or any "
+        "TFDS name (cifar10, imagenet2012, ...) once prepared.") from None
+  if not builder.is_prepared():
+    raise DataError(
+        f"Data set {name!r} is not prepared in {data_dir}. mll_jax never downloads during a "
+        f"run. Prepare it once (network and `pip install tensorflow` needed for TFDS's own "
+        f"builders): `tfds build {name} --data_dir={data_dir} --file_format=array_record`, "
+        f"or point config.data.data_dir at the folder that holds it.")
+  return builder
+
+
+def offline_names() -> list[str]:
+  """Names of the data sets that work with no network."""
+  names = []
+  for base, cls in OFFLINE_BUILDERS.items():
+    configs = getattr(cls, "BUILDER_CONFIGS", [])
+    names += [f"{base}/{c.name}" for c in configs] if configs else [base]
+  return names
+
+
+def info(builder: tfds.core.DatasetBuilder) -> DatasetInfo:
+  """Class names, image shape and split sizes of a prepared builder."""
+  features = builder.info.features
+  return DatasetInfo(
+      name=builder.info.full_name, class_names=tuple(features["label"].names),
+      image_shape=tuple(features["image"].shape),
+      split_sizes={k: v.num_examples for k, v in builder.info.splits.items()})
+
+
+def data_source(builder: tfds.core.DatasetBuilder, split: str):
+  """Random-access source (array_record) of one split; a missing split is named clearly."""
+  splits = builder.info.splits
+  base_split = split.split("[")[0]
+  if base_split not in splits:
+    raise DataError(f"Data set {builder.info.full_name} has no split {split!r}; it has "
+                    f"{', '.join(splits)}.")
+  return builder.as_data_source(split=split)

@@ -1,0 +1,100 @@
+"""Per-example image transforms on numpy uint8 arrays: MAE's crop + flip, resize, channels.
+
+Resampling uses Pillow (bicubic, as the MAE recipe's torchvision transforms do); the crop box
+sampling follows torchvision's RandomResizedCrop so the recipe's `scale`/`ratio` mean the same.
+"""
+
+import math
+
+import numpy as np
+from PIL import Image
+
+
+def match_channels(image: np.ndarray, channels: int) -> np.ndarray:
+  """`[H, W, C]` uint8 -> `[H, W, channels]`: grey is repeated to RGB, RGB averaged to grey."""
+  have = image.shape[-1]
+  if have == channels:
+    return image
+  if have == 1 and channels == 3:
+    return np.repeat(image, 3, axis=-1)
+  if have == 3 and channels == 1:
+    return image.mean(axis=-1, keepdims=True).round().astype(np.uint8)
+  raise ValueError(f"Cannot convert images with {have} channels to {channels}; "
+                   "config.data.channels must be 1 or 3.")
+
+
+def _resample(image: np.ndarray, size: int, box=None) -> np.ndarray:
+  pil = Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image)
+  out = np.asarray(pil.resize((size, size), Image.Resampling.BICUBIC, box=box))
+  return out[..., None] if out.ndim == 2 else out
+
+
+def resize(image: np.ndarray, size: int) -> np.ndarray:
+  """Resizes the whole image to `size x size` (no-op when it already has that size)."""
+  if image.shape[0] == size and image.shape[1] == size:
+    return image
+  return _resample(image, size)
+
+
+def crop_box(height: int, width: int, rng: np.random.Generator,
+             scale=(0.2, 1.0), ratio=(3 / 4, 4 / 3)) -> tuple[float, float, float, float]:
+  """A random box `(left, top, right, bottom)` covering `scale` of the area at aspect `ratio`.
+
+  Ten tries as torchvision does, then the largest centred box of an allowed aspect ratio.
+  """
+  area = height * width
+  log_ratio = (math.log(ratio[0]), math.log(ratio[1]))
+  for _ in range(10):
+    target_area = area * rng.uniform(*scale)
+    aspect = math.exp(rng.uniform(*log_ratio))
+    w = int(round(math.sqrt(target_area * aspect)))
+    h = int(round(math.sqrt(target_area / aspect)))
+    if 0 < w <= width and 0 < h <= height:
+      top = int(rng.integers(0, height - h + 1))
+      left = int(rng.integers(0, width - w + 1))
+      return left, top, left + w, top + h
+  in_ratio = width / height
+  if in_ratio < min(ratio):
+    w, h = width, int(round(width / min(ratio)))
+  elif in_ratio > max(ratio):
+    h, w = height, int(round(height * max(ratio)))
+  else:
+    w, h = width, height
+  top, left = (height - h) // 2, (width - w) // 2
+  return left, top, left + w, top + h
+
+
+def random_resized_crop(image: np.ndarray, size: int, rng: np.random.Generator,
+                        scale=(0.2, 1.0), ratio=(3 / 4, 4 / 3)) -> np.ndarray:
+  """MAE's RandomResizedCrop: a random box resampled to `size x size`."""
+  return _resample(image, size, box=crop_box(image.shape[0], image.shape[1], rng, scale, ratio))
+
+
+def random_flip(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+  """Horizontal flip with probability 1/2."""
+  return image[:, ::-1] if rng.random() < 0.5 else image
+
+
+class TrainTransform:
+  """MAE pre-training augmentation of one `{"image", "label"}` example."""
+
+  def __init__(self, size: int, channels: int, scale=(0.2, 1.0), flip: bool = True):
+    self.size, self.channels, self.scale, self.flip = size, channels, tuple(scale), flip
+
+  def __call__(self, example: dict, rng: np.random.Generator) -> dict:
+    image = match_channels(np.asarray(example["image"]), self.channels)
+    image = random_resized_crop(image, self.size, rng, scale=self.scale)
+    if self.flip:
+      image = random_flip(image, rng)
+    return {"image": np.ascontiguousarray(image), "label": np.int32(example["label"])}
+
+
+class EvalTransform:
+  """Deterministic evaluation view: channels matched and resized to `size`."""
+
+  def __init__(self, size: int, channels: int):
+    self.size, self.channels = size, channels
+
+  def __call__(self, example: dict) -> dict:
+    image = resize(match_channels(np.asarray(example["image"]), self.channels), self.size)
+    return {"image": image, "label": np.int32(example["label"])}

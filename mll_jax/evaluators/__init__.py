@@ -1,0 +1,29 @@
+"""Evaluators built from `config.evals.<name>`; each runs at step 0, every `log_steps`, at the end.
+
+An evaluator is built once per run (it loads its data and jits its function) and called with
+the current params; it returns a dict of metrics named `<evaluator>/<metric>`.
+"""
+
+import importlib
+
+EVALUATORS = {"reconstruction": "mll_jax.evaluators.reconstruction",
+              "fewshot": "mll_jax.evaluators.fewshot"}
+
+
+def build_all(evals_config, context) -> list:
+  """One evaluator per entry of `config.evals`; `context` carries data, task and mesh."""
+  evaluators = []
+  for name, cfg in evals_config.items():
+    kind = cfg.get("kind", name)
+    if kind not in EVALUATORS:
+      raise ValueError(f"config.evals.{name}: unknown evaluator {kind!r}; known: "
+                       f"{', '.join(EVALUATORS)}.")
+    module = importlib.import_module(EVALUATORS[kind])
+    evaluators.append(module.Evaluator(name, cfg, context))
+  return evaluators
+
+
+def due(evaluator, step: int, total_steps: int) -> bool:
+  """Runs at step 0, every `log_steps`, and at the last step."""
+  every = evaluator.log_steps
+  return step == 0 or step == total_steps or (every > 0 and step % every == 0)

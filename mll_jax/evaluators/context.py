@@ -1,0 +1,46 @@
+"""What evaluators share: the mesh, the task, data access and a padded, sharded batch map."""
+
+import dataclasses
+from typing import Any, Callable
+
+import jax
+import numpy as np
+from jax.sharding import Mesh
+
+from mll_jax import sharding
+from mll_jax.data import pipeline, sources
+
+
+@dataclasses.dataclass
+class EvalContext:
+  """Everything an evaluator may need from the run it evaluates."""
+  config: Any
+  task: Any
+  builder: Any
+  mesh: Mesh
+  apply: Callable  # apply(params, fn, *args) -> fn(model, *args)
+
+  def arrays(self, split: str, max_examples: int, seed: int = 0) -> dict:
+    """A deterministic subset of `split` as numpy arrays, in the model's image format."""
+    return pipeline.eval_arrays(sources.data_source(self.builder, split),
+                                size=self.config.data.image_size,
+                                channels=self.config.data.channels,
+                                max_examples=max_examples, seed=seed)
+
+
+def map_batches(fn: Callable, params, images: np.ndarray, batch_size: int, mesh: Mesh):
+  """Applies a jitted `fn(params, images)` over `images` in batches sharded over the mesh.
+
+  The last batch is padded to full size (one compiled shape) and the padding dropped.
+  """
+  batch_size = max(mesh.size, batch_size - batch_size % mesh.size)
+  batch_sharding = sharding.batch_sharding(mesh)
+  outputs = []
+  for start in range(0, len(images), batch_size):
+    chunk = images[start:start + batch_size]
+    pad = batch_size - len(chunk)
+    if pad:
+      chunk = np.concatenate([chunk, np.repeat(chunk[-1:], pad, axis=0)])
+    out = fn(params, jax.device_put(chunk, batch_sharding))
+    outputs.append(jax.tree.map(lambda x, n=len(chunk) - pad: np.asarray(x)[:n], out))
+  return jax.tree.map(lambda *xs: np.concatenate(xs), *outputs)

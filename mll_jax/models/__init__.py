@@ -1,0 +1,1 @@
+"""Flax NNX models. No training logic lives here."""

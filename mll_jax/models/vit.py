@@ -1,0 +1,162 @@
+"""Vision Transformer encoder (Flax NNX) with named size variants.
+
+The layout follows timm / the MAE release (fused qkv projection, pre-norm blocks, exact GELU,
+cls token), so published PyTorch weights map onto it one to one.
+"""
+
+import dataclasses
+
+import einops
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from mll_jax.models import posembed
+
+
+@dataclasses.dataclass(frozen=True)
+class Size:
+  """Width, depth, heads, MLP width and default patch size of a transformer stack."""
+  width: int
+  depth: int
+  heads: int
+  mlp_dim: int
+  patch_size: int = 16
+
+
+# `mu` exists for tests (compiles in a second); `tiny` is the offline default on 28x28 images.
+ENCODER_SIZES = {
+    "mu": Size(width=32, depth=2, heads=2, mlp_dim=64, patch_size=4),
+    "tiny": Size(width=192, depth=6, heads=3, mlp_dim=768, patch_size=4),
+    "S/16": Size(width=384, depth=12, heads=6, mlp_dim=1536, patch_size=16),
+    "B/16": Size(width=768, depth=12, heads=12, mlp_dim=3072, patch_size=16),
+    "L/16": Size(width=1024, depth=24, heads=16, mlp_dim=4096, patch_size=16),
+    "H/14": Size(width=1280, depth=32, heads=16, mlp_dim=5120, patch_size=14),
+}
+
+
+def encoder_size(variant: str) -> Size:
+  """Looks a named encoder size up, with a message listing the known names."""
+  if variant not in ENCODER_SIZES:
+    raise ValueError(f"Unknown model variant {variant!r}; known variants: "
+                     f"{', '.join(ENCODER_SIZES)}.")
+  return ENCODER_SIZES[variant]
+
+
+def normalize_images(images: jax.Array) -> jax.Array:
+  """uint8 images in [0, 255] become float32 in [-1, 1]; float images pass unchanged.
+
+  Pipelines ship uint8 to the device (4x less host-to-device traffic) and the model converts.
+  """
+  if images.dtype == jnp.uint8:
+    return images.astype(jnp.float32) / 127.5 - 1.0
+  return images
+
+
+def patchify(images: jax.Array, patch_size: int) -> jax.Array:
+  """`[B, H, W, C]` -> `[B, (H/p)*(W/p), p*p*C]`, row-major over patches (MAE's order)."""
+  return einops.rearrange(images, "b (h p) (w q) c -> b (h w) (p q c)", p=patch_size, q=patch_size)
+
+
+def check_image_size(image_size: int, patch_size: int) -> None:
+  """Raises a clear error when the image does not split into whole patches."""
+  if image_size % patch_size:
+    raise ValueError(
+        f"Image size {image_size} is not divisible by the patch size {patch_size}. Choose an "
+        f"image size that is a multiple of {patch_size} (config.data.image_size) or another "
+        f"patch size (config.model.patch_size).")
+
+
+def _xavier_linear(fan_in: int, fan_out: int, rngs: nnx.Rngs) -> nnx.Linear:
+  return nnx.Linear(fan_in, fan_out, kernel_init=nnx.initializers.xavier_uniform(),
+                    bias_init=nnx.initializers.zeros_init(), rngs=rngs)
+
+
+class Attention(nnx.Module):
+  """Multi-head self-attention with a fused qkv projection (timm layout)."""
+
+  def __init__(self, width: int, heads: int, *, rngs: nnx.Rngs):
+    self.heads = heads
+    self.qkv = _xavier_linear(width, 3 * width, rngs)
+    self.proj = _xavier_linear(width, width, rngs)
+
+  def __call__(self, x: jax.Array) -> jax.Array:
+    q, k, v = jnp.split(self.qkv(x), 3, axis=-1)
+    split_heads = lambda t: einops.rearrange(t, "b t (n h) -> b t n h", n=self.heads)
+    out = jax.nn.dot_product_attention(split_heads(q), split_heads(k), split_heads(v))
+    return self.proj(einops.rearrange(out, "b t n h -> b t (n h)"))
+
+
+class Block(nnx.Module):
+  """Pre-norm transformer block: x + attn(ln(x)), then x + mlp(ln(x))."""
+
+  def __init__(self, width: int, heads: int, mlp_dim: int, *, rngs: nnx.Rngs):
+    self.norm1 = nnx.LayerNorm(width, epsilon=1e-6, rngs=rngs)
+    self.attn = Attention(width, heads, rngs=rngs)
+    self.norm2 = nnx.LayerNorm(width, epsilon=1e-6, rngs=rngs)
+    self.fc1 = _xavier_linear(width, mlp_dim, rngs)
+    self.fc2 = _xavier_linear(mlp_dim, width, rngs)
+
+  def __call__(self, x: jax.Array) -> jax.Array:
+    x = x + self.attn(self.norm1(x))
+    return x + self.fc2(jax.nn.gelu(self.fc1(self.norm2(x)), approximate=False))
+
+
+class Transformer(nnx.Module):
+  """A stack of blocks followed by a final LayerNorm."""
+
+  def __init__(self, size: Size, *, rngs: nnx.Rngs):
+    self.blocks = nnx.List([Block(size.width, size.heads, size.mlp_dim, rngs=rngs)
+                            for _ in range(size.depth)])
+    self.norm = nnx.LayerNorm(size.width, epsilon=1e-6, rngs=rngs)
+
+  def __call__(self, x: jax.Array) -> jax.Array:
+    for block in self.blocks:
+      x = block(x)
+    return self.norm(x)
+
+
+class ViT(nnx.Module):
+  """ViT encoder: patch embedding, fixed sin-cos positions, cls token, transformer.
+
+  Calling it returns `(pre_logits, aux)`; `aux["encoded"]` holds all output tokens and
+  `aux["pre_logits"]` the pooled representation (`pool="gap"` averages patch tokens, as MAE's
+  fine-tuning does; `pool="cls"` takes the cls token).
+  """
+
+  def __init__(self, variant: str, *, image_size: int, channels: int,
+               patch_size: int | None = None, pool: str = "gap", rngs: nnx.Rngs):
+    self.size = encoder_size(variant)
+    self.patch_size = patch_size or self.size.patch_size
+    check_image_size(image_size, self.patch_size)
+    if pool not in ("gap", "cls"):
+      raise ValueError(f"pool must be 'gap' or 'cls', got {pool!r}.")
+    self.grid = image_size // self.patch_size
+    self.pool = pool
+    self.patch_embed = _xavier_linear(self.patch_size ** 2 * channels, self.size.width, rngs)
+    self.cls_token = nnx.Param(nnx.initializers.normal(0.02)(rngs.params(), (1, 1, self.size.width)))
+    self.transformer = Transformer(self.size, rngs=rngs)
+
+  @property
+  def num_patches(self) -> int:
+    return self.grid * self.grid
+
+  def position_table(self) -> jax.Array:
+    """Fixed position embeddings, row 0 for the cls token."""
+    return jnp.asarray(posembed.sincos_2d(self.grid, self.grid, self.size.width, with_cls=True))
+
+  def embed_patches(self, images: jax.Array) -> jax.Array:
+    """Images -> patch tokens with their position embeddings (no cls token)."""
+    patches = patchify(normalize_images(images), self.patch_size)
+    return self.patch_embed(patches) + self.position_table()[1:]
+
+  def encode_tokens(self, tokens: jax.Array) -> jax.Array:
+    """Prepends the cls token (with its position) and runs the transformer."""
+    cls = self.cls_token.value + self.position_table()[:1]
+    cls = jnp.broadcast_to(cls, (tokens.shape[0], 1, tokens.shape[-1]))
+    return self.transformer(jnp.concatenate([cls, tokens], axis=1))
+
+  def __call__(self, images: jax.Array):
+    encoded = self.encode_tokens(self.embed_patches(images))
+    pre_logits = encoded[:, 1:].mean(axis=1) if self.pool == "gap" else encoded[:, 0]
+    return pre_logits, {"encoded": encoded, "pre_logits": pre_logits}

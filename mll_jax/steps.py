@@ -1,0 +1,94 @@
+"""The jitted, sharded pieces of training: state creation and the train step.
+
+Models are Flax NNX modules used functionally at the jit boundary: the train state is a plain
+pytree `{"step", "params", "opt_state"}` (params as a pure dict), and the step rebuilds the
+model with `nnx.merge`. Every leaf is placed by the regex sharding rules, computed on
+`jax.eval_shape` output; state is created directly in place by `jax.jit(out_shardings=...)`.
+"""
+
+import dataclasses
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import optax
+from flax import nnx
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+from mll_jax import sharding
+
+
+@dataclasses.dataclass
+class CompiledTraining:
+  """What the training loop needs: shardings, abstract state and the jitted functions."""
+  graphdef: Any
+  abstract_state: Any          # ShapeDtypeStructs carrying the target shardings
+  state_shardings: Any
+  batch_sharding: NamedSharding
+  init: Callable               # () -> state
+  train_step: Callable         # (state, batch) -> (state, metrics)
+  apply: Callable              # (params, fn, *args) helper: rebuilt model for evaluators
+
+
+def _model_factory(task, config, info):
+  return lambda key: task.make_model(config, info, nnx.Rngs(key))
+
+
+def split_params(model: nnx.Module):
+  """`(graphdef, params as a pure dict)` of an NNX module."""
+  graphdef, state = nnx.split(model)
+  return graphdef, nnx.to_pure_dict(state)
+
+
+def build(task, config: ml_collections.ConfigDict, info, tx: optax.GradientTransformation,
+          mesh: Mesh, schedule: optax.Schedule | None = None) -> CompiledTraining:
+  """Shards and jits state creation and the train step for `mesh`."""
+  make_model = _model_factory(task, config, info)
+  base_key = jax.random.key(config.seed)
+
+  def init():
+    _, params = split_params(make_model(jax.random.fold_in(base_key, 0)))
+    return {"step": jnp.zeros((), jnp.int32), "params": params, "opt_state": tx.init(params)}
+
+  graphdef = nnx.graphdef(nnx.eval_shape(lambda: make_model(jax.random.key(0))))
+  shape_tree = jax.eval_shape(init)
+  state_shardings = sharding.tree_shardings(shape_tree, config.sharding_rules, mesh)
+  abstract_state = jax.tree.map(
+      lambda s, sh: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sh), shape_tree, state_shardings)
+  batch_sharding = sharding.batch_sharding(mesh)
+  replicated = NamedSharding(mesh, P())
+
+  def train_step(state, batch):
+    # The step's randomness (MAE masks) is a function of the seed and the step alone, so a
+    # resumed run draws exactly the masks an uninterrupted one would.
+    key = jax.random.fold_in(jax.random.fold_in(base_key, 1), state["step"])
+
+    def loss_of(params):
+      return task.loss(nnx.merge(graphdef, params), batch, key)
+
+    (loss, metrics), grads = jax.value_and_grad(loss_of, has_aux=True)(state["params"])
+    updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
+    params = optax.apply_updates(state["params"], updates)
+    grad_norm = optax.global_norm(grads)
+    finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
+    # A non-finite step changes nothing, so the state stays the last good one for the host
+    # to stop on with a clear message (and never to checkpoint).
+    keep_old = lambda new, old: jnp.where(finite, new, old)
+    new_state = {"step": state["step"] + finite.astype(jnp.int32),
+                 "params": jax.tree.map(keep_old, params, state["params"]),
+                 "opt_state": jax.tree.map(keep_old, opt_state, state["opt_state"])}
+    metrics = dict(metrics, grad_norm=grad_norm, finite=finite)
+    if schedule is not None:
+      metrics["learning_rate"] = schedule(state["step"])
+    return new_state, metrics
+
+  jit_init = jax.jit(init, out_shardings=state_shardings)
+  jit_step = jax.jit(train_step, in_shardings=(state_shardings, batch_sharding),
+                     out_shardings=(state_shardings, replicated), donate_argnums=(0,))
+
+  def apply(params, fn, *args):
+    return fn(nnx.merge(graphdef, params), *args)
+
+  return CompiledTraining(graphdef, abstract_state, state_shardings, batch_sharding,
+                          jit_init, jit_step, apply)

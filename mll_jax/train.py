@@ -1,0 +1,206 @@
+"""The trainer: `python -m mll_jax.train --config=configs/mae.py [--workdir=DIR]`.
+
+Resume order: the workdir's latest readable checkpoint, else `config.init_from` (params only),
+else scratch. The default workdir is `runs/<task>-<hash of the resolved config>`, so rerunning
+the same command resumes the same run and a changed config starts a fresh one. SIGTERM saves a
+checkpoint and exits cleanly; after SIGKILL, rerunning resumes from the last periodic save.
+"""
+
+import hashlib
+import json
+import math
+import os
+import pathlib
+import signal
+import sys
+
+import jax
+import ml_collections
+import numpy as np
+from absl import app, flags
+from absl import logging as absl_logging
+from ml_collections import config_flags
+
+from mll_jax import checkpoint, evaluators, optim, run_log, sharding, steps, tasks
+from mll_jax.data import pipeline, sources, transforms
+from mll_jax.evaluators import context as eval_context
+
+_CONFIG = config_flags.DEFINE_config_file(
+    "config", None, "Config file, e.g. configs/mae.py or configs/mae.py:vit_b16,imagenet2012.",
+    lock_config=True)
+_WORKDIR = flags.DEFINE_string(
+    "workdir", None, "Run folder (checkpoints, metrics.jsonl). Default: runs/<task>-<config hash>.")
+_CACHE = flags.DEFINE_string(
+    "compilation_cache", "~/.cache/mll_jax/jax_cache", "JAX persistent compilation cache ('' off).")
+
+
+class RunError(RuntimeError):
+  """A run that cannot start or go on as configured; the message says how to fix it."""
+
+
+def config_json(config: ml_collections.ConfigDict) -> dict:
+  return json.loads(config.to_json_best_effort(sort_keys=True))
+
+
+def default_workdir(config: ml_collections.ConfigDict) -> pathlib.Path:
+  digest = hashlib.sha256(json.dumps(config_json(config), sort_keys=True).encode()).hexdigest()
+  return pathlib.Path("runs") / f"{config.task}-{digest[:8]}"
+
+
+def resolve_duration(config, train_examples: int) -> tuple[int, int]:
+  """`(total_steps, warmup_steps)` from steps if given, else from epochs of the train split."""
+  steps_per_epoch = max(train_examples // config.batch_size, 1)
+  total = config.total_steps or math.ceil(config.num_epochs * steps_per_epoch)
+  warmup = config.warmup_steps or math.ceil(config.warmup_epochs * steps_per_epoch)
+  if total <= 0:
+    raise RunError("The run has no steps: set config.total_steps or config.num_epochs > 0.")
+  return total, min(warmup, total)
+
+
+def check_workdir(workdir: pathlib.Path) -> None:
+  if workdir.exists() and not workdir.is_dir():
+    raise RunError(f"--workdir={workdir} is a file, not a folder. Give a folder path (it is "
+                   "created if missing), or move the file away.")
+  for parent in workdir.parents:
+    if parent.exists() and not parent.is_dir():
+      raise RunError(f"--workdir={workdir}: {parent} is a file, so the folder cannot be made.")
+
+
+class _StopFlag:
+  """Set by SIGTERM; the loop checks it after every step, saves and returns."""
+
+  def __init__(self):
+    self.requested = False
+
+  def __call__(self, signum, frame):
+    del signum, frame
+    self.requested = True
+
+
+def _fetch(metrics) -> dict:
+  return {k: np.asarray(v).item() for k, v in jax.device_get(metrics).items()}
+
+
+def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike, devices=None) -> dict:
+  """Trains as `config` says in `workdir`; returns the last evaluation's metrics.
+
+  Everything is validated before anything is written, so a bad config leaves no half run.
+  """
+  workdir = pathlib.Path(workdir)
+  check_workdir(workdir)
+  task = tasks.get(config.task)
+  mesh = sharding.make_mesh(config.mesh, devices)
+  sharding.check_batch_size(config.batch_size, mesh)
+  builder = sources.get_builder(config.data.name, config.data.data_dir or None,
+                                config.data.manual_dir or None)
+  info = sources.info(builder)
+  train_source = sources.data_source(builder, config.data.train_split)
+  total_steps, warmup_steps = resolve_duration(config, len(train_source))
+  schedule = optim.schedule(config.optim, config.batch_size, total_steps, warmup_steps)
+  tx = optim.make(config.optim, config.batch_size, total_steps, warmup_steps)
+  compiled = steps.build(task, config, info, tx, mesh, schedule)  # checks image/patch sizes
+
+  local_batch = config.batch_size // jax.process_count()
+  dataset = pipeline.train_dataset(
+      train_source, local_batch_size=local_batch, seed=config.seed,
+      transform=transforms.TrainTransform(config.data.image_size, config.data.channels,
+                                          scale=config.data.crop_scale, flip=config.data.flip))
+  iterator = pipeline.train_iterator(dataset, worker_threads=config.data.worker_threads)
+
+  workdir.mkdir(parents=True, exist_ok=True)
+  (workdir / "config.json").write_text(json.dumps(config_json(config), indent=2))
+  ckpt = checkpoint.Checkpointer(workdir, config.checkpoint.every_steps,
+                                 config.checkpoint.keep, config.checkpoint.keep_every)
+  restored = ckpt.restore_latest(compiled.abstract_state, iterator)
+  log = run_log.RunLog(workdir, total_steps, restored[0] if restored else 0, config.batch_size)
+  if restored:
+    step, state = restored
+    log.message(f"Resumed from the checkpoint at step {step} in {ckpt.directory}.")
+  else:
+    step, state = 0, compiled.init()
+    if config.init_from:
+      state["params"] = checkpoint.restore_params(
+          config.init_from, compiled.abstract_state["params"])
+      log.message(f"Initialised params from {config.init_from}.")
+  log.message(f"workdir: {workdir}  |  {total_steps} steps of {config.batch_size} images on "
+              f"{mesh.size} {jax.default_backend()} device(s), mesh {dict(mesh.shape)}")
+
+  ctx = eval_context.EvalContext(config, task, builder, mesh, compiled.apply)
+  evals = evaluators.build_all(config.evals, ctx)
+
+  def evaluate(at_step: int) -> dict:
+    results = {}
+    for evaluator in evals:
+      if evaluators.due(evaluator, at_step, total_steps):
+        results.update(evaluator(state["params"]))
+    if results:
+      log.write(at_step, results)
+    return results
+
+  stop = _StopFlag()
+  previous_handler = signal.signal(signal.SIGTERM, stop)
+  last_eval = evaluate(step) if step == 0 else {}
+  pending = None  # (step, metrics) of the last dispatched step, fetched one step late
+  try:
+    while step < total_steps:
+      batch = sharding.global_batch(next(iterator), compiled.batch_sharding)
+      state, metrics = compiled.train_step(state, batch)
+      step += 1
+      if pending:
+        _report(log, *pending, config, ckpt)  # overlaps the host with the step just dispatched
+      pending = (step, metrics)
+      boundary = (step % config.log_steps == 0 or ckpt.should_save(step) or
+                  step == total_steps or stop.requested or
+                  any(evaluators.due(e, step, total_steps) for e in evals))
+      if boundary:
+        _report(log, *pending, config, ckpt)
+        pending = None
+        if ckpt.should_save(step) or step == total_steps or stop.requested:
+          ckpt.save(step, state, iterator, config_json(config))
+        last_eval = evaluate(step) or last_eval
+        if stop.requested:
+          ckpt.wait()
+          log.message(f"SIGTERM: saved the checkpoint at step {step}; rerun the same command "
+                      "to resume.")
+          return last_eval
+    if step == total_steps and restored and restored[0] == total_steps:
+      log.message(f"This run was already complete at step {step}; nothing to do.")
+  finally:
+    signal.signal(signal.SIGTERM, previous_handler)
+    ckpt.close()
+    log.close()
+  return last_eval
+
+
+def _report(log, step, metrics, config, ckpt):
+  values = _fetch(metrics)
+  if not values.pop("finite"):
+    last = ckpt.latest_step()
+    raise RunError(
+        f"The loss or gradient became NaN/Inf at step {step}; the run stopped and that update "
+        f"was not applied. Last good checkpoint: "
+        f"{f'step {last} in {ckpt.directory}' if last is not None else 'none yet'}. Lower "
+        "config.optim.base_lr or set config.optim.grad_clip_norm.")
+  log.step(step, values)
+  if step % config.log_steps == 0:
+    values["images_per_sec"] = log.throughput(step)
+    log.write(step, values)
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  absl_logging.set_verbosity(absl_logging.WARNING)  # orbax logs every save at INFO
+  if _CACHE.value:
+    jax.config.update("jax_compilation_cache_dir", os.path.expanduser(_CACHE.value))
+  config = _CONFIG.value
+  workdir = pathlib.Path(_WORKDIR.value) if _WORKDIR.value else default_workdir(config)
+  try:
+    run(config, workdir)
+  except (RunError, ValueError, FileNotFoundError, checkpoint.CheckpointError) as e:
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(2)
+
+
+if __name__ == "__main__":
+  app.run(main)
