@@ -70,8 +70,8 @@ def get_config(arg=None):
   c.optim = dict(name="adamw", base_lr=1.5e-4 if big else 2e-3, base_batch_size=256, b1=0.9,
                  b2=0.95, weight_decay=0.05, grad_clip_norm=0.0, min_lr_ratio=0.0)
 
-  c.mesh = [("data", -1), ("fsdp", 1)]
-  c.sharding_rules = [(".*", "fsdp")]
+  c.mesh = (("data", -1), ("fsdp", 1))  # tuples: overridable from the command line
+  c.sharding_rules = ((".*", "fsdp"),)
 
   c.log_steps = 50
   c.checkpoint = dict(every_steps=1000 if big else 100, keep=3, keep_every=0)
@@ -83,6 +83,6 @@ def get_config(arg=None):
                           batch_size=256),
       fewshot=dict(log_steps=eval_every, train_split="train", test_split="test",
                    num_train_examples=5000 if big else 2000, num_test_examples=2000,
-                   shots=[5, 10, 25], seeds=3, l2_reg=1024.0, batch_size=256),
+                   shots=(5, 10, 25), seeds=3, l2_reg=1.0, batch_size=256),
   )
   return ml_collections.ConfigDict(c)

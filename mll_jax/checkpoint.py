@@ -15,6 +15,8 @@ import grain
 import jax
 import orbax.checkpoint as ocp
 
+from mll_jax import sharding
+
 log = logging.getLogger(__name__)
 
 
@@ -110,25 +112,29 @@ def restore_params(path: str | os.PathLike, abstract_params):
       raise CheckpointError(f"config.init_from={str(path)!r} holds no checkpoint; give a "
                             "training workdir, its checkpoints/ folder, or one step's folder.")
     path = path / str(steps[0])
-  checkpointer = ocp.StandardCheckpointer()
-  stored = checkpointer.metadata(path / "state").item_metadata["params"]
+  checkpointer = ocp.PyTreeCheckpointer()
+  stored = checkpointer.metadata(path / "state").item_metadata.tree["params"]
   _check_same_structure(stored, abstract_params, path)
+  # Params only: the optimiser state of the source run is left on disk (partial restore).
   target = {"params": abstract_params}
-  restored = checkpointer.restore(path / "state", ocp.args.PyTreeRestore(
-      item=target, partial_restore=True))
+  restored = checkpointer.restore(path / "state", args=ocp.args.PyTreeRestore(
+      item=target, restore_args=ocp.checkpoint_utils.construct_restore_args(target),
+      partial_restore=True))
   return restored["params"]
 
 
+def _shapes_by_path(tree) -> dict:
+  # path_to_str writes list index 0 and orbax's stored key "0" alike.
+  return {sharding.path_to_str(k): tuple(v.shape)
+          for k, v in jax.tree_util.tree_flatten_with_path(tree)[0]}
+
+
 def _check_same_structure(stored, expected, path) -> None:
-  flat_stored = {jax.tree_util.keystr(k): v.shape for k, v in
-                 jax.tree_util.tree_flatten_with_path(stored)[0]}
-  flat_expected = {jax.tree_util.keystr(k): v.shape for k, v in
-                   jax.tree_util.tree_flatten_with_path(expected)[0]}
+  flat_stored, flat_expected = _shapes_by_path(stored), _shapes_by_path(expected)
   problems = [f"{k}: missing in checkpoint" for k in flat_expected if k not in flat_stored]
   problems += [f"{k}: not in the model" for k in flat_stored if k not in flat_expected]
   problems += [f"{k}: checkpoint {flat_stored[k]} vs model {flat_expected[k]}"
-               for k in flat_expected if k in flat_stored and
-               tuple(flat_stored[k]) != tuple(flat_expected[k])]
+               for k in flat_expected if k in flat_stored and flat_stored[k] != flat_expected[k]]
   if problems:
     shown = "\n  ".join(problems[:20]) + ("\n  ..." if len(problems) > 20 else "")
     raise CheckpointError(f"config.init_from={str(path)!r} is a checkpoint of another "

@@ -37,7 +37,7 @@ def mesh_shape(mesh_config: Sequence[tuple[str, int]], num_devices: int) -> dict
     raise ValueError(
         f"config.mesh {list(mesh_config)} needs {total} devices but only {num_devices} are "
         f"present ({jax.default_backend()}). Use -1 for one axis to take the devices there "
-        f"are, e.g. --config.mesh='[(\"data\", -1), (\"fsdp\", 1)]'.")
+        f"are, e.g. --config.mesh='((\"data\", -1), (\"fsdp\", 1))'.")
   return dict(zip(names, sizes))
 
 

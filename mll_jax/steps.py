@@ -70,7 +70,7 @@ def build(task, config: ml_collections.ConfigDict, info, tx: optax.GradientTrans
     (loss, metrics), grads = jax.value_and_grad(loss_of, has_aux=True)(state["params"])
     updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
     params = optax.apply_updates(state["params"], updates)
-    grad_norm = optax.global_norm(grads)
+    grad_norm = optax.tree.norm(grads)
     finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
     # A non-finite step changes nothing, so the state stays the last good one for the host
     # to stop on with a clear message (and never to checkpoint).

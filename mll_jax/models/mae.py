@@ -76,7 +76,7 @@ class MAE(nnx.Module):
     """Encoded visible tokens (with cls) -> predicted pixels of every patch."""
     x = self.decoder_embed(encoded)
     batch, length = ids_restore.shape
-    masked = jnp.broadcast_to(self.mask_token.value, (batch, length + 1 - x.shape[1], x.shape[2]))
+    masked = jnp.broadcast_to(self.mask_token[...], (batch, length + 1 - x.shape[1], x.shape[2]))
     patches = jnp.concatenate([x[:, 1:], masked], axis=1)
     patches = jnp.take_along_axis(patches, ids_restore[:, :, None], axis=1)
     x = jnp.concatenate([x[:, :1], patches], axis=1)

@@ -152,7 +152,7 @@ class ViT(nnx.Module):
 
   def encode_tokens(self, tokens: jax.Array) -> jax.Array:
     """Prepends the cls token (with its position) and runs the transformer."""
-    cls = self.cls_token.value + self.position_table()[:1]
+    cls = self.cls_token[...] + self.position_table()[:1]
     cls = jnp.broadcast_to(cls, (tokens.shape[0], 1, tokens.shape[-1]))
     return self.transformer(jnp.concatenate([cls, tokens], axis=1))
 

@@ -1,0 +1,76 @@
+"""Test setup: 8 fake CPU devices (before JAX starts), the persistent compilation cache, and a
+private TFDS data folder in which the offline data sets are prepared once per session.
+
+No test can reach a download: TFDS's GCS access is switched off and every data set used here is
+one of the offline builders, prepared from files on this machine.
+"""
+
+import os
+import pathlib
+
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+
+import jax  # noqa: E402
+
+jax.config.update("jax_num_cpu_devices", 8)
+jax.config.update("jax_compilation_cache_dir",
+                  os.path.expanduser(os.environ.get("MLL_JAX_TEST_CACHE", "~/.cache/mll_jax/test_jax_cache")))
+jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+
+import pytest  # noqa: E402
+import tensorflow_datasets as tfds  # noqa: E402
+
+tfds.core.utils.gcs_utils._is_gcs_disabled = True  # never ask GCS for dataset metadata
+
+REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def data_dir(tmp_path_factory) -> str:
+  """A TFDS data folder private to this test session, with animal_mnist and digits prepared."""
+  from mll_jax.data import sources
+  path = str(tmp_path_factory.mktemp("tfds_data"))
+  for name in ("animal_mnist", "digits"):
+    sources.get_builder(name, data_dir=path)
+  return path
+
+
+@pytest.fixture(scope="session")
+def subprocess_env(data_dir) -> dict:
+  """Environment for `python -m mll_jax...` subprocesses: one CPU device, the test data."""
+  env = dict(os.environ)
+  env.update(TFDS_DATA_DIR=data_dir, JAX_PLATFORMS="cpu", PYTHONUNBUFFERED="1")
+  env.pop("XLA_FLAGS", None)
+  return env
+
+
+def small_mae_config(data_dir: str, **overrides):
+  """The `mu` MAE on animal_mnist with tiny evals: compiles in seconds."""
+  import importlib.util
+  spec = importlib.util.spec_from_file_location("mae_config", REPO_ROOT / "configs" / "mae.py")
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  config = module.get_config("mu")
+  config.data.data_dir = data_dir
+  config.batch_size = 16
+  config.total_steps = 6
+  config.warmup_steps = 2
+  config.log_steps = 2
+  config.checkpoint.every_steps = 3
+  config.evals.reconstruction.num_examples = 32
+  config.evals.reconstruction.batch_size = 16
+  config.evals.fewshot.update(num_train_examples=200, num_test_examples=64, shots=(2,), seeds=1,
+                              batch_size=32)
+  for key, value in overrides.items():
+    target = config
+    *parents, leaf = key.split(".")
+    for p in parents:
+      target = target[p]
+    target[leaf] = value
+  return config
+
+
+@pytest.fixture
+def make_config(data_dir):
+  """Factory: `make_config(**{"optim.base_lr": 1e-3})` -> a small MAE ConfigDict."""
+  return lambda **overrides: small_mae_config(data_dir, **overrides)

@@ -1,0 +1,86 @@
+"""ViT / MAE semantics: positions, masking, loss on masked patches only, variants, sizes."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from mll_jax.models import mae, posembed, vit
+
+
+def test_sincos_table_shape_and_cls_row():
+  table = posembed.sincos_2d(7, 7, 32, with_cls=True)
+  assert table.shape == (50, 32)
+  np.testing.assert_array_equal(table[0], 0.0)
+  # Distinct positions get distinct embeddings; values are sines and cosines.
+  assert len({tuple(np.round(r, 6)) for r in table[1:]}) == 49
+  assert np.abs(table).max() <= 1.0
+
+
+def test_random_masking_keeps_a_quarter_and_restores_order():
+  tokens = jnp.arange(2 * 16 * 3, dtype=jnp.float32).reshape(2, 16, 3)
+  kept, mask, ids_restore = mae.random_masking(tokens, 0.75, jax.random.key(0))
+  assert kept.shape == (2, 4, 3)
+  np.testing.assert_array_equal(mask.sum(axis=1), [12, 12])
+  for b in range(2):
+    visible = np.flatnonzero(np.asarray(mask[b]) == 0)
+    # The kept tokens are exactly the unmasked ones.
+    assert sorted(np.asarray(kept[b, :, 0]).tolist()) == sorted(np.asarray(tokens[b, visible, 0]).tolist())
+    # ids_restore is a permutation.
+    assert sorted(np.asarray(ids_restore[b]).tolist()) == list(range(16))
+  # Different images get different masks.
+  assert not np.array_equal(mask[0], mask[1])
+
+
+def test_loss_counts_masked_patches_only():
+  target = jax.random.normal(jax.random.key(0), (2, 8, 5))
+  mask = jnp.array([[1, 1, 0, 0, 1, 0, 0, 0]] * 2, jnp.float32)
+  pred = jnp.zeros_like(target)
+  base = mae.reconstruction_loss(pred, target, mask, norm_pix_loss=False)
+  moved_visible = pred.at[:, 2].set(100.0)  # patch 2 is visible: must not count
+  assert float(mae.reconstruction_loss(moved_visible, target, mask, False)) == pytest.approx(float(base))
+  moved_masked = pred.at[:, 0].set(100.0)
+  assert float(mae.reconstruction_loss(moved_masked, target, mask, False)) > float(base) + 100
+
+
+def test_norm_pix_loss_normalises_each_patch():
+  target = jnp.array([[[1.0, 3.0], [10.0, 30.0]]])
+  mask = jnp.ones((1, 2))
+  normalised = (target - target.mean(-1, keepdims=True)) / jnp.sqrt(target.var(-1, keepdims=True) + 1e-6)
+  assert float(mae.reconstruction_loss(normalised, target, mask, True)) == pytest.approx(0.0, abs=1e-8)
+
+
+def test_mae_forward_shapes_on_grey_and_rgb():
+  for size, channels in ((28, 1), (32, 3)):
+    model = mae.MAE("mu", image_size=size, channels=channels, decoder="mu", rngs=nnx.Rngs(0))
+    images = jnp.zeros((2, size, size, channels), jnp.uint8)
+    loss, aux = model(images, jax.random.key(0))
+    patches = (size // 4) ** 2
+    assert aux["pred"].shape == (2, patches, 16 * channels)
+    assert np.isfinite(float(loss))
+
+
+def test_vit_returns_named_representations():
+  model = vit.ViT("mu", image_size=28, channels=1, rngs=nnx.Rngs(0))
+  out, aux = model(jnp.ones((3, 28, 28, 1)))
+  assert out.shape == (3, 32)
+  assert aux["encoded"].shape == (3, 50, 32)
+  np.testing.assert_allclose(aux["pre_logits"], aux["encoded"][:, 1:].mean(1), rtol=1e-6)
+
+
+def test_image_size_not_divisible_by_patch_is_a_clear_error():
+  with pytest.raises(ValueError, match="not divisible by the patch size 4"):
+    mae.MAE("mu", image_size=30, channels=1, decoder="mu", rngs=nnx.Rngs(0))
+
+
+def test_unknown_variant_lists_known_ones():
+  with pytest.raises(ValueError, match="known variants: mu, tiny"):
+    vit.encoder_size("huge")
+
+
+@pytest.mark.parametrize("variant,millions", [("S/16", 21.7), ("B/16", 85.8), ("L/16", 303.3)])
+def test_standard_sizes_have_the_published_parameter_counts(variant, millions):
+  model = nnx.eval_shape(lambda: vit.ViT(variant, image_size=224, channels=3, rngs=nnx.Rngs(0)))
+  count = sum(x.size for x in jax.tree.leaves(nnx.state(model)))
+  assert count / 1e6 == pytest.approx(millions, rel=0.01)

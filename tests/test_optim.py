@@ -1,0 +1,44 @@
+"""Optimiser from config: decay mask, schedule shape, clipping."""
+
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import pytest
+
+from mll_jax import optim
+
+
+def _optim(**kw):
+  base = dict(name="adamw", base_lr=1e-3, base_batch_size=256, b1=0.9, b2=0.95,
+              weight_decay=0.05, grad_clip_norm=0.0, min_lr_ratio=0.0)
+  base.update(kw)
+  return ml_collections.ConfigDict(base)
+
+
+def test_weight_decay_skips_biases_norms_and_tokens():
+  params = {"kernel": jnp.ones((4, 8)), "bias": jnp.ones(8), "scale": jnp.ones(8),
+            "cls_token": jnp.ones((1, 1, 8))}
+  assert optim.decay_mask(params) == {"kernel": True, "bias": False, "scale": False,
+                                      "cls_token": False}
+
+
+def test_schedule_warms_up_then_decays_with_batch_scaling():
+  lr = optim.schedule(_optim(), batch_size=512, total_steps=100, warmup_steps=10)
+  peak = 1e-3 * 512 / 256
+  assert float(lr(0)) == 0.0
+  assert float(lr(10)) == pytest.approx(peak, rel=1e-5)
+  assert float(lr(55)) == pytest.approx(peak / 2, rel=0.05)
+  assert float(lr(100)) == pytest.approx(0.0, abs=1e-9)
+
+
+def test_clipping_bounds_the_update():
+  tx = optim.make(_optim(grad_clip_norm=1e-3, weight_decay=0.0), 256, 10, 0)
+  params = {"w": jnp.zeros((3, 3))}
+  state = tx.init(params)
+  updates, _ = tx.update({"w": jnp.full((3, 3), 1e6)}, state, params)
+  assert np.all(np.isfinite(np.asarray(updates["w"])))
+
+
+def test_unknown_optimiser():
+  with pytest.raises(ValueError, match="Unknown optimiser 'sgdx'"):
+    optim.make(_optim(name="sgdx"), 256, 10, 0)
