@@ -63,7 +63,7 @@ def get_config(arg=None):
   # Duration: steps, or epochs (used when total_steps is 0); warm-up likewise.
   c.batch_size = 4096 if big else 128
   c.total_steps = 0
-  c.num_epochs = 800.0 if big else 8.0
+  c.num_epochs = 800.0 if big else 15.0
   c.warmup_steps = 0
   c.warmup_epochs = 40.0 if big else 1.0
   # The paper's base lr is for 800 epochs; the short offline default trains well hotter.

@@ -20,7 +20,7 @@ def test_sincos_table_shape_and_cls_row():
 
 def test_random_masking_keeps_a_quarter_and_restores_order():
   tokens = jnp.arange(2 * 16 * 3, dtype=jnp.float32).reshape(2, 16, 3)
-  kept, mask, ids_restore = mae.random_masking(tokens, 0.75, jax.random.key(0))
+  kept, mask, ids_restore, _ = mae.random_masking(tokens, 0.75, jax.random.key(0))
   assert kept.shape == (2, 4, 3)
   np.testing.assert_array_equal(mask.sum(axis=1), [12, 12])
   for b in range(2):
