@@ -68,6 +68,16 @@ class Checkpointer:
     """
     for step in sorted(self.manager.all_steps(), reverse=True):
       try:
+        stored = self.manager.item_metadata(step)["state"]["params"]
+      except Exception as e:  # Metadata that cannot be read: a damaged checkpoint.
+        self._set_aside(step, e)
+        continue
+      # A readable checkpoint of another architecture is the user's config change, not damage:
+      # stop and say so rather than set the run aside.
+      _check_same_structure(stored, abstract_state["params"],
+                            f"The checkpoint at step {step} in {self.directory}",
+                            "Resume with the config that wrote it, or use another --workdir.")
+      try:
         restored = self.manager.restore(step, args=ocp.args.Composite(
             state=ocp.args.StandardRestore(abstract_state),
             data=grain.checkpoint.CheckpointRestore(data_iterator)))
@@ -84,7 +94,7 @@ class Checkpointer:
     message = (f"Checkpoint at step {step} in {self.directory} cannot be read "
                f"({type(error).__name__}: {str(error).splitlines()[0][:200]}); moved it to "
                f"{aside} and " + (f"falling back to step {max(older)}." if older
-                                  else "no older checkpoint exists."))
+                                  else "no older checkpoint exists (the run starts from scratch)."))
     log.warning(message)
     print(f"WARNING: {message}", flush=True)
     shutil.move(str(self.directory / str(step)), str(aside))
@@ -114,7 +124,8 @@ def restore_params(path: str | os.PathLike, abstract_params):
     path = path / str(steps[0])
   checkpointer = ocp.PyTreeCheckpointer()
   stored = checkpointer.metadata(path / "state").item_metadata.tree["params"]
-  _check_same_structure(stored, abstract_params, path)
+  _check_same_structure(stored, abstract_params, f"config.init_from={str(path)!r}",
+                        "Point init_from at a checkpoint of the configured model.")
   # Params only: the optimiser state of the source run is left on disk (partial restore).
   target = {"params": abstract_params}
   restored = checkpointer.restore(path / "state", args=ocp.args.PyTreeRestore(
@@ -129,7 +140,7 @@ def _shapes_by_path(tree) -> dict:
           for k, v in jax.tree_util.tree_flatten_with_path(tree)[0]}
 
 
-def _check_same_structure(stored, expected, path) -> None:
+def _check_same_structure(stored, expected, what: str, fix: str) -> None:
   flat_stored, flat_expected = _shapes_by_path(stored), _shapes_by_path(expected)
   problems = [f"{k}: missing in checkpoint" for k in flat_expected if k not in flat_stored]
   problems += [f"{k}: not in the model" for k in flat_stored if k not in flat_expected]
@@ -137,5 +148,5 @@ def _check_same_structure(stored, expected, path) -> None:
                for k in flat_expected if k in flat_stored and flat_stored[k] != flat_expected[k]]
   if problems:
     shown = "\n  ".join(problems[:20]) + ("\n  ..." if len(problems) > 20 else "")
-    raise CheckpointError(f"config.init_from={str(path)!r} is a checkpoint of another "
-                          f"architecture; {len(problems)} parameters differ:\n  {shown}")
+    raise CheckpointError(f"{what} is a checkpoint of another architecture; {len(problems)} "
+                          f"parameters differ:\n  {shown}\n{fix}")

@@ -5,7 +5,6 @@ import pathlib
 import time
 
 import jax
-import numpy as np
 from tqdm import tqdm
 
 
@@ -26,24 +25,26 @@ class RunLog:
     self.bar.set_postfix(loss=f"{metrics['loss']:.4f}", refresh=False)
     self.bar.update(0)
 
+  def restart_window(self, step: int) -> None:
+    """Starts a new throughput window (after work that is not training, e.g. evaluation)."""
+    self._window_start = (time.perf_counter(), step)
+
   def throughput(self, step: int) -> float:
-    """Images/s since the last call (restarting the window)."""
+    """Images/s since the window started (restarting it)."""
     now = time.perf_counter()
     start_time, start_step = self._window_start
     self._window_start = (now, step)
     return (step - start_step) * self.batch_size / max(now - start_time, 1e-9)
 
-  def write(self, step: int, metrics: dict, echo: bool = True) -> None:
+  def write(self, step: int, metrics: dict[str, float], echo: bool = True) -> None:
     """Appends `{"step", **metrics}` to metrics.jsonl and prints it as one line."""
     if not self.enabled:
       return
-    clean = {k: (float(v) if isinstance(v, (np.floating, np.integer, float, int)) or
-                 getattr(v, "ndim", 1) == 0 else v) for k, v in metrics.items()}
     with self.path.open("a") as f:
-      f.write(json.dumps({"step": step, **clean}) + "\n")
+      f.write(json.dumps({"step": step, **metrics}) + "\n")
     if echo:
       shown = "  ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
-                        for k, v in clean.items())
+                        for k, v in metrics.items())
       self.bar.write(f"step {step}: {shown}")
 
   def message(self, text: str) -> None:

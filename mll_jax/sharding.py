@@ -45,8 +45,9 @@ def make_mesh(mesh_config: Sequence[tuple[str, int]], devices=None) -> Mesh:
   """A mesh with Auto axis types (sharding propagated by XLA) over `devices` (default all)."""
   devices = list(devices if devices is not None else jax.devices())
   shape = mesh_shape(mesh_config, len(devices))
+  used = devices[:int(np.prod(list(shape.values())))]
   return jax.make_mesh(tuple(shape.values()), tuple(shape.keys()),
-                       axis_types=(AxisType.Auto,) * len(shape), devices=devices[:int(np.prod(list(shape.values())))])
+                       axis_types=(AxisType.Auto,) * len(shape), devices=used)
 
 
 def path_to_str(path) -> str:

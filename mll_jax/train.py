@@ -157,12 +157,13 @@ def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike, devices=N
         pending = None
         if ckpt.should_save(step) or step == total_steps or stop.requested:
           ckpt.save(step, state, iterator, config_json(config))
-        last_eval = evaluate(step) or last_eval
-        if stop.requested:
+        if stop.requested:  # preemption grace periods are short: no evaluation, just save
           ckpt.wait()
           log.message(f"SIGTERM: saved the checkpoint at step {step}; rerun the same command "
                       "to resume.")
           return last_eval
+        last_eval = evaluate(step) or last_eval
+        log.restart_window(step)  # keep evaluation time out of the images/s figure
     if step == total_steps and restored and restored[0] == total_steps:
       log.message(f"This run was already complete at step {step}; nothing to do.")
   finally:

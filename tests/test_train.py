@@ -230,3 +230,15 @@ def test_init_from_loads_params_and_rejects_another_architecture(make_config, tm
   other = make_config(init_from=str(source), **{"model.decoder": "tiny"})
   with pytest.raises(checkpoint.CheckpointError, match="another architecture"):
     train.run(other, tmp_path / "other")
+
+
+def test_workdir_of_another_architecture_is_refused_and_left_intact(make_config, tmp_path):
+  workdir = tmp_path / "run"
+  train.run(make_config(total_steps=3), workdir)
+  before = _finished_checkpoints(workdir)
+  with pytest.raises(checkpoint.CheckpointError, match="(?s)another architecture.*another --workdir"
+                     ) as error:
+    train.run(make_config(**{"model.decoder": "tiny"}), workdir)
+  assert "decoder" in str(error.value)
+  assert _finished_checkpoints(workdir) == before
+  assert not (workdir / "unreadable_checkpoints").exists()

@@ -25,7 +25,9 @@ def loss(model: mae_model.MAE, batch: dict, key: jax.Array):
   return value, {"loss": value}
 
 
-eval_loss = lambda model, batch, key: loss(model, batch, key)[0]
+def eval_loss(model: mae_model.MAE, batch: dict, key: jax.Array) -> jax.Array:
+  """The held-out objective: the same reconstruction loss, masks drawn from `key`."""
+  return loss(model, batch, key)[0]
 
 
 def features(model: mae_model.MAE, images: jax.Array) -> jax.Array:
