@@ -86,7 +86,7 @@ def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike, devices=N
 
   Everything is validated before anything is written, so a bad config leaves no half run.
   """
-  workdir = pathlib.Path(workdir)
+  workdir = pathlib.Path(workdir).expanduser().absolute()  # orbax needs absolute paths
   check_workdir(workdir)
   task = tasks.get(config.task)
   mesh = sharding.make_mesh(config.mesh, devices)

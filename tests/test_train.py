@@ -242,3 +242,9 @@ def test_workdir_of_another_architecture_is_refused_and_left_intact(make_config,
   assert "decoder" in str(error.value)
   assert _finished_checkpoints(workdir) == before
   assert not (workdir / "unreadable_checkpoints").exists()
+
+
+def test_relative_workdir(make_config, tmp_path, monkeypatch):
+  monkeypatch.chdir(tmp_path)
+  train.run(make_config(total_steps=3), pathlib.Path("runs") / "relative")
+  assert _finished_checkpoints(tmp_path / "runs" / "relative") == [3]
