@@ -13,8 +13,8 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")
 import jax  # noqa: E402
 
 jax.config.update("jax_num_cpu_devices", 8)
-jax.config.update("jax_compilation_cache_dir",
-                  os.path.expanduser(os.environ.get("MLL_JAX_TEST_CACHE", "~/.cache/mll_jax/test_jax_cache")))
+TEST_CACHE = os.path.expanduser(os.environ.get("MLL_JAX_TEST_CACHE", "~/.cache/mll_jax/test_jax_cache"))
+jax.config.update("jax_compilation_cache_dir", TEST_CACHE)
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
 
 import pytest  # noqa: E402

@@ -15,12 +15,12 @@ import orbax.checkpoint as ocp
 import pytest
 
 from mll_jax import checkpoint, sharding, steps, train
-from conftest import REPO_ROOT
+from conftest import REPO_ROOT, TEST_CACHE
 
 MU_ARGS = ["--config=configs/mae.py:mu", "--config.batch_size=16", "--config.log_steps=2",
            "--config.evals.reconstruction.num_examples=32", "--config.evals.fewshot.shots=(2,)",
            "--config.evals.fewshot.num_train_examples=200", "--config.evals.fewshot.seeds=1",
-           "--config.evals.fewshot.num_test_examples=64", "--compilation_cache="]
+           "--config.evals.fewshot.num_test_examples=64", f"--compilation_cache={TEST_CACHE}"]
 
 
 def _read_params(workdir: pathlib.Path, step: int) -> dict:
