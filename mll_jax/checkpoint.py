@@ -9,6 +9,7 @@ older one is tried, with a message saying so.
 import logging
 import os
 import pathlib
+import re
 import shutil
 
 import grain
@@ -106,11 +107,14 @@ class Checkpointer:
     self.manager.close()
 
 
-def restore_params(path: str | os.PathLike, abstract_params):
-  """Params only, from `path`: a training workdir, its `checkpoints/` folder or one step's folder.
+def restore_params(path: str | os.PathLike, abstract_params, fresh: tuple[str, ...] = ()):
+  """Params from `path` (a training workdir, its `checkpoints/` folder or one step's folder).
 
-  Used for `config.init_from`. Raises CheckpointError naming the path when nothing is there and
-  listing mismatched parameters when the architecture differs.
+  Used for `config.init_from`. Every model parameter must be in the checkpoint with the same
+  shape, except those matching a `fresh` regex (e.g. a new classifier head, `"^head/"`), which
+  keep their initial values; checkpoint params the model lacks (an MAE's decoder) are ignored.
+  Returns the restored subset, to merge with `merge_params`. Mismatches raise CheckpointError
+  listing them.
   """
   path = pathlib.Path(path).expanduser()
   if (path / "checkpoints").is_dir():
@@ -122,16 +126,38 @@ def restore_params(path: str | os.PathLike, abstract_params):
       raise CheckpointError(f"config.init_from={str(path)!r} holds no checkpoint; give a "
                             "training workdir, its checkpoints/ folder, or one step's folder.")
     path = path / str(steps[0])
+  fresh_patterns = [re.compile(p) for p in fresh]
+  wanted = lambda name: not any(p.search(name) for p in fresh_patterns)
   checkpointer = ocp.PyTreeCheckpointer()
   stored = checkpointer.metadata(path / "state").item_metadata.tree["params"]
-  _check_same_structure(stored, abstract_params, f"config.init_from={str(path)!r}",
-                        "Point init_from at a checkpoint of the configured model.")
+  _check_same_structure(stored, _subtree(abstract_params, wanted), f"config.init_from={str(path)!r}",
+                        "Point init_from at a checkpoint of the configured model, or list the "
+                        "params to start fresh in config.init_fresh.", allow_extra=True)
   # Params only: the optimiser state of the source run is left on disk (partial restore).
-  target = {"params": abstract_params}
+  target = {"params": _subtree(abstract_params, wanted)}
   restored = checkpointer.restore(path / "state", args=ocp.args.PyTreeRestore(
       item=target, restore_args=ocp.checkpoint_utils.construct_restore_args(target),
       partial_restore=True))
   return restored["params"]
+
+
+def _subtree(tree, keep, prefix: str = ""):
+  """The nested dict `tree` without the leaves whose path `keep` rejects (empty dicts dropped)."""
+  if not isinstance(tree, dict):
+    return tree if keep(prefix) else None
+  out = {}
+  for key, value in tree.items():
+    kept = _subtree(value, keep, f"{prefix}/{key}" if prefix else str(key))
+    if kept is not None and kept != {}:
+      out[key] = kept
+  return out
+
+
+def merge_params(base, loaded):
+  """`base` with every leaf that `loaded` has replaced by it."""
+  if not isinstance(loaded, dict):
+    return loaded
+  return {k: merge_params(v, loaded[k]) if k in loaded else v for k, v in base.items()}
 
 
 def _shapes_by_path(tree) -> dict:
@@ -140,10 +166,11 @@ def _shapes_by_path(tree) -> dict:
           for k, v in jax.tree_util.tree_flatten_with_path(tree)[0]}
 
 
-def _check_same_structure(stored, expected, what: str, fix: str) -> None:
+def _check_same_structure(stored, expected, what: str, fix: str, allow_extra: bool = False):
   flat_stored, flat_expected = _shapes_by_path(stored), _shapes_by_path(expected)
   problems = [f"{k}: missing in checkpoint" for k in flat_expected if k not in flat_stored]
-  problems += [f"{k}: not in the model" for k in flat_stored if k not in flat_expected]
+  if not allow_extra:
+    problems += [f"{k}: not in the model" for k in flat_stored if k not in flat_expected]
   problems += [f"{k}: checkpoint {flat_stored[k]} vs model {flat_expected[k]}"
                for k in flat_expected if k in flat_stored and flat_stored[k] != flat_expected[k]]
   if problems:

@@ -1,8 +1,12 @@
 """The optax optimiser from `config.optim`: AdamW, warm-up + cosine, no decay on 1-D params."""
 
+import re
+
 import jax
 import ml_collections
 import optax
+
+from mll_jax import sharding
 
 
 def learning_rate(optim: ml_collections.ConfigDict, batch_size: int) -> float:
@@ -29,9 +33,53 @@ def decay_mask(params):
   return jax.tree.map(lambda p: p.size > p.shape[-1], params)
 
 
+_BLOCK = re.compile(r"(?:^|/)blocks/(\d+)/")
+
+
+def layer_id(path: str, num_layers: int) -> int:
+  """MAE's `get_layer_id_for_vit`: embeddings 0, block i -> i + 1, the rest num_layers + 1.
+
+  Only the encoder's blocks count as layers (an MAE decoder's blocks are the last group).
+  """
+  if path.startswith("encoder/") and ("patch_embed" in path or "cls_token" in path):
+    return 0
+  match = _BLOCK.search(path)
+  if match and path.startswith("encoder/"):
+    return int(match.group(1)) + 1
+  return num_layers + 1
+
+
+def lr_multipliers(optim: ml_collections.ConfigDict) -> optax.GradientTransformation:
+  """Scales each parameter's update: `layer_decay ** (L + 1 - layer_id)`, 0 for `freeze` regexes.
+
+  Scaling the final AdamW update is the same as a per-group learning rate (AdamW's decoupled
+  weight decay is multiplied by the learning rate too), so one stateless transform covers
+  layer-wise decay (MAE fine-tuning) and frozen trunks (linear probing).
+  """
+  decay = optim.get("layer_decay", 1.0)
+  frozen = [re.compile(p) for p in optim.get("freeze", ())]
+
+  def scale(updates, params=None):
+    del params
+    paths = [sharding.path_to_str(p) for p, _ in jax.tree_util.tree_flatten_with_path(updates)[0]]
+    num_layers = max([int(m.group(1)) + 1 for p in paths if p.startswith("encoder/")
+                      for m in [_BLOCK.search(p)] if m] or [0])
+
+    def one(path, update):
+      name = sharding.path_to_str(path)
+      if any(f.search(name) for f in frozen):
+        return update * 0.0
+      return update * decay ** (num_layers + 1 - layer_id(name, num_layers))
+
+    return jax.tree_util.tree_map_with_path(one, updates)
+
+  return optax.stateless(scale)
+
+
 def make(optim: ml_collections.ConfigDict, batch_size: int, total_steps: int,
          warmup_steps: int) -> optax.GradientTransformation:
-  """Builds the optimiser named by `optim.name` (currently `adamw`) with clipping."""
+  """Builds the optimiser named by `optim.name` (currently `adamw`) with clipping, layer-wise
+  learning-rate decay (`layer_decay`) and frozen parameters (`freeze`)."""
   if optim.name != "adamw":
     raise ValueError(f"Unknown optimiser {optim.name!r}; supported: 'adamw'.")
   lr = schedule(optim, batch_size, total_steps, warmup_steps)
@@ -40,4 +88,6 @@ def make(optim: ml_collections.ConfigDict, batch_size: int, total_steps: int,
     parts.append(optax.clip_by_global_norm(optim.grad_clip_norm))
   parts.append(optax.adamw(lr, b1=optim.b1, b2=optim.b2, weight_decay=optim.weight_decay,
                            mask=decay_mask))
+  if optim.get("layer_decay", 1.0) != 1.0 or optim.get("freeze", ()):
+    parts.append(lr_multipliers(optim))
   return optax.chain(*parts)

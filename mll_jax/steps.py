@@ -65,7 +65,7 @@ def build(task, config: ml_collections.ConfigDict, info, tx: optax.GradientTrans
     key = jax.random.fold_in(jax.random.fold_in(base_key, 1), state["step"])
 
     def loss_of(params):
-      return task.loss(nnx.merge(graphdef, params), batch, key)
+      return task.loss(nnx.merge(graphdef, params), batch, key, config)
 
     (loss, metrics), grads = jax.value_and_grad(loss_of, has_aux=True)(state["params"])
     updates, opt_state = tx.update(grads, state["opt_state"], state["params"])

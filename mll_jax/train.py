@@ -22,7 +22,7 @@ from absl import logging as absl_logging
 from ml_collections import config_flags
 
 from mll_jax import checkpoint, evaluators, optim, run_log, sharding, steps, tasks
-from mll_jax.data import pipeline, sources, transforms
+from mll_jax.data import label_fractions, pipeline, sources, transforms
 from mll_jax.evaluators import context as eval_context
 
 _CONFIG = config_flags.DEFINE_config_file(
@@ -95,6 +95,11 @@ def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike, devices=N
                                 config.data.manual_dir or None)
   info = sources.info(builder)
   train_source = sources.data_source(builder, config.data.train_split)
+  if config.data.get("labels", ""):  # label-efficient runs: a class-balanced labelled subset
+    labelled, _ = label_fractions.split_labelled(
+        label_fractions.split_labels(train_source), config.data.labels, config.seed,
+        info.class_names)
+    train_source = label_fractions.Subset(train_source, labelled)
   total_steps, warmup_steps = resolve_duration(config, len(train_source))
   schedule = optim.schedule(config.optim, config.batch_size, total_steps, warmup_steps)
   tx = optim.make(config.optim, config.batch_size, total_steps, warmup_steps)
@@ -119,8 +124,9 @@ def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike, devices=N
   else:
     step, state = 0, compiled.init()
     if config.init_from:
-      state["params"] = checkpoint.restore_params(
-          config.init_from, compiled.abstract_state["params"])
+      loaded = checkpoint.restore_params(config.init_from, compiled.abstract_state["params"],
+                                         fresh=tuple(config.get("init_fresh", ())))
+      state["params"] = checkpoint.merge_params(state["params"], loaded)
       log.message(f"Initialised params from {config.init_from}.")
   log.message(f"workdir: {workdir}  |  {total_steps} steps of {config.batch_size} images on "
               f"{mesh.size} {jax.default_backend()} device(s), mesh {dict(mesh.shape)}")

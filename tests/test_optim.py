@@ -1,5 +1,6 @@
 """Optimiser from config: decay mask, schedule shape, clipping."""
 
+import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
@@ -42,3 +43,31 @@ def test_clipping_bounds_the_update():
 def test_unknown_optimiser():
   with pytest.raises(ValueError, match="Unknown optimiser 'sgdx'"):
     optim.make(_optim(name="sgdx"), 256, 10, 0)
+
+
+def test_layer_ids_follow_mae():
+  assert optim.layer_id("encoder/patch_embed/kernel", 4) == 0
+  assert optim.layer_id("encoder/cls_token", 4) == 0
+  assert optim.layer_id("encoder/transformer/blocks/2/fc1/kernel", 4) == 3
+  assert optim.layer_id("encoder/transformer/norm/scale", 4) == 5
+  assert optim.layer_id("head/kernel", 4) == 5
+  assert optim.layer_id("decoder/blocks/0/fc1/kernel", 4) == 5
+
+
+def test_layer_decay_and_freeze_scale_updates():
+  params = {"encoder": {"patch_embed": {"kernel": jnp.ones((2, 2))},
+                        "transformer": {"blocks": {0: {"w": jnp.ones((2, 2))},
+                                                   1: {"w": jnp.ones((2, 2))}}}},
+            "head": {"kernel": jnp.ones((2, 2))}}
+  grads = jax.tree.map(jnp.ones_like, params)
+  scale = optim.lr_multipliers(ml_collections.ConfigDict({"layer_decay": 0.5, "freeze": ()}))
+  out, _ = scale.update(grads, scale.init(params), params)
+  assert float(out["head"]["kernel"][0, 0]) == 1.0
+  assert float(out["encoder"]["transformer"]["blocks"][1]["w"][0, 0]) == 0.5
+  assert float(out["encoder"]["transformer"]["blocks"][0]["w"][0, 0]) == 0.25
+  assert float(out["encoder"]["patch_embed"]["kernel"][0, 0]) == 0.125
+  frozen = optim.lr_multipliers(ml_collections.ConfigDict({"layer_decay": 1.0,
+                                                           "freeze": ("^encoder/",)}))
+  out, _ = frozen.update(grads, frozen.init(params), params)
+  assert float(jnp.abs(out["encoder"]["patch_embed"]["kernel"]).max()) == 0.0
+  assert float(out["head"]["kernel"][0, 0]) == 1.0

@@ -7,6 +7,7 @@ the current params; it returns a dict of metrics named `<evaluator>/<metric>`.
 import importlib
 
 EVALUATORS = {"reconstruction": "mll_jax.evaluators.reconstruction",
+              "classification": "mll_jax.evaluators.classification",
               "fewshot": "mll_jax.evaluators.fewshot"}
 
 

@@ -87,32 +87,50 @@ class Attention(nnx.Module):
     return self.proj(einops.rearrange(out, "b t n h -> b t (n h)"))
 
 
-class Block(nnx.Module):
-  """Pre-norm transformer block: x + attn(ln(x)), then x + mlp(ln(x))."""
+def drop_path(x: jax.Array, rate: float, key: jax.Array | None) -> jax.Array:
+  """Stochastic depth: drops a residual branch per example with probability `rate`.
 
-  def __init__(self, width: int, heads: int, mlp_dim: int, *, rngs: nnx.Rngs):
+  A function of an explicit key (None at evaluation), so models stay pure and a resumed run
+  draws the same drops.
+  """
+  if key is None or rate == 0.0:
+    return x
+  keep = jax.random.bernoulli(key, 1.0 - rate, (x.shape[0],) + (1,) * (x.ndim - 1))
+  return jnp.where(keep, x / (1.0 - rate), 0.0)
+
+
+class Block(nnx.Module):
+  """Pre-norm transformer block: x + attn(ln(x)), then x + mlp(ln(x)), with drop path."""
+
+  def __init__(self, width: int, heads: int, mlp_dim: int, *, drop_path_rate: float = 0.0,
+               rngs: nnx.Rngs):
+    self.drop_path_rate = drop_path_rate
     self.norm1 = nnx.LayerNorm(width, epsilon=1e-6, rngs=rngs)
     self.attn = Attention(width, heads, rngs=rngs)
     self.norm2 = nnx.LayerNorm(width, epsilon=1e-6, rngs=rngs)
     self.fc1 = _xavier_linear(width, mlp_dim, rngs)
     self.fc2 = _xavier_linear(mlp_dim, width, rngs)
 
-  def __call__(self, x: jax.Array) -> jax.Array:
-    x = x + self.attn(self.norm1(x))
-    return x + self.fc2(jax.nn.gelu(self.fc1(self.norm2(x)), approximate=False))
+  def __call__(self, x: jax.Array, key: jax.Array | None = None) -> jax.Array:
+    keys = jax.random.split(key) if key is not None else (None, None)
+    x = x + drop_path(self.attn(self.norm1(x)), self.drop_path_rate, keys[0])
+    mlp = self.fc2(jax.nn.gelu(self.fc1(self.norm2(x)), approximate=False))
+    return x + drop_path(mlp, self.drop_path_rate, keys[1])
 
 
 class Transformer(nnx.Module):
-  """A stack of blocks followed by a final LayerNorm."""
+  """A stack of blocks followed by a final LayerNorm; drop path grows linearly with depth."""
 
-  def __init__(self, size: Size, *, rngs: nnx.Rngs):
-    self.blocks = nnx.List([Block(size.width, size.heads, size.mlp_dim, rngs=rngs)
-                            for _ in range(size.depth)])
+  def __init__(self, size: Size, *, drop_path_rate: float = 0.0, rngs: nnx.Rngs):
+    rates = [drop_path_rate * i / max(size.depth - 1, 1) for i in range(size.depth)]
+    self.blocks = nnx.List([Block(size.width, size.heads, size.mlp_dim, drop_path_rate=r,
+                                  rngs=rngs) for r in rates])
     self.norm = nnx.LayerNorm(size.width, epsilon=1e-6, rngs=rngs)
 
-  def __call__(self, x: jax.Array) -> jax.Array:
-    for block in self.blocks:
-      x = block(x)
+  def __call__(self, x: jax.Array, key: jax.Array | None = None) -> jax.Array:
+    keys = jax.random.split(key, len(self.blocks)) if key is not None else [None] * len(self.blocks)
+    for block, block_key in zip(self.blocks, keys):
+      x = block(x, block_key)
     return self.norm(x)
 
 
@@ -125,7 +143,8 @@ class ViT(nnx.Module):
   """
 
   def __init__(self, variant: str, *, image_size: int, channels: int,
-               patch_size: int | None = None, pool: str = "gap", rngs: nnx.Rngs):
+               patch_size: int | None = None, pool: str = "gap", drop_path_rate: float = 0.0,
+               rngs: nnx.Rngs):
     self.size = encoder_size(variant)
     self.patch_size = patch_size or self.size.patch_size
     check_image_size(image_size, self.patch_size)
@@ -135,7 +154,7 @@ class ViT(nnx.Module):
     self.pool = pool
     self.patch_embed = _xavier_linear(self.patch_size ** 2 * channels, self.size.width, rngs)
     self.cls_token = nnx.Param(nnx.initializers.normal(0.02)(rngs.params(), (1, 1, self.size.width)))
-    self.transformer = Transformer(self.size, rngs=rngs)
+    self.transformer = Transformer(self.size, drop_path_rate=drop_path_rate, rngs=rngs)
 
   @property
   def num_patches(self) -> int:
@@ -150,13 +169,14 @@ class ViT(nnx.Module):
     patches = patchify(normalize_images(images), self.patch_size)
     return self.patch_embed(patches) + self.position_table()[1:]
 
-  def encode_tokens(self, tokens: jax.Array) -> jax.Array:
+  def encode_tokens(self, tokens: jax.Array, key: jax.Array | None = None) -> jax.Array:
     """Prepends the cls token (with its position) and runs the transformer."""
     cls = self.cls_token[...] + self.position_table()[:1]
     cls = jnp.broadcast_to(cls, (tokens.shape[0], 1, tokens.shape[-1]))
-    return self.transformer(jnp.concatenate([cls, tokens], axis=1))
+    return self.transformer(jnp.concatenate([cls, tokens], axis=1), key)
 
-  def __call__(self, images: jax.Array):
-    encoded = self.encode_tokens(self.embed_patches(images))
+  def __call__(self, images: jax.Array, key: jax.Array | None = None):
+    """`key` enables drop path (training); None is the deterministic evaluation mode."""
+    encoded = self.encode_tokens(self.embed_patches(images), key)
     pre_logits = encoded[:, 1:].mean(axis=1) if self.pool == "gap" else encoded[:, 0]
     return pre_logits, {"encoded": encoded, "pre_logits": pre_logits}

@@ -2,14 +2,15 @@
 
 A task module provides:
   make_model(config, info, rngs) -> nnx.Module
-  loss(model, batch, key) -> (scalar loss, dict of scalar metrics)
+  loss(model, batch, key, config) -> (scalar loss, dict of scalar metrics)
   features(model, images) -> [B, D] representation for evaluators
-  eval_loss(model, batch, key) -> scalar held-out objective (the same loss, no side effects)
+  eval_loss(model, batch, key) -> scalar held-out objective (deterministic model)
+and, for classifiers, logits(model, images) -> [B, classes].
 """
 
 import importlib
 
-TASKS = ("mae",)
+TASKS = ("mae", "supervised")
 
 
 def get(name: str):

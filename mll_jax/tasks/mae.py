@@ -19,8 +19,9 @@ def make_model(config: ml_collections.ConfigDict, info: sources.DatasetInfo,
       norm_pix_loss=m.norm_pix_loss, rngs=rngs)
 
 
-def loss(model: mae_model.MAE, batch: dict, key: jax.Array):
+def loss(model: mae_model.MAE, batch: dict, key: jax.Array, config=None):
   """Reconstruction loss on masked patches of `batch["image"]`, masks drawn from `key`."""
+  del config  # Everything the MAE needs is in the model.
   value, _ = model(batch["image"], key)
   return value, {"loss": value}
 

@@ -1,0 +1,73 @@
+"""Supervised fine-tuning (or training from scratch) of a ViT classifier.
+
+Default: the `tiny` ViT on 10% of animal_mnist's training labels, from scratch. To fine-tune
+an MAE run: `--config.init_from=runs/mae-XXXXXXXX` (the encoder loads; the head starts fresh).
+Args (comma-separated): a model (mu, tiny, vit_b16, ...), a data set (as configs/mae.py), and
+`labels=1%` / `labels=10%` / `labels=k=5` / `labels=100%`.
+"""
+
+import ml_collections
+
+MODELS = {"mu": ("mu", 4), "tiny": ("tiny", 4), "vit_s16": ("S/16", 16), "vit_b16": ("B/16", 16),
+          "vit_l16": ("L/16", 16), "vit_h14": ("H/14", 14)}
+DATA = {"animal_mnist": ("animal_mnist", 28, 1), "digits": ("digits", 8, 1),
+        "mnist": ("idx/mnist", 28, 1), "cifar10": ("cifar10", 32, 3),
+        "cifar100": ("cifar100", 32, 3), "imagenet2012": ("imagenet2012", 224, 3)}
+
+
+def _parse(arg):
+  model, data, labels = "tiny", "animal_mnist", "10%"
+  for token in filter(None, (arg or "").split(",")):
+    if token.startswith("labels="):
+      labels = token[len("labels="):]
+    elif token in MODELS:
+      model = token
+    elif token in DATA:
+      data = token
+    else:
+      raise ValueError(f"configs/finetune.py: unknown arg {token!r}; models: "
+                       f"{', '.join(MODELS)}; data: {', '.join(DATA)}; or labels=10%.")
+  return model, data, labels
+
+
+def get_config(arg=None):
+  """Fine-tuning config; see the module docstring for args."""
+  model, data, labels = _parse(arg)
+  variant, patch = MODELS[model]
+  data_name, image_size, channels = DATA[data]
+  big = data == "imagenet2012"
+
+  c = ml_collections.ConfigDict()
+  c.task = "supervised"
+  c.seed = 0
+  c.model = dict(variant=variant, patch_size=2 if data == "digits" and patch == 4 else patch,
+                 pool="gap", drop_path=0.1, head_init_std=2e-5)
+  c.data = dict(name=data_name, data_dir="", manual_dir="", train_split="train", labels=labels,
+                image_size=image_size, channels=channels, crop_scale=(0.35, 1.0), flip=True,
+                worker_threads=2)
+  c.label_smoothing = 0.1
+  c.mixup = 0.0  # MAE's recipe uses 0.8 with cutmix on ImageNet; off for small data
+
+  c.batch_size = 1024 if big else 64
+  c.total_steps = 0
+  c.num_epochs = 100.0 if big else 60.0
+  c.warmup_steps = 0
+  c.warmup_epochs = 5.0
+  # MAE fine-tuning: AdamW(0.9, 0.999), base lr 5e-4 (ViT-B), layer-wise decay 0.65, wd 0.05.
+  c.optim = dict(name="adamw", base_lr=5e-4 if big else 2e-3, base_batch_size=256, b1=0.9,
+                 b2=0.999, weight_decay=0.05, grad_clip_norm=0.0, min_lr_ratio=0.0,
+                 layer_decay=0.65 if big else 0.75, freeze=())
+
+  c.mesh = (("data", -1), ("fsdp", 1))
+  c.sharding_rules = ((".*", "fsdp"),)
+  c.log_steps = 50
+  c.checkpoint = dict(every_steps=1000 if big else 100, keep=3, keep_every=0)
+  c.init_from = ""
+  c.init_fresh = ("^head/",)
+
+  eval_every = 5000 if big else 200
+  c.evals = dict(
+      classification=dict(log_steps=eval_every, split="validation" if big else "test",
+                          num_examples=0, batch_size=256),
+  )
+  return ml_collections.ConfigDict(c)

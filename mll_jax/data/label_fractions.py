@@ -1,0 +1,65 @@
+"""Deterministic, class-balanced labelled subsets: by fraction (`"1%"`, `0.1`) or shots (`"k=5"`).
+
+The subset is a pure function of the split's labels and the seed, computed on the host, so
+every device and process picks the same images. The rest of the split is the unlabelled pool.
+"""
+
+import numpy as np
+
+
+def parse(spec) -> tuple[str, float]:
+  """`"10%"`, `0.1` -> ("fraction", 0.1); `"k=5"` -> ("shots", 5); `""`/`"100%"` -> all."""
+  if spec in (None, "", "all", "100%", 1.0, 1):
+    return "fraction", 1.0
+  if isinstance(spec, str) and spec.startswith("k="):
+    shots = int(spec[2:])
+    if shots < 1:
+      raise ValueError(f"Label spec {spec!r}: shots per class must be at least 1.")
+    return "shots", shots
+  value = float(spec[:-1]) / 100 if isinstance(spec, str) and spec.endswith("%") else float(spec)
+  if not 0 < value <= 1:
+    raise ValueError(f"Label fraction {spec!r} must be in (0, 1] (or a percentage, or 'k=N').")
+  return "fraction", value
+
+
+def split_labelled(labels: np.ndarray, spec, seed: int, class_names=None):
+  """`(labelled_indices, unlabelled_indices)`, both sorted, the labelled set class-balanced.
+
+  Each class keeps `round(fraction * its size)` examples (or `shots`); a class left with none
+  is an error that names it, since a classifier cannot learn a class it never sees.
+  """
+  kind, amount = parse(spec)
+  labels = np.asarray(labels)
+  rng = np.random.default_rng(seed)
+  picked = []
+  classes = range(len(class_names)) if class_names is not None else np.unique(labels)
+  for c in classes:
+    members = np.flatnonzero(labels == c)
+    take = int(round(amount * len(members))) if kind == "fraction" else int(amount)
+    name = class_names[c] if class_names is not None else str(c)
+    if take < 1 or len(members) < take:
+      raise ValueError(
+          f"Label spec {spec!r} leaves class {name!r} with {min(take, len(members))} labelled "
+          f"examples (it has {len(members)}); use a larger fraction or fewer shots.")
+    picked.append(rng.choice(members, take, replace=False))
+  labelled = np.sort(np.concatenate(picked))
+  unlabelled = np.setdiff1d(np.arange(len(labels)), labelled)
+  return labelled, unlabelled
+
+
+class Subset:
+  """A random-access source restricted to `indices` (what grain reads)."""
+
+  def __init__(self, source, indices: np.ndarray):
+    self.source, self.indices = source, np.asarray(indices)
+
+  def __len__(self) -> int:
+    return len(self.indices)
+
+  def __getitem__(self, i):
+    return self.source[int(self.indices[i])]
+
+
+def split_labels(source) -> np.ndarray:
+  """All labels of a source (reads every record once; fine for the offline-sized sets)."""
+  return np.array([source[i]["label"] for i in range(len(source))])

@@ -1,0 +1,24 @@
+"""Top-1 accuracy (and mean loss) of a classifier on a split, deterministic model."""
+
+import jax
+import numpy as np
+import optax
+
+from mll_jax.evaluators import context as context_lib
+
+
+class Evaluator:
+  """`<name>/accuracy` and `<name>/loss` over `num_examples` images of `split` (0: all)."""
+
+  def __init__(self, name, cfg, ctx: context_lib.EvalContext):
+    self.name, self.log_steps, self.ctx, self.cfg = name, cfg.log_steps, ctx, cfg
+    self.data = ctx.arrays(cfg.split, cfg.get("num_examples", 0) or None)
+    self._logits = jax.jit(lambda params, images: ctx.apply(params, ctx.task.logits, images))
+
+  def __call__(self, params) -> dict:
+    logits = context_lib.map_batches(self._logits, params, self.data["image"],
+                                     self.cfg.batch_size, self.ctx.mesh)
+    labels = self.data["label"]
+    loss = optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
+    return {f"{self.name}/accuracy": float((logits.argmax(-1) == labels).mean()),
+            f"{self.name}/loss": float(loss)}

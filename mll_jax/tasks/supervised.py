@@ -1,0 +1,63 @@
+"""Supervised classification / fine-tuning: ViT + linear head, label smoothing, optional mixup,
+drop path. With `config.init_from` set to an MAE run it is MAE fine-tuning."""
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import optax
+from flax import nnx
+
+from mll_jax.data import sources
+from mll_jax.models import heads
+
+
+def make_model(config: ml_collections.ConfigDict, info: sources.DatasetInfo,
+               rngs: nnx.Rngs) -> heads.Classifier:
+  """A classifier over the data set's classes as `config.model` describes."""
+  m = config.model
+  return heads.Classifier(
+      m.variant, num_classes=info.num_classes, image_size=config.data.image_size,
+      channels=config.data.channels, patch_size=m.get("patch_size") or None,
+      pool=m.get("pool", "gap"), drop_path_rate=m.get("drop_path", 0.0),
+      head_init_std=m.get("head_init_std", 2e-5), rngs=rngs)
+
+
+def _mixup(images, targets, alpha: float, key):
+  """Convex combination of each example with a random partner (images and targets alike)."""
+  k_lam, k_perm = jax.random.split(key)
+  lam = jax.random.beta(k_lam, alpha, alpha)
+  perm = jax.random.permutation(k_perm, images.shape[0])
+  images = images.astype(jnp.float32) / 127.5 - 1.0 if images.dtype == jnp.uint8 else images
+  return lam * images + (1 - lam) * images[perm], lam * targets + (1 - lam) * targets[perm]
+
+
+def loss(model: heads.Classifier, batch: dict, key: jax.Array, config):
+  """Cross-entropy against smoothed (and optionally mixed-up) one-hot targets."""
+  logits_count = model.head.out_features
+  targets = optax.smooth_labels(jax.nn.one_hot(batch["label"], logits_count),
+                                config.get("label_smoothing", 0.0))
+  images = batch["image"]
+  k_mix, k_drop = jax.random.split(key)
+  if config.get("mixup", 0.0) > 0:
+    images, targets = _mixup(images, targets, config.mixup, k_mix)
+  logits, _ = model(images, k_drop)
+  value = optax.softmax_cross_entropy(logits, targets).mean()
+  accuracy = (logits.argmax(-1) == batch["label"]).mean()
+  return value, {"loss": value, "accuracy": accuracy}
+
+
+def eval_loss(model: heads.Classifier, batch: dict, key: jax.Array) -> jax.Array:
+  """Plain cross-entropy of the deterministic model."""
+  del key
+  logits, _ = model(batch["image"])
+  return optax.softmax_cross_entropy_with_integer_labels(logits, batch["label"]).mean()
+
+
+def logits(model: heads.Classifier, images: jax.Array) -> jax.Array:
+  """Class scores of the deterministic model (no drop path)."""
+  return model(images)[0]
+
+
+def features(model: heads.Classifier, images: jax.Array) -> jax.Array:
+  """The pooled encoder representation in front of the head."""
+  return model.encoder(images)[0]

@@ -1,0 +1,47 @@
+"""Class-balanced labelled subsets: determinism, balance, errors."""
+
+import numpy as np
+import pytest
+
+from mll_jax.data import label_fractions as lf
+
+LABELS = np.repeat(np.arange(10), 100)
+
+
+@pytest.mark.parametrize("spec,per_class", [("1%", 1), ("10%", 10), (0.05, 5), ("k=7", 7)])
+def test_balanced_and_complementary(spec, per_class):
+  labelled, unlabelled = lf.split_labelled(LABELS, spec, seed=0)
+  assert np.bincount(LABELS[labelled]).tolist() == [per_class] * 10
+  assert len(np.intersect1d(labelled, unlabelled)) == 0
+  assert len(labelled) + len(unlabelled) == len(LABELS)
+
+
+def test_same_seed_same_images_other_seed_other_images():
+  a, _ = lf.split_labelled(LABELS, "10%", seed=3)
+  b, _ = lf.split_labelled(LABELS, "10%", seed=3)
+  c, _ = lf.split_labelled(LABELS, "10%", seed=4)
+  np.testing.assert_array_equal(a, b)
+  assert not np.array_equal(a, c)
+
+
+def test_all_labels():
+  labelled, unlabelled = lf.split_labelled(LABELS, "100%", seed=0)
+  assert len(labelled) == 1000 and len(unlabelled) == 0
+
+
+def test_a_class_left_empty_is_named():
+  labels = np.array([0] * 200 + [1] * 20)
+  with pytest.raises(ValueError, match="class 'cat' with 0 labelled"):
+    lf.split_labelled(labels, "1%", seed=0, class_names=["dog", "cat"])
+
+
+@pytest.mark.parametrize("spec", ["0%", "150%", "k=0", -0.5])
+def test_bad_specs(spec):
+  with pytest.raises(ValueError):
+    lf.parse(spec)
+
+
+def test_subset_reads_through():
+  source = [{"label": i} for i in range(10)]
+  sub = lf.Subset(source, [2, 5])
+  assert len(sub) == 2 and sub[1]["label"] == 5

@@ -1,0 +1,77 @@
+"""Supervised fine-tuning: end to end, resume, init from an MAE run, labelled subsets."""
+
+import shutil
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from mll_jax import checkpoint, train
+from mll_jax.models import heads, vit
+from test_train import _assert_same, _finished_checkpoints, _metrics, _read_params
+
+
+def test_finetune_end_to_end_and_exact_resume(make_finetune_config, tmp_path):
+  workdir = tmp_path / "run"
+  train.run(make_finetune_config(), workdir)
+  metrics = _metrics(workdir)
+  evals = [m for m in metrics if "classification/accuracy" in m]
+  assert [m["step"] for m in evals] == [0, 6]
+  assert all(np.isfinite(m["loss"]) and 0 <= m["accuracy"] <= 1 for m in metrics if "loss" in m)
+  final = _read_params(workdir, 6)
+
+  # Drop the last checkpoint: the rerun resumes from step 3 and must land on the same params.
+  shutil.rmtree(workdir / "checkpoints" / "6")
+  train.run(make_finetune_config(), workdir)
+  _assert_same(_read_params(workdir, 6), final)
+
+
+def test_init_from_an_mae_run_loads_the_encoder_and_a_fresh_head(make_config,
+                                                                 make_finetune_config, tmp_path):
+  train.run(make_config(total_steps=3), tmp_path / "mae")
+  mae_params = _read_params(tmp_path / "mae", 3)
+  config = make_finetune_config(init_from=str(tmp_path / "mae"), total_steps=1, log_steps=1,
+                                **{"optim.base_lr": 0.0})
+  train.run(config, tmp_path / "ft")
+  tuned = _read_params(tmp_path / "ft", 1)
+  encoder_keys = [k for k in tuned if k.startswith("encoder/")]
+  assert encoder_keys and all(k in mae_params for k in encoder_keys)
+  _assert_same({k: tuned[k] for k in encoder_keys}, {k: mae_params[k] for k in encoder_keys})
+  assert np.abs(tuned["head/kernel"]).max() < 1e-3  # the fresh, near-zero head
+
+
+def test_init_from_another_architecture_lists_the_mismatches(make_config, make_finetune_config,
+                                                             tmp_path):
+  train.run(make_config(total_steps=3), tmp_path / "mae")
+  config = make_finetune_config(init_from=str(tmp_path / "mae"), **{"model.variant": "tiny"})
+  with pytest.raises(checkpoint.CheckpointError, match="(?s)another architecture.*encoder/"):
+    train.run(config, tmp_path / "ft")
+  assert not (tmp_path / "ft").exists() or not _finished_checkpoints(tmp_path / "ft")
+
+
+def test_labels_leaving_a_class_empty_fail_before_anything_is_written(make_finetune_config,
+                                                                      tmp_path):
+  config = make_finetune_config(**{"data.labels": "k=900"})  # 800 train images a class
+  with pytest.raises(ValueError, match="leaves class 'bear'"):
+    train.run(config, tmp_path / "run")
+  assert not (tmp_path / "run").exists()
+
+
+def test_drop_path_is_random_in_training_and_off_in_evaluation():
+  model = heads.Classifier("mu", num_classes=3, image_size=8, channels=1, drop_path_rate=0.5,
+                           rngs=nnx.Rngs(0))
+  images = jax.random.normal(jax.random.key(0), (4, 8, 8, 1))
+  _, a = model(images, jax.random.key(1))
+  _, b = model(images, jax.random.key(2))
+  assert not np.allclose(a["pre_logits"], b["pre_logits"])
+  np.testing.assert_array_equal(model(images)[0], model(images)[0])
+
+
+def test_drop_path_scales_kept_branches():
+  x = jnp.ones((1000, 3))
+  out = vit.drop_path(x, 0.25, jax.random.key(0))
+  kept = np.asarray(out[:, 0]) > 0
+  assert 0.65 < kept.mean() < 0.85
+  np.testing.assert_allclose(np.asarray(out[kept]), 1 / 0.75)
