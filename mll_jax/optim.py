@@ -78,16 +78,20 @@ def lr_multipliers(optim: ml_collections.ConfigDict) -> optax.GradientTransforma
 
 def make(optim: ml_collections.ConfigDict, batch_size: int, total_steps: int,
          warmup_steps: int) -> optax.GradientTransformation:
-  """Builds the optimiser named by `optim.name` (currently `adamw`) with clipping, layer-wise
+  """Builds the optimiser named by `optim.name` (`adamw` or `lars`) with clipping, layer-wise
   learning-rate decay (`layer_decay`) and frozen parameters (`freeze`)."""
-  if optim.name != "adamw":
-    raise ValueError(f"Unknown optimiser {optim.name!r}; supported: 'adamw'.")
   lr = schedule(optim, batch_size, total_steps, warmup_steps)
   parts = []
   if optim.get("grad_clip_norm"):
     parts.append(optax.clip_by_global_norm(optim.grad_clip_norm))
-  parts.append(optax.adamw(lr, b1=optim.b1, b2=optim.b2, weight_decay=optim.weight_decay,
-                           mask=decay_mask))
+  if optim.name == "adamw":
+    parts.append(optax.adamw(lr, b1=optim.b1, b2=optim.b2, weight_decay=optim.weight_decay,
+                             mask=decay_mask))
+  elif optim.name == "lars":  # MAE's linear probe: LARS, momentum 0.9
+    parts.append(optax.lars(lr, weight_decay=optim.weight_decay, momentum=optim.get("momentum", 0.9),
+                            weight_decay_mask=decay_mask, trust_ratio_mask=decay_mask))
+  else:
+    raise ValueError(f"Unknown optimiser {optim.name!r}; supported: 'adamw', 'lars'.")
   if optim.get("layer_decay", 1.0) != 1.0 or optim.get("freeze", ()):
     parts.append(lr_multipliers(optim))
   return optax.chain(*parts)

@@ -1,8 +1,9 @@
 """The jitted, sharded pieces of training: state creation and the train step.
 
 Models are Flax NNX modules used functionally at the jit boundary: the train state is a plain
-pytree `{"step", "params", "opt_state"}` (params as a pure dict), and the step rebuilds the
-model with `nnx.merge`. Every leaf is placed by the regex sharding rules, computed on
+pytree `{"step", "params", "opt_state"}` (params as a pure dict) plus `"model_state"` for models
+that keep non-parameter state (BatchNorm statistics), and the step rebuilds the model with
+`nnx.merge`. Gradients are taken over params only; the forward pass returns the new model state. Every leaf is placed by the regex sharding rules, computed on
 `jax.eval_shape` output; state is created directly in place by `jax.jit(out_shardings=...)`.
 """
 
@@ -28,17 +29,28 @@ class CompiledTraining:
   batch_sharding: NamedSharding
   init: Callable               # () -> state
   train_step: Callable         # (state, batch) -> (state, metrics)
-  apply: Callable              # (params, fn, *args) helper: rebuilt model for evaluators
+  apply: Callable              # (variables, fn, *args): fn(rebuilt model, *args), for evaluators
 
 
 def _model_factory(task, config, info):
   return lambda key: task.make_model(config, info, nnx.Rngs(key))
 
 
-def split_params(model: nnx.Module):
-  """`(graphdef, params as a pure dict)` of an NNX module."""
-  graphdef, state = nnx.split(model)
-  return graphdef, nnx.to_pure_dict(state)
+def split_model(model: nnx.Module):
+  """`(graphdef, params, model_state)` of an NNX module, the last two as pure dicts."""
+  graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+  return graphdef, nnx.to_pure_dict(params), nnx.to_pure_dict(rest)
+
+
+def variables(state: dict) -> dict:
+  """What rebuilds the model from a train state: params (+ model_state when there is one)."""
+  return {k: state[k] for k in ("params", "model_state") if k in state}
+
+
+def merge(graphdef, variables: dict) -> nnx.Module:
+  """The model rebuilt from `variables`."""
+  parts = [variables["params"]] + ([variables["model_state"]] if "model_state" in variables else [])
+  return nnx.merge(graphdef, *parts)
 
 
 def build(task, config: ml_collections.ConfigDict, info, tx: optax.GradientTransformation,
@@ -48,10 +60,13 @@ def build(task, config: ml_collections.ConfigDict, info, tx: optax.GradientTrans
   base_key = jax.random.key(config.seed)
 
   def init():
-    _, params = split_params(make_model(jax.random.fold_in(base_key, 0)))
-    return {"step": jnp.zeros((), jnp.int32), "params": params, "opt_state": tx.init(params)}
+    _, params, model_state = split_model(make_model(jax.random.fold_in(base_key, 0)))
+    state = {"step": jnp.zeros((), jnp.int32), "params": params, "opt_state": tx.init(params)}
+    if model_state:
+      state["model_state"] = model_state
+    return state
 
-  graphdef = nnx.graphdef(nnx.eval_shape(lambda: make_model(jax.random.key(0))))
+  graphdef = split_model(nnx.eval_shape(lambda: make_model(jax.random.key(0))))[0]
   shape_tree = jax.eval_shape(init)
   state_shardings = sharding.tree_shardings(shape_tree, config.sharding_rules, mesh)
   abstract_state = jax.tree.map(
@@ -65,9 +80,12 @@ def build(task, config: ml_collections.ConfigDict, info, tx: optax.GradientTrans
     key = jax.random.fold_in(jax.random.fold_in(base_key, 1), state["step"])
 
     def loss_of(params):
-      return task.loss(nnx.merge(graphdef, params), batch, key, config)
+      model = merge(graphdef, dict(variables(state), params=params))
+      loss, metrics = task.loss(model, batch, key, config)
+      return loss, (metrics, split_model(model)[2])
 
-    (loss, metrics), grads = jax.value_and_grad(loss_of, has_aux=True)(state["params"])
+    (loss, (metrics, model_state)), grads = jax.value_and_grad(loss_of, has_aux=True)(
+        state["params"])
     updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
     params = optax.apply_updates(state["params"], updates)
     grad_norm = optax.tree.norm(grads)
@@ -78,6 +96,8 @@ def build(task, config: ml_collections.ConfigDict, info, tx: optax.GradientTrans
     new_state = {"step": state["step"] + finite.astype(jnp.int32),
                  "params": jax.tree.map(keep_old, params, state["params"]),
                  "opt_state": jax.tree.map(keep_old, opt_state, state["opt_state"])}
+    if "model_state" in state:
+      new_state["model_state"] = jax.tree.map(keep_old, model_state, state["model_state"])
     metrics = dict(metrics, grad_norm=grad_norm, finite=finite)
     if schedule is not None:
       metrics["learning_rate"] = schedule(state["step"])
@@ -87,8 +107,8 @@ def build(task, config: ml_collections.ConfigDict, info, tx: optax.GradientTrans
   jit_step = jax.jit(train_step, in_shardings=(state_shardings, batch_sharding),
                      out_shardings=(state_shardings, replicated), donate_argnums=(0,))
 
-  def apply(params, fn, *args):
-    return fn(nnx.merge(graphdef, params), *args)
+  def apply(model_variables, fn, *args):
+    return fn(merge(graphdef, model_variables), *args)
 
   return CompiledTraining(graphdef, abstract_state, state_shardings, batch_sharding,
                           jit_init, jit_step, apply)

@@ -138,7 +138,7 @@ def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike, devices=N
     results = {}
     for evaluator in evals:
       if evaluators.due(evaluator, at_step, total_steps):
-        results.update(evaluator(state["params"]))
+        results.update(evaluator(steps.variables(state)))
     if results:
       log.write(at_step, results)
     return results

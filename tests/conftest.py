@@ -91,3 +91,11 @@ def make_config(data_dir):
 def make_finetune_config(data_dir):
   """Factory for a small supervised (fine-tuning) ConfigDict."""
   return lambda **overrides: small_finetune_config(data_dir, **overrides)
+
+
+@pytest.fixture
+def make_probe_config(data_dir):
+  """Factory for a small linear-probe ConfigDict."""
+  return lambda **overrides: load_config("linear_probe", "mu", data_dir, {
+      **SMALL_RUN, "evals.classification.num_examples": 64,
+      "evals.classification.batch_size": 32, **overrides})

@@ -5,6 +5,7 @@ import shutil
 import jax
 import jax.numpy as jnp
 import numpy as np
+import orbax.checkpoint as ocp
 import pytest
 from flax import nnx
 
@@ -75,3 +76,24 @@ def test_drop_path_scales_kept_branches():
   kept = np.asarray(out[:, 0]) > 0
   assert 0.65 < kept.mean() < 0.85
   np.testing.assert_allclose(np.asarray(out[kept]), 1 / 0.75)
+
+
+def test_linear_probe_trains_only_the_head_and_resumes_exactly(make_config, make_probe_config,
+                                                               tmp_path):
+  train.run(make_config(total_steps=3), tmp_path / "mae")
+  mae_params = _read_params(tmp_path / "mae", 3)
+  workdir = tmp_path / "probe"
+  train.run(make_probe_config(init_from=str(tmp_path / "mae")), workdir)
+  probed = _read_params(workdir, 6)
+  encoder_keys = [k for k in probed if k.startswith("encoder/")]
+  _assert_same({k: probed[k] for k in encoder_keys}, {k: mae_params[k] for k in encoder_keys})
+  assert not np.allclose(probed["head/kernel"], 0.0)
+  stats = ocp.StandardCheckpointer().restore(workdir / "checkpoints" / "6" / "state")["model_state"]
+  assert np.asarray(stats["head_norm"]["mean"]).std() > 0  # BatchNorm statistics were learnt
+  accuracies = [m["classification/accuracy"] for m in _metrics(workdir)
+                if "classification/accuracy" in m]
+  assert len(accuracies) == 2
+
+  shutil.rmtree(workdir / "checkpoints" / "6")
+  train.run(make_probe_config(init_from=str(tmp_path / "mae")), workdir)
+  _assert_same(_read_params(workdir, 6), probed)

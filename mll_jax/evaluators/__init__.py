@@ -1,7 +1,7 @@
 """Evaluators built from `config.evals.<name>`; each runs at step 0, every `log_steps`, at the end.
 
 An evaluator is built once per run (it loads its data and jits its function) and called with
-the current params; it returns a dict of metrics named `<evaluator>/<metric>`.
+the current model variables (`steps.variables(state)`); it returns a dict of metrics named `<evaluator>/<metric>`.
 """
 
 import importlib

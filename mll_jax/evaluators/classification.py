@@ -13,10 +13,10 @@ class Evaluator:
   def __init__(self, name, cfg, ctx: context_lib.EvalContext):
     self.name, self.log_steps, self.ctx, self.cfg = name, cfg.log_steps, ctx, cfg
     self.data = ctx.arrays(cfg.split, cfg.get("num_examples", 0) or None)
-    self._logits = jax.jit(lambda params, images: ctx.apply(params, ctx.task.logits, images))
+    self._logits = jax.jit(lambda variables, images: ctx.apply(variables, ctx.task.logits, images))
 
-  def __call__(self, params) -> dict:
-    logits = context_lib.map_batches(self._logits, params, self.data["image"],
+  def __call__(self, variables) -> dict:
+    logits = context_lib.map_batches(self._logits, variables, self.data["image"],
                                      self.cfg.batch_size, self.ctx.mesh)
     labels = self.data["label"]
     loss = optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()

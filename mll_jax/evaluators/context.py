@@ -18,7 +18,7 @@ class EvalContext:
   task: Any
   builder: Any
   mesh: Mesh
-  apply: Callable  # apply(params, fn, *args) -> fn(model, *args)
+  apply: Callable  # apply(variables, fn, *args) -> fn(model, *args)
 
   def arrays(self, split: str, max_examples: int, seed: int = 0) -> dict:
     """A deterministic subset of `split` as numpy arrays, in the model's image format."""
@@ -28,8 +28,8 @@ class EvalContext:
                                 max_examples=max_examples, seed=seed)
 
 
-def map_batches(fn: Callable, params, images: np.ndarray, batch_size: int, mesh: Mesh):
-  """Applies a jitted `fn(params, images)` over `images` in batches sharded over the mesh.
+def map_batches(fn: Callable, variables, images: np.ndarray, batch_size: int, mesh: Mesh):
+  """Applies a jitted `fn(variables, images)` over `images` in batches sharded over the mesh.
 
   The last batch is padded to full size (one compiled shape) and the padding dropped.
   """
@@ -41,6 +41,6 @@ def map_batches(fn: Callable, params, images: np.ndarray, batch_size: int, mesh:
     pad = batch_size - len(chunk)
     if pad:
       chunk = np.concatenate([chunk, np.repeat(chunk[-1:], pad, axis=0)])
-    out = fn(params, jax.device_put(chunk, batch_sharding))
+    out = fn(variables, jax.device_put(chunk, batch_sharding))
     outputs.append(jax.tree.map(lambda x, n=len(chunk) - pad: np.asarray(x)[:n], out))
   return jax.tree.map(lambda *xs: np.concatenate(xs), *outputs)

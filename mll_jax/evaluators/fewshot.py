@@ -49,11 +49,11 @@ class Evaluator:
     self.train = ctx.arrays(cfg.train_split, cfg.num_train_examples, seed=1)
     self.test = ctx.arrays(cfg.test_split, cfg.num_test_examples, seed=2)
     self.num_classes = len(ctx.builder.info.features["label"].names)
-    self._features = jax.jit(lambda params, images: ctx.apply(params, ctx.task.features, images))
+    self._features = jax.jit(lambda variables, images: ctx.apply(variables, ctx.task.features, images))
 
-  def __call__(self, params) -> dict:
+  def __call__(self, variables) -> dict:
     embed = lambda images: context_lib.map_batches(
-        self._features, params, images, self.cfg.batch_size, self.ctx.mesh)
+        self._features, variables, images, self.cfg.batch_size, self.ctx.mesh)
     train_x, test_x = embed(self.train["image"]), embed(self.test["image"])
     metrics = {}
     for shots in self.cfg.shots:

@@ -15,15 +15,15 @@ class Evaluator:
     self.images = ctx.arrays(cfg.split, cfg.num_examples)["image"]
     task = ctx.task
 
-    def per_example_loss(params, images):
+    def per_example_loss(variables, images):
       # One key per image position in the batch: the same masks at every evaluation.
       keys = jax.random.split(jax.random.key(cfg.get("seed", 0)), images.shape[0])
-      return jax.vmap(lambda img, k: ctx.apply(params, task.eval_loss, {"image": img[None]}, k)
+      return jax.vmap(lambda img, k: ctx.apply(variables, task.eval_loss, {"image": img[None]}, k)
                       )(images, keys)
 
     self._fn = jax.jit(per_example_loss)
 
-  def __call__(self, params) -> dict:
-    losses = context_lib.map_batches(self._fn, params, self.images, self.batch_size,
+  def __call__(self, variables) -> dict:
+    losses = context_lib.map_batches(self._fn, variables, self.images, self.batch_size,
                                      self.ctx.mesh)
     return {f"{self.name}/loss": float(np.mean(losses))}

@@ -8,14 +8,26 @@ from mll_jax.models import vit
 
 class Classifier(nnx.Module):
   """ViT encoder + linear head. Params: `{"encoder": ..., "head": ...}`, so an MAE checkpoint's
-  `encoder` loads as is and only the head starts fresh. Returns `(logits, aux)`."""
+  `encoder` loads as is and only the head starts fresh. Returns `(logits, aux)`.
+
+  `head_norm="batchnorm"` puts a BatchNorm without affine parameters in front of the head and
+  `frozen_trunk=True` stops gradients at the pooled features: MAE's linear-probe protocol.
+  Calling with a `key` is training mode (drop path, batch statistics); without, evaluation.
+  """
 
   def __init__(self, variant: str, *, num_classes: int, image_size: int, channels: int,
                patch_size: int | None = None, pool: str = "gap", drop_path_rate: float = 0.0,
-               head_init_std: float = 2e-5, rngs: nnx.Rngs):
+               head_init_std: float = 2e-5, head_norm: str = "", frozen_trunk: bool = False,
+               rngs: nnx.Rngs):
     self.encoder = vit.ViT(variant, image_size=image_size, channels=channels,
                            patch_size=patch_size, pool=pool, drop_path_rate=drop_path_rate,
                            rngs=rngs)
+    if head_norm not in ("", "batchnorm"):
+      raise ValueError(f"head_norm must be '' or 'batchnorm', got {head_norm!r}.")
+    self.frozen_trunk = frozen_trunk
+    self.head_norm = (nnx.BatchNorm(self.encoder.size.width, use_bias=False, use_scale=False,
+                                    momentum=0.9, epsilon=1e-6, rngs=rngs)
+                      if head_norm == "batchnorm" else None)
     # MAE's fine-tuning initialises the head near zero (std 2e-5).
     self.head = nnx.Linear(self.encoder.size.width, num_classes,
                            kernel_init=nnx.initializers.normal(head_init_std),
@@ -23,5 +35,9 @@ class Classifier(nnx.Module):
 
   def __call__(self, images: jax.Array, key: jax.Array | None = None):
     pre_logits, aux = self.encoder(images, key)
+    if self.frozen_trunk:  # no backward pass through the trunk at all
+      pre_logits = jax.lax.stop_gradient(pre_logits)
+    if self.head_norm is not None:
+      pre_logits = self.head_norm(pre_logits, use_running_average=key is None)
     logits = self.head(pre_logits)
     return logits, dict(aux, logits=logits)

@@ -1,5 +1,8 @@
-"""Supervised classification / fine-tuning: ViT + linear head, label smoothing, optional mixup,
-drop path. With `config.init_from` set to an MAE run it is MAE fine-tuning."""
+"""Supervised classification: ViT + linear head, label smoothing, optional mixup, drop path.
+
+With `config.init_from` set to an MAE run it is MAE fine-tuning (configs/finetune.py); with a
+frozen trunk and a BatchNorm head it is the linear probe (configs/linear_probe.py).
+"""
 
 import jax
 import jax.numpy as jnp
@@ -19,7 +22,8 @@ def make_model(config: ml_collections.ConfigDict, info: sources.DatasetInfo,
       m.variant, num_classes=info.num_classes, image_size=config.data.image_size,
       channels=config.data.channels, patch_size=m.get("patch_size") or None,
       pool=m.get("pool", "gap"), drop_path_rate=m.get("drop_path", 0.0),
-      head_init_std=m.get("head_init_std", 2e-5), rngs=rngs)
+      head_init_std=m.get("head_init_std", 2e-5), head_norm=m.get("head_norm", ""),
+      frozen_trunk=m.get("frozen_trunk", False), rngs=rngs)
 
 
 def _mixup(images, targets, alpha: float, key):

@@ -1,0 +1,35 @@
+"""Linear probe (MAE protocol): frozen pre-trained trunk, BatchNorm without affine + linear head,
+LARS. Point `--config.init_from` at a pre-training run (e.g. runs/mae-XXXXXXXX).
+
+Args as configs/finetune.py: a model, a data set, `labels=10%`.
+"""
+
+import importlib.util
+import pathlib
+
+import ml_collections
+
+# Config files are loaded by path (config_flags), not as a package: load the sibling by path.
+_spec = importlib.util.spec_from_file_location(
+    "finetune_config", pathlib.Path(__file__).with_name("finetune.py"))
+finetune = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(finetune)
+MODELS, DATA = finetune.MODELS, finetune.DATA
+
+
+def get_config(arg=None):
+  """Linear-probe config: the fine-tuning config with a frozen trunk and the probe's recipe."""
+  c = finetune.get_config(arg)
+  big = c.data.name == "imagenet2012"
+  c.model.update(drop_path=0.0, head_norm="batchnorm", frozen_trunk=True, head_init_std=0.01)
+  c.label_smoothing = 0.0
+  c.mixup = 0.0
+  c.data.crop_scale = (0.08, 1.0)
+  c.num_epochs = 90.0 if big else 60.0
+  c.warmup_epochs = 10.0 if big else 5.0
+  c.batch_size = 16384 if big else 64
+  # MAE: LARS, base lr 0.1 (x batch / 256), no weight decay, 90 epochs, 10 warm-up.
+  c.optim.update(name="lars", base_lr=0.1, weight_decay=0.0, layer_decay=1.0,
+                 freeze=("^encoder/",))
+  c.init_fresh = ("^head/",)  # the BatchNorm has no params; its statistics start fresh
+  return ml_collections.ConfigDict(c)
