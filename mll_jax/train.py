@@ -109,8 +109,11 @@ def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike, devices=N
   dataset = pipeline.train_dataset(
       train_source, local_batch_size=local_batch, seed=config.seed,
       transform=transforms.TrainTransform(config.data.image_size, config.data.channels,
-                                          scale=config.data.crop_scale, flip=config.data.flip))
+                                          scale=config.data.crop_scale, flip=config.data.flip,
+                                          views=config.data.get("views", 1)))
   iterator = pipeline.train_iterator(dataset, worker_threads=config.data.worker_threads)
+  ctx = eval_context.EvalContext(config, task, builder, mesh, compiled.apply)
+  evals = evaluators.build_all(config.evals, ctx)  # may reject the config: before any write
 
   workdir.mkdir(parents=True, exist_ok=True)
   (workdir / "config.json").write_text(json.dumps(config_json(config), indent=2))
@@ -130,9 +133,6 @@ def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike, devices=N
       log.message(f"Initialised params from {config.init_from}.")
   log.message(f"workdir: {workdir}  |  {total_steps} steps of {config.batch_size} images on "
               f"{mesh.size} {jax.default_backend()} device(s), mesh {dict(mesh.shape)}")
-
-  ctx = eval_context.EvalContext(config, task, builder, mesh, compiled.apply)
-  evals = evaluators.build_all(config.evals, ctx)
 
   def evaluate(at_step: int) -> dict:
     results = {}

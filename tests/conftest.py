@@ -99,3 +99,12 @@ def make_probe_config(data_dir):
   return lambda **overrides: load_config("linear_probe", "mu", data_dir, {
       **SMALL_RUN, "evals.classification.num_examples": 64,
       "evals.classification.batch_size": 32, **overrides})
+
+
+@pytest.fixture
+def make_simclr_config(data_dir):
+  """Factory for a small SimCLR ConfigDict."""
+  return lambda **overrides: load_config("simclr", "mu", data_dir, {
+      **SMALL_RUN, "evals.fewshot.num_train_examples": 200, "evals.fewshot.num_test_examples": 64,
+      "evals.fewshot.shots": (2,), "evals.fewshot.seeds": 1, "evals.fewshot.batch_size": 32,
+      **overrides})

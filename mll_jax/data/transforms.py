@@ -76,17 +76,30 @@ def random_flip(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 
 class TrainTransform:
-  """MAE pre-training augmentation of one `{"image", "label"}` example."""
+  """Training augmentation (random resized crop + flip) of one `{"image", "label"}` example.
 
-  def __init__(self, size: int, channels: int, scale=(0.2, 1.0), flip: bool = True):
+  `views=2` adds a second, independently augmented view as `image_view2` (contrastive tasks).
+  """
+
+  def __init__(self, size: int, channels: int, scale=(0.2, 1.0), flip: bool = True,
+               views: int = 1):
+    if views not in (1, 2):
+      raise ValueError(f"config.data.views must be 1 or 2, got {views}.")
     self.size, self.channels, self.scale, self.flip = size, channels, tuple(scale), flip
+    self.views = views
 
-  def __call__(self, example: dict, rng: np.random.Generator) -> dict:
-    image = match_channels(np.asarray(example["image"]), self.channels)
+  def _view(self, image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     image = random_resized_crop(image, self.size, rng, scale=self.scale)
     if self.flip:
       image = random_flip(image, rng)
-    return {"image": np.ascontiguousarray(image), "label": np.int32(example["label"])}
+    return np.ascontiguousarray(image)
+
+  def __call__(self, example: dict, rng: np.random.Generator) -> dict:
+    image = match_channels(np.asarray(example["image"]), self.channels)
+    out = {"image": self._view(image, rng), "label": np.int32(example["label"])}
+    if self.views == 2:
+      out["image_view2"] = self._view(image, rng)
+    return out
 
 
 class EvalTransform:

@@ -13,7 +13,8 @@ class Evaluator:
   def __init__(self, name, cfg, ctx: context_lib.EvalContext):
     self.name, self.log_steps, self.ctx, self.cfg = name, cfg.log_steps, ctx, cfg
     self.data = ctx.arrays(cfg.split, cfg.get("num_examples", 0) or None)
-    self._logits = jax.jit(lambda variables, images: ctx.apply(variables, ctx.task.logits, images))
+    logits = ctx.task_function(name, "logits")
+    self._logits = jax.jit(lambda variables, images: ctx.apply(variables, logits, images))
 
   def __call__(self, variables) -> dict:
     logits = context_lib.map_batches(self._logits, variables, self.data["image"],

@@ -20,6 +20,13 @@ class EvalContext:
   mesh: Mesh
   apply: Callable  # apply(variables, fn, *args) -> fn(model, *args)
 
+  def task_function(self, evaluator: str, name: str) -> Callable:
+    """The task's `name` function, or a clear error naming the evaluator that needs it."""
+    if not hasattr(self.task, name):
+      raise ValueError(f"Evaluator {evaluator!r} needs the task's `{name}`, which task "
+                       f"{self.config.task!r} does not define; remove config.evals.{evaluator}.")
+    return getattr(self.task, name)
+
   def arrays(self, split: str, max_examples: int, seed: int = 0) -> dict:
     """A deterministic subset of `split` as numpy arrays, in the model's image format."""
     return pipeline.eval_arrays(sources.data_source(self.builder, split),

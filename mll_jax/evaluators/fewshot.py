@@ -49,7 +49,8 @@ class Evaluator:
     self.train = ctx.arrays(cfg.train_split, cfg.num_train_examples, seed=1)
     self.test = ctx.arrays(cfg.test_split, cfg.num_test_examples, seed=2)
     self.num_classes = len(ctx.builder.info.features["label"].names)
-    self._features = jax.jit(lambda variables, images: ctx.apply(variables, ctx.task.features, images))
+    features = ctx.task_function(name, "features")
+    self._features = jax.jit(lambda variables, images: ctx.apply(variables, features, images))
 
   def __call__(self, variables) -> dict:
     embed = lambda images: context_lib.map_batches(

@@ -13,12 +13,12 @@ class Evaluator:
     self.name, self.log_steps, self.ctx = name, cfg.log_steps, ctx
     self.batch_size = cfg.batch_size
     self.images = ctx.arrays(cfg.split, cfg.num_examples)["image"]
-    task = ctx.task
+    eval_loss = ctx.task_function(name, "eval_loss")
 
     def per_example_loss(variables, images):
       # One key per image position in the batch: the same masks at every evaluation.
       keys = jax.random.split(jax.random.key(cfg.get("seed", 0)), images.shape[0])
-      return jax.vmap(lambda img, k: ctx.apply(variables, task.eval_loss, {"image": img[None]}, k)
+      return jax.vmap(lambda img, k: ctx.apply(variables, eval_loss, {"image": img[None]}, k)
                       )(images, keys)
 
     self._fn = jax.jit(per_example_loss)

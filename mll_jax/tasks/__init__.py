@@ -10,7 +10,7 @@ and, for classifiers, logits(model, images) -> [B, classes].
 
 import importlib
 
-TASKS = ("mae", "supervised")
+TASKS = ("mae", "simclr", "supervised")
 
 
 def get(name: str):

@@ -1,0 +1,53 @@
+"""SimCLR: two augmented views of each image, NT-Xent over the global batch.
+
+The loss is computed on the jitted global batch, so every view's negatives are all other views
+in the batch across all devices (XLA gathers the projections); no per-device approximation.
+"""
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import optax
+from flax import nnx
+
+from mll_jax.data import sources
+from mll_jax.models import contrastive
+
+
+def make_model(config: ml_collections.ConfigDict, info: sources.DatasetInfo,
+               rngs: nnx.Rngs) -> contrastive.ContrastiveViT:
+  """Encoder + projection head as `config.model` says."""
+  del info
+  m = config.model
+  return contrastive.ContrastiveViT(
+      m.variant, image_size=config.data.image_size, channels=config.data.channels,
+      patch_size=m.get("patch_size") or None, proj_hidden=m.proj_hidden, proj_dim=m.proj_dim,
+      proj_depth=m.proj_depth, rngs=rngs)
+
+
+def nt_xent(z1: jax.Array, z2: jax.Array, temperature: float):
+  """Normalised-temperature cross-entropy; `(loss, accuracy of finding the positive)`."""
+  z = jnp.concatenate([z1, z2], axis=0)
+  z = z / jnp.linalg.norm(z, axis=-1, keepdims=True).clip(1e-12)
+  n = z1.shape[0]
+  logits = (z @ z.T) / temperature
+  logits = jnp.where(jnp.eye(2 * n, dtype=bool), -jnp.inf, logits)  # a view is not its own pair
+  positives = jnp.concatenate([jnp.arange(n, 2 * n), jnp.arange(n)])
+  loss = optax.softmax_cross_entropy_with_integer_labels(logits, positives).mean()
+  return loss, (logits.argmax(-1) == positives).mean()
+
+
+def loss(model: contrastive.ContrastiveViT, batch: dict, key: jax.Array, config):
+  """NT-Xent between the projections of `image` and `image_view2`."""
+  del key  # the randomness is in the two augmented views
+  if "image_view2" not in batch:
+    raise ValueError("The simclr task needs two views: set config.data.views = 2.")
+  z1, _ = model(batch["image"])
+  z2, _ = model(batch["image_view2"])
+  value, accuracy = nt_xent(z1, z2, config.temperature)
+  return value, {"loss": value, "contrastive_accuracy": accuracy}
+
+
+def features(model: contrastive.ContrastiveViT, images: jax.Array) -> jax.Array:
+  """The encoder's pooled representation (before the projection head)."""
+  return model.encoder(images)[0]
