@@ -8,7 +8,7 @@ Args (comma-separated): a model (mu, tiny, vit_b16, ...), a data set (as configs
 
 import ml_collections
 
-MODELS = {"mu": ("mu", 4), "tiny": ("tiny", 4), "vit_s16": ("S/16", 16), "vit_b16": ("B/16", 16),
+MODELS = {"mu": ("mu", 4), "mini": ("mini", 4), "tiny": ("tiny", 4), "vit_s16": ("S/16", 16), "vit_b16": ("B/16", 16),
           "vit_l16": ("L/16", 16), "vit_h14": ("H/14", 14)}
 DATA = {"animal_mnist": ("animal_mnist", 28, 1), "digits": ("digits", 8, 1),
         "mnist": ("idx/mnist", 28, 1), "cifar10": ("cifar10", 32, 3),

@@ -4,16 +4,11 @@ LARS. Point `--config.init_from` at a pre-training run (e.g. runs/mae-XXXXXXXX).
 Args as configs/finetune.py: a model, a data set, `labels=10%`.
 """
 
-import importlib.util
-import pathlib
-
 import ml_collections
 
-# Config files are loaded by path (config_flags), not as a package: load the sibling by path.
-_spec = importlib.util.spec_from_file_location(
-    "finetune_config", pathlib.Path(__file__).with_name("finetune.py"))
-finetune = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(finetune)
+from mll_jax import config_files
+
+finetune = config_files.sibling(__file__, "finetune.py")
 MODELS, DATA = finetune.MODELS, finetune.DATA
 
 

@@ -3,15 +3,11 @@
 Args as configs/mae.py: a model and a data set, e.g. `configs/simclr.py:tiny,animal_mnist`.
 """
 
-import importlib.util
-import pathlib
-
 import ml_collections
 
-_spec = importlib.util.spec_from_file_location(
-    "mae_config", pathlib.Path(__file__).with_name("mae.py"))
-_mae = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(_mae)
+from mll_jax import config_files
+
+_mae = config_files.sibling(__file__, "mae.py")
 MODELS, DATA = _mae.MODELS, _mae.DATA
 
 

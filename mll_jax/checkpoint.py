@@ -107,14 +107,16 @@ class Checkpointer:
     self.manager.close()
 
 
-def restore_params(path: str | os.PathLike, abstract_params, fresh: tuple[str, ...] = ()):
+def restore_params(path: str | os.PathLike, abstract_params, fresh: tuple[str, ...] = (),
+                   into: str = ""):
   """Params from `path` (a training workdir, its `checkpoints/` folder or one step's folder).
 
   Used for `config.init_from`. Every model parameter must be in the checkpoint with the same
   shape, except those matching a `fresh` regex (e.g. a new classifier head, `"^head/"`), which
   keep their initial values; checkpoint params the model lacks (an MAE's decoder) are ignored.
-  Returns the restored subset, to merge with `merge_params`. Mismatches raise CheckpointError
-  listing them.
+  `into` names a top-level key of the model's params that the checkpoint fills (e.g. a
+  distillation model's `teacher`). Returns the restored subset, to merge with `merge_params`.
+  Mismatches raise CheckpointError listing them.
   """
   path = pathlib.Path(path).expanduser()
   if (path / "checkpoints").is_dir():
@@ -127,7 +129,13 @@ def restore_params(path: str | os.PathLike, abstract_params, fresh: tuple[str, .
                             "training workdir, its checkpoints/ folder, or one step's folder.")
     path = path / str(steps[0])
   fresh_patterns = [re.compile(p) for p in fresh]
-  wanted = lambda name: not any(p.search(name) for p in fresh_patterns)
+  full_name = (lambda name: f"{into}/{name}") if into else (lambda name: name)
+  wanted = lambda name: not any(p.search(full_name(name)) for p in fresh_patterns)
+  if into:
+    if into not in abstract_params:
+      raise CheckpointError(f"config.init_into={into!r} is not a part of the model's params "
+                            f"(it has {', '.join(map(str, abstract_params))}).")
+    abstract_params = abstract_params[into]
   checkpointer = ocp.PyTreeCheckpointer()
   stored = checkpointer.metadata(path / "state").item_metadata.tree["params"]
   _check_same_structure(stored, _subtree(abstract_params, wanted), f"config.init_from={str(path)!r}",
@@ -138,7 +146,7 @@ def restore_params(path: str | os.PathLike, abstract_params, fresh: tuple[str, .
   restored = checkpointer.restore(path / "state", args=ocp.args.PyTreeRestore(
       item=target, restore_args=ocp.checkpoint_utils.construct_restore_args(target),
       partial_restore=True))
-  return restored["params"]
+  return {into: restored["params"]} if into else restored["params"]
 
 
 def _subtree(tree, keep, prefix: str = ""):

@@ -89,6 +89,8 @@ def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike, devices=N
   workdir = pathlib.Path(workdir).expanduser().absolute()  # orbax needs absolute paths
   check_workdir(workdir)
   task = tasks.get(config.task)
+  if hasattr(task, "validate"):
+    task.validate(config)
   mesh = sharding.make_mesh(config.mesh, devices)
   sharding.check_batch_size(config.batch_size, mesh)
   builder = sources.get_builder(config.data.name, config.data.data_dir or None,
@@ -99,7 +101,10 @@ def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike, devices=N
     labelled, _ = label_fractions.split_labelled(
         label_fractions.split_labels(train_source), config.data.labels, config.seed,
         info.class_names)
-    train_source = label_fractions.Subset(train_source, labelled)
+    if config.data.get("unlabelled", False):  # all images, each flagged labelled or not
+      train_source = label_fractions.Flagged(train_source, labelled)
+    else:
+      train_source = label_fractions.Subset(train_source, labelled)
   total_steps, warmup_steps = resolve_duration(config, len(train_source))
   schedule = optim.schedule(config.optim, config.batch_size, total_steps, warmup_steps)
   tx = optim.make(config.optim, config.batch_size, total_steps, warmup_steps)
@@ -128,7 +133,8 @@ def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike, devices=N
     step, state = 0, compiled.init()
     if config.init_from:
       loaded = checkpoint.restore_params(config.init_from, compiled.abstract_state["params"],
-                                         fresh=tuple(config.get("init_fresh", ())))
+                                         fresh=tuple(config.get("init_fresh", ())),
+                                         into=config.get("init_into", ""))
       state["params"] = checkpoint.merge_params(state["params"], loaded)
       log.message(f"Initialised params from {config.init_from}.")
   log.message(f"workdir: {workdir}  |  {total_steps} steps of {config.batch_size} images on "

@@ -46,11 +46,8 @@ def subprocess_env(data_dir) -> dict:
 
 def load_config(file: str, arg: str | None, data_dir: str, overrides: dict):
   """`configs/<file>:<arg>` with test-sized data paths and dotted-key `overrides` applied."""
-  import importlib.util
-  spec = importlib.util.spec_from_file_location(file, REPO_ROOT / "configs" / f"{file}.py")
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  config = module.get_config(arg)
+  from mll_jax import config_files
+  config = config_files.load(REPO_ROOT / "configs" / f"{file}.py").get_config(arg)
   config.data.data_dir = data_dir
   for key, value in overrides.items():
     target = config
@@ -108,3 +105,11 @@ def make_simclr_config(data_dir):
       **SMALL_RUN, "evals.fewshot.num_train_examples": 200, "evals.fewshot.num_test_examples": 64,
       "evals.fewshot.shots": (2,), "evals.fewshot.seeds": 1, "evals.fewshot.batch_size": 32,
       **overrides})
+
+
+@pytest.fixture
+def make_distill_config(data_dir):
+  """Factory for a small distillation ConfigDict (student mu, teacher mu)."""
+  return lambda **overrides: load_config("distill", "mu,teacher=mu", data_dir, {
+      **SMALL_RUN, "evals.classification.num_examples": 64,
+      "evals.classification.batch_size": 32, **overrides})

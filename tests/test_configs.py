@@ -4,19 +4,16 @@ Command-line overrides (valid ones, and an unknown key that must fail) are exerc
 the real CLI in test_train.py.
 """
 
-import importlib.util
-
 import pytest
+
+from mll_jax import config_files
 from conftest import REPO_ROOT
 
 CONFIG_FILES = sorted((REPO_ROOT / "configs").glob("*.py"))
 
 
 def _load(path):
-  spec = importlib.util.spec_from_file_location(path.stem, path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
+  return config_files.load(path)
 
 
 def _args_of(module):

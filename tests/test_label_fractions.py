@@ -45,3 +45,11 @@ def test_subset_reads_through():
   source = [{"label": i} for i in range(10)]
   sub = lf.Subset(source, [2, 5])
   assert len(sub) == 2 and sub[1]["label"] == 5
+
+
+def test_flagged_marks_exactly_the_labelled_examples():
+  source = [{"label": i % 10} for i in range(100)]
+  labelled, _ = lf.split_labelled(np.array([s["label"] for s in source]), "10%", seed=0)
+  flagged = lf.Flagged(source, labelled)
+  assert len(flagged) == 100
+  assert sorted(i for i in range(100) if flagged[i]["labelled"]) == labelled.tolist()

@@ -75,7 +75,7 @@ def test_image_size_not_divisible_by_patch_is_a_clear_error():
 
 
 def test_unknown_variant_lists_known_ones():
-  with pytest.raises(ValueError, match="known variants: mu, tiny"):
+  with pytest.raises(ValueError, match="known variants: mu, mini, tiny"):
     vit.encoder_size("huge")
 
 

@@ -60,6 +60,25 @@ class Subset:
     return self.source[int(self.indices[i])]
 
 
+class Flagged:
+  """The whole source, each example with `labelled` True when its index is in `labelled`.
+
+  For training on labelled and unlabelled images together (distillation); the label of an
+  unlabelled example is still present but must not be used, and the flag says which.
+  """
+
+  def __init__(self, source, labelled: np.ndarray):
+    self.source = source
+    self.is_labelled = np.zeros(len(source), bool)
+    self.is_labelled[np.asarray(labelled)] = True
+
+  def __len__(self) -> int:
+    return len(self.source)
+
+  def __getitem__(self, i):
+    return dict(self.source[int(i)], labelled=bool(self.is_labelled[int(i)]))
+
+
 def split_labels(source) -> np.ndarray:
   """All labels of a source (reads every record once; fine for the offline-sized sets)."""
   return np.array([source[i]["label"] for i in range(len(source))])

@@ -97,6 +97,8 @@ class TrainTransform:
   def __call__(self, example: dict, rng: np.random.Generator) -> dict:
     image = match_channels(np.asarray(example["image"]), self.channels)
     out = {"image": self._view(image, rng), "label": np.int32(example["label"])}
+    if "labelled" in example:
+      out["labelled"] = np.bool_(example["labelled"])
     if self.views == 2:
       out["image_view2"] = self._view(image, rng)
     return out

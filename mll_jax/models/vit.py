@@ -27,6 +27,7 @@ class Size:
 # `mu` exists for tests (compiles in a second); `tiny` is the offline default on 28x28 images.
 ENCODER_SIZES = {
     "mu": Size(width=32, depth=2, heads=2, mlp_dim=64, patch_size=4),
+    "mini": Size(width=96, depth=4, heads=3, mlp_dim=384, patch_size=4),  # a small student
     "tiny": Size(width=192, depth=6, heads=3, mlp_dim=768, patch_size=4),
     "S/16": Size(width=384, depth=12, heads=6, mlp_dim=1536, patch_size=16),
     "B/16": Size(width=768, depth=12, heads=12, mlp_dim=3072, patch_size=16),

@@ -5,12 +5,13 @@ A task module provides:
   loss(model, batch, key, config) -> (scalar loss, dict of scalar metrics)
   features(model, images) -> [B, D] representation for evaluators
   eval_loss(model, batch, key) -> scalar held-out objective (deterministic model)
-and, for classifiers, logits(model, images) -> [B, classes].
+and, for classifiers, logits(model, images) -> [B, classes]; optionally validate(config),
+called before a run writes anything.
 """
 
 import importlib
 
-TASKS = ("mae", "simclr", "supervised")
+TASKS = ("distill", "mae", "simclr", "supervised")
 
 
 def get(name: str):

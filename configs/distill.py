@@ -1,0 +1,41 @@
+"""Distillation with the unlabelled rest (SimCLRv2 step 3): a `mini` student learns from a
+fine-tuned `tiny` teacher on every training image of animal_mnist.
+
+    python -m mll_jax.train --config=configs/distill.py --config.init_from=runs/supervised-XXXX
+
+Args as configs/finetune.py (the model arg sets the student), plus `teacher=<model>`.
+"""
+
+import ml_collections
+
+from mll_jax import config_files
+
+finetune = config_files.sibling(__file__, "finetune.py")
+MODELS, DATA = finetune.MODELS, finetune.DATA
+
+
+def get_config(arg=None):
+  """Distillation config; the teacher's architecture must match its checkpoint."""
+  tokens = [t for t in (arg or "").split(",") if t]
+  teacher = next((t.split("=", 1)[1] for t in tokens if t.startswith("teacher=")), "tiny")
+  student_args = [t for t in tokens if not t.startswith("teacher=")]
+  if not any(t in MODELS for t in student_args):
+    student_args.append("mini")
+  c = finetune.get_config(",".join(student_args))
+  if teacher not in MODELS:
+    raise ValueError(f"configs/distill.py: unknown teacher {teacher!r}; models: "
+                     f"{', '.join(MODELS)}.")
+  variant, patch = MODELS[teacher]
+  c.task = "distill"
+  c.teacher = dict(variant=variant, patch_size=c.model.patch_size if patch == 4 else patch,
+                   pool="gap")
+  c.data.unlabelled = True  # every training image; labels only where data.labels keeps them
+  c.distill_temperature = 1.0  # SimCLRv2: tau = 1 works
+  c.labelled_weight = 0.0      # > 0 mixes in cross-entropy on the labelled images
+  c.label_smoothing = 0.0
+  c.model.drop_path = 0.0
+  c.num_epochs = 30.0
+  c.optim.update(layer_decay=1.0, freeze=("^teacher/",))
+  c.init_into = "teacher"      # init_from is the teacher's training run
+  c.init_fresh = ()
+  return ml_collections.ConfigDict(c)

@@ -1,0 +1,48 @@
+"""Distillation: the teacher loads and stays fixed, the student learns, resume is exact."""
+
+import shutil
+
+import numpy as np
+import pytest
+
+from mll_jax import train
+from test_train import _assert_same, _metrics, _read_params
+
+
+@pytest.fixture(scope="module")
+def teacher_run(tmp_path_factory, data_dir):
+  from conftest import small_finetune_config
+  workdir = tmp_path_factory.mktemp("teacher")
+  train.run(small_finetune_config(data_dir, total_steps=6), workdir)
+  return workdir
+
+
+def test_distill_keeps_the_teacher_and_trains_the_student(teacher_run, make_distill_config,
+                                                          tmp_path):
+  workdir = tmp_path / "student"
+  config = make_distill_config(init_from=str(teacher_run), labelled_weight=0.5)
+  train.run(config, workdir)
+  teacher = _read_params(teacher_run, 6)
+  distilled = _read_params(workdir, 6)
+  _assert_same({k[len("teacher/"):]: v for k, v in distilled.items() if k.startswith("teacher/")},
+               teacher)
+  metrics = [m for m in _metrics(workdir) if "loss" in m]
+  assert all(np.isfinite(m["distill_loss"]) and np.isfinite(m["labelled_ce"]) for m in metrics)
+  assert [m["step"] for m in _metrics(workdir) if "classification/accuracy" in m] == [0, 6]
+
+  shutil.rmtree(workdir / "checkpoints" / "6")
+  train.run(config, workdir)
+  _assert_same(_read_params(workdir, 6), distilled)
+
+
+def test_distill_without_a_teacher_is_refused(make_distill_config, tmp_path):
+  with pytest.raises(ValueError, match="needs the teacher's training run"):
+    train.run(make_distill_config(), tmp_path / "run")
+  assert not (tmp_path / "run").exists()
+
+
+def test_teacher_of_another_architecture_is_named(teacher_run, make_distill_config, tmp_path):
+  from mll_jax import checkpoint
+  config = make_distill_config(init_from=str(teacher_run), **{"teacher.variant": "mini"})
+  with pytest.raises(checkpoint.CheckpointError, match="(?s)another architecture.*encoder/"):
+    train.run(config, tmp_path / "run")
