@@ -25,10 +25,11 @@ from mll_jax import checkpoint, evaluators, optim, run_log, sharding, steps, tas
 from mll_jax.data import label_fractions, pipeline, sources, transforms
 from mll_jax.evaluators import context as eval_context
 
-_CONFIG = config_flags.DEFINE_config_file(
+# Public: mll_jax.sweep reuses them (absl flags can be defined only once per process).
+CONFIG_FLAG = config_flags.DEFINE_config_file(
     "config", None, "Config file, e.g. configs/mae.py or configs/mae.py:vit_b16,imagenet2012.",
     lock_config=True)
-_WORKDIR = flags.DEFINE_string(
+WORKDIR_FLAG = flags.DEFINE_string(
     "workdir", None, "Run folder (checkpoints, metrics.jsonl). Default: runs/<task>-<config hash>.")
 _CACHE = flags.DEFINE_string(
     "compilation_cache", "~/.cache/mll_jax/jax_cache", "JAX persistent compilation cache ('' off).")
@@ -200,14 +201,19 @@ def _report(log, step, metrics, config, ckpt):
     log.write(step, values)
 
 
-def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+def setup_runtime() -> None:
+  """Quiet logs and the persistent compilation cache, for the CLIs that train."""
   absl_logging.set_verbosity(absl_logging.WARNING)  # orbax logs every save at INFO
   if _CACHE.value:
     jax.config.update("jax_compilation_cache_dir", os.path.expanduser(_CACHE.value))
-  config = _CONFIG.value
-  workdir = pathlib.Path(_WORKDIR.value) if _WORKDIR.value else default_workdir(config)
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  setup_runtime()
+  config = CONFIG_FLAG.value
+  workdir = pathlib.Path(WORKDIR_FLAG.value) if WORKDIR_FLAG.value else default_workdir(config)
   try:
     run(config, workdir)
   except (RunError, ValueError, FileNotFoundError, checkpoint.CheckpointError) as e:
