@@ -31,7 +31,8 @@ setup(
     extras_require={
         "cuda": ["jax[cuda12]>=0.8,<0.11"],
         "tpu": ["jax[tpu]>=0.8,<0.11"],
-        "test": ["pytest>=8,<10"],
+        "test": ["pytest>=8,<10", "matplotlib>=3.7,<4"],
+        "experiments": ["matplotlib>=3.7,<4"],
         # torch 2.13.0 pinned exactly: a looser range pulls the newest CUDA build (GBs).
         "bench": ["torch==2.13.0"],
     },
