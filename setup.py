@@ -27,13 +27,16 @@ setup(
         "scikit-learn>=1.3,<2",      # sklearn's digits, an offline data set
         "importlib_resources>=6",    # TFDS imports it for builders in packages but does not declare it
         "tqdm>=4.60,<5",
+        "safetensors>=0.4,<1",       # weight import (models/convert.py)
     ],
     extras_require={
         "cuda": ["jax[cuda12]>=0.8,<0.11"],
         "tpu": ["jax[tpu]>=0.8,<0.11"],
-        "test": ["pytest>=8,<10", "matplotlib>=3.7,<4"],
+        # torch 2.13.0 pinned exactly: a looser range pulls the newest CUDA build (GBs). The
+        # timm parity test also needs `pip install --no-deps timm` (its torchvision dependency
+        # has no CPU build here; tests/torchvision_stub.py stands in for it).
+        "test": ["pytest>=8,<10", "matplotlib>=3.7,<4", "torch==2.13.0", "pyyaml>=6"],
         "experiments": ["matplotlib>=3.7,<4"],
-        # torch 2.13.0 pinned exactly: a looser range pulls the newest CUDA build (GBs).
         "bench": ["torch==2.13.0"],
     },
 )

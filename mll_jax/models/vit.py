@@ -145,7 +145,7 @@ class ViT(nnx.Module):
 
   def __init__(self, variant: str, *, image_size: int, channels: int,
                patch_size: int | None = None, pool: str = "gap", drop_path_rate: float = 0.0,
-               rngs: nnx.Rngs):
+               posemb: str = "sincos", rngs: nnx.Rngs):
     self.size = encoder_size(variant)
     self.patch_size = patch_size or self.size.patch_size
     check_image_size(image_size, self.patch_size)
@@ -155,6 +155,12 @@ class ViT(nnx.Module):
     self.pool = pool
     self.patch_embed = _xavier_linear(self.patch_size ** 2 * channels, self.size.width, rngs)
     self.cls_token = nnx.Param(nnx.initializers.normal(0.02)(rngs.params(), (1, 1, self.size.width)))
+    if posemb not in ("sincos", "learn"):
+      raise ValueError(f"posemb must be 'sincos' (MAE) or 'learn' (timm ViTs), got {posemb!r}.")
+    # Learned positions (cls row first), as timm's ViTs have; MAE's are fixed sin-cos.
+    self.pos_embedding = (nnx.Param(nnx.initializers.normal(0.02)(
+        rngs.params(), (1, self.grid * self.grid + 1, self.size.width)))
+        if posemb == "learn" else None)
     self.transformer = Transformer(self.size, drop_path_rate=drop_path_rate, rngs=rngs)
 
   @property
@@ -162,7 +168,9 @@ class ViT(nnx.Module):
     return self.grid * self.grid
 
   def position_table(self) -> jax.Array:
-    """Fixed position embeddings, row 0 for the cls token."""
+    """Position embeddings (fixed or learned), row 0 for the cls token."""
+    if self.pos_embedding is not None:
+      return self.pos_embedding[...][0]
     return jnp.asarray(posembed.sincos_2d(self.grid, self.grid, self.size.width, with_cls=True))
 
   def embed_patches(self, images: jax.Array) -> jax.Array:

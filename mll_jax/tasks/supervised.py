@@ -23,7 +23,7 @@ def make_model(config: ml_collections.ConfigDict, info: sources.DatasetInfo,
       channels=config.data.channels, patch_size=m.get("patch_size") or None,
       pool=m.get("pool", "gap"), drop_path_rate=m.get("drop_path", 0.0),
       head_init_std=m.get("head_init_std", 2e-5), head_norm=m.get("head_norm", ""),
-      frozen_trunk=m.get("frozen_trunk", False), rngs=rngs)
+      frozen_trunk=m.get("frozen_trunk", False), posemb=m.get("posemb", "sincos"), rngs=rngs)
 
 
 def _mixup(images, targets, alpha: float, key):
