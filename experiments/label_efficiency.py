@@ -74,9 +74,7 @@ def run_study(study_dir: pathlib.Path, out: pathlib.Path, quick: bool, seeds: in
   pretrained = {}
   for name in ("mae", "simclr"):
     pretrained[name] = study_dir / f"pretrain_{name}"
-    config = _config(name, quick)
-    if not (pretrained[name] / "checkpoints").exists() or not sweep.final_metrics(pretrained[name]):
-      train.run(config, pretrained[name])
+    train.run(_config(name, quick), pretrained[name])  # resumes, or notes it is complete
   results = {m: {f: [] for f in fractions} for m in [*ADAPTATIONS, "distill"]}
   for fraction in fractions:
     tag = fraction.replace("%", "pct")

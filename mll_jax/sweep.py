@@ -97,6 +97,8 @@ def run_sweep(config, sweep: dict, workdir: str | pathlib.Path, run_fn=train.run
       print(f"[sweep] point {index + 1}/{len(configs)}: {overrides}", flush=True)
       try:
         run_fn(point_config, point_dir)
+      except train.Preempted:  # the whole sweep was asked to stop; a rerun resumes it
+        raise
       except Exception as e:  # a failed point is reported; the others still run
         row.update(status=f"failed: {type(e).__name__}: {str(e).splitlines()[0][:200]}")
         print(f"[sweep] point {index + 1} failed:\n{traceback.format_exc()}", flush=True)
@@ -141,6 +143,9 @@ def main(argv):
   except (SweepError, FileNotFoundError) as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(2)
+  except train.Preempted as e:
+    print(f"{e} (the sweep resumes from there)", flush=True)
+    sys.exit(0)
   failed = [r for r in rows if r["status"].startswith("failed")]
   print(f"[sweep] {len(rows) - len(failed)} of {len(rows)} points done; tables in {workdir}")
   sys.exit(1 if failed else 0)

@@ -3,7 +3,8 @@
 Resume order: the workdir's latest readable checkpoint, else `config.init_from` (params only),
 else scratch. The default workdir is `runs/<task>-<hash of the resolved config>`, so rerunning
 the same command resumes the same run and a changed config starts a fresh one. SIGTERM saves a
-checkpoint and exits cleanly; after SIGKILL, rerunning resumes from the last periodic save.
+checkpoint and exits cleanly (`run` raises `Preempted`, the CLI exits 0); after SIGKILL,
+rerunning resumes from the last periodic save.
 """
 
 import hashlib
@@ -65,6 +66,10 @@ def check_workdir(workdir: pathlib.Path) -> None:
   for parent in workdir.parents:
     if parent.exists() and not parent.is_dir():
       raise RunError(f"--workdir={workdir}: {parent} is a file, so the folder cannot be made.")
+
+
+class Preempted(RuntimeError):
+  """SIGTERM arrived; a checkpoint was saved. Callers that run several trainings stop too."""
 
 
 class _StopFlag:
@@ -172,9 +177,8 @@ def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike, devices=N
           ckpt.save(step, state, iterator, config_json(config))
         if stop.requested:  # preemption grace periods are short: no evaluation, just save
           ckpt.wait()
-          log.message(f"SIGTERM: saved the checkpoint at step {step}; rerun the same command "
-                      "to resume.")
-          return last_eval
+          raise Preempted(f"SIGTERM: saved the checkpoint at step {step}; rerun the same "
+                          "command to resume.")
         last_eval = evaluate(step) or last_eval
         log.restart_window(step)  # keep evaluation time out of the images/s figure
     if step == total_steps and restored and restored[0] == total_steps:
@@ -216,6 +220,9 @@ def main(argv):
   workdir = pathlib.Path(WORKDIR_FLAG.value) if WORKDIR_FLAG.value else default_workdir(config)
   try:
     run(config, workdir)
+  except Preempted as e:  # a clean, resumable stop
+    print(str(e), flush=True)
+    sys.exit(0)
   except (RunError, ValueError, FileNotFoundError, checkpoint.CheckpointError) as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(2)

@@ -58,3 +58,16 @@ def test_committed_sweep_files_fit_their_configs(path):
   spec = config_files.load(path).get_sweep()
   for overrides in sweep.points(spec):
     sweep.apply_overrides(config, overrides)
+
+
+def test_preemption_stops_the_whole_sweep(make_config, tmp_path):
+  calls = []
+
+  def preempted_run(cfg, workdir):
+    calls.append(workdir)
+    raise train.Preempted("SIGTERM")
+
+  with pytest.raises(train.Preempted):
+    sweep.run_sweep(make_config(), {"grid": {"seed": [0, 1]}}, tmp_path / "sweep",
+                    run_fn=preempted_run)
+  assert len(calls) == 1
