@@ -97,3 +97,9 @@ def test_linear_probe_trains_only_the_head_and_resumes_exactly(make_config, make
   shutil.rmtree(workdir / "checkpoints" / "6")
   train.run(make_probe_config(init_from=str(tmp_path / "mae")), workdir)
   _assert_same(_read_params(workdir, 6), probed)
+
+
+def test_mixup_runs_and_mixes_targets(make_finetune_config, tmp_path):
+  train.run(make_finetune_config(mixup=0.8, total_steps=2, log_steps=1), tmp_path / "run")
+  losses = [m["loss"] for m in _metrics(tmp_path / "run") if "loss" in m]
+  assert len(losses) == 2 and all(np.isfinite(losses))

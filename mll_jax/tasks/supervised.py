@@ -11,7 +11,7 @@ import optax
 from flax import nnx
 
 from mll_jax.data import sources
-from mll_jax.models import heads
+from mll_jax.models import heads, vit
 
 
 def make_model(config: ml_collections.ConfigDict, info: sources.DatasetInfo,
@@ -31,7 +31,7 @@ def _mixup(images, targets, alpha: float, key):
   k_lam, k_perm = jax.random.split(key)
   lam = jax.random.beta(k_lam, alpha, alpha)
   perm = jax.random.permutation(k_perm, images.shape[0])
-  images = images.astype(jnp.float32) / 127.5 - 1.0 if images.dtype == jnp.uint8 else images
+  images = vit.normalize_images(images)  # mix in the model's float space, not in uint8
   return lam * images + (1 - lam) * images[perm], lam * targets + (1 - lam) * targets[perm]
 
 
