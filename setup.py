@@ -11,6 +11,7 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
     packages=find_packages(include=["mll_jax", "mll_jax.*"]),
+    package_data={"mll_jax.hub": ["data/*.json"]},  # the shipped SDAG
     install_requires=[
         "jax>=0.8,<0.11",
         "flax>=0.12,<0.13",
@@ -35,7 +36,11 @@ setup(
         # torch 2.13.0 pinned exactly: a looser range pulls the newest CUDA build (GBs). The
         # timm parity test also needs `pip install --no-deps timm` (its torchvision dependency
         # has no CPU build here; tests/torchvision_stub.py stands in for it).
-        "test": ["pytest>=8,<10", "matplotlib>=3.7,<4", "torch==2.13.0", "pyyaml>=6"],
+        "test": ["pytest>=8,<10", "matplotlib>=3.7,<4", "torch==2.13.0", "pyyaml>=6",
+                 "nltk>=3.8,<4"],
+        # Rebuilding the SDAG from WordNet (python -m mll_jax.hub.wordnet_graph); the data
+        # files come from the system (Debian: apt-get install wordnet-base).
+        "wordnet": ["nltk>=3.8,<4"],
         "experiments": ["matplotlib>=3.7,<4"],
         "bench": ["torch==2.13.0"],
     },

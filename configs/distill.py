@@ -36,6 +36,7 @@ def get_config(arg=None):
   c.model.drop_path = 0.0
   c.num_epochs = 30.0
   c.optim.update(layer_decay=1.0, freeze=("^teacher/",))
-  c.init_into = "teacher"      # init_from is the teacher's training run
-  c.init_fresh = ()
+  c.init_from = ""             # the teacher's training run (required)
+  c.student_init_from = ""     # optional: a pre-training run whose encoder starts the student
+  del c.init_fresh             # the task lists its own init sources
   return ml_collections.ConfigDict(c)

@@ -4,7 +4,7 @@ Default: the `tiny` ViT on animal_mnist (offline, a few minutes on a 2-core CPU)
 Args select variants, comma-separated, e.g.
   --config=configs/mae.py:vit_b16,imagenet2012   the paper's ViT-B/16 recipe on ImageNet-1k
   --config=configs/mae.py:mu                     the test-sized model
-Model args: mu, tiny, vit_s16, vit_b16, vit_l16, vit_h14.
+Model args: mu, mini, tiny, vit_s16, vit_b16, vit_l16, vit_h14.
 Data args: animal_mnist, digits, mnist (IDX files: set data.manual_dir), cifar10, cifar100,
 imagenet2012 (TFDS sets must be prepared by the user).
 """
@@ -13,6 +13,7 @@ import ml_collections
 
 MODELS = {  # arg -> (variant, patch size, decoder)
     "mu": ("mu", 4, "mu"),
+    "mini": ("mini", 4, "tiny"),  # a small student / the label-efficiency study's model
     "tiny": ("tiny", 4, "tiny"),
     "vit_s16": ("S/16", 16, "standard"),
     "vit_b16": ("B/16", 16, "standard"),

@@ -137,12 +137,11 @@ def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike, devices=N
     log.message(f"Resumed from the checkpoint at step {step} in {ckpt.directory}.")
   else:
     step, state = 0, compiled.init()
-    if config.init_from:
-      loaded = checkpoint.restore_params(config.init_from, compiled.abstract_state["params"],
-                                         fresh=tuple(config.get("init_fresh", ())),
-                                         into=config.get("init_into", ""))
+    for source in tasks.init_sources(task, config):
+      loaded = checkpoint.restore_params(source.path, compiled.abstract_state["params"],
+                                         fresh=source.fresh, into=source.into)
       state["params"] = checkpoint.merge_params(state["params"], loaded)
-      log.message(f"Initialised params from {config.init_from}.")
+      log.message(f"Initialised {source.into or 'params'} from {source.path}.")
   log.message(f"workdir: {workdir}  |  {total_steps} steps of {config.batch_size} images on "
               f"{mesh.size} {jax.default_backend()} device(s), mesh {dict(mesh.shape)}")
 

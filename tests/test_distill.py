@@ -46,3 +46,19 @@ def test_teacher_of_another_architecture_is_named(teacher_run, make_distill_conf
   config = make_distill_config(init_from=str(teacher_run), **{"teacher.variant": "mini"})
   with pytest.raises(checkpoint.CheckpointError, match="(?s)another architecture.*encoder/"):
     train.run(config, tmp_path / "run")
+
+
+def test_student_starts_from_a_pretrained_encoder_with_a_fresh_head(teacher_run,
+                                                                    make_distill_config,
+                                                                    tmp_path):
+  # Everything is frozen, so after the run the student still holds its initial params.
+  config = make_distill_config(init_from=str(teacher_run), student_init_from=str(teacher_run),
+                               **{"optim.freeze": ("^teacher/", "^student/")})
+  train.run(config, tmp_path / "run")
+  source = _read_params(teacher_run, 6)
+  student = {k[len("student/"):]: v for k, v in _read_params(tmp_path / "run", 6).items()
+             if k.startswith("student/")}
+  _assert_same({k: v for k, v in student.items() if k.startswith("encoder/")},
+               {k: v for k, v in source.items() if k.startswith("encoder/")})
+  heads = [k for k in student if k.startswith("head/")]
+  assert heads and not any(np.array_equal(student[k], source[k]) for k in heads)

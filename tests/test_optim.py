@@ -40,6 +40,22 @@ def test_clipping_bounds_the_update():
   assert np.all(np.isfinite(np.asarray(updates["w"])))
 
 
+def test_lars_scales_kernel_steps_by_their_norm_but_not_bias_steps():
+  # The linear probe's ImageNet optimiser: a kernel's step is lr * |w| / |g| * g (trust ratio),
+  # so kernels 10x apart in norm take steps 10x apart; biases take plain momentum-SGD steps.
+  tx = optim.make(_optim(name="lars", weight_decay=0.0), 256, 10, 1)
+  params = {"small": {"kernel": jnp.full((2, 2), 0.1)}, "large": {"kernel": jnp.full((2, 2), 1.0)},
+            "bias": jnp.full(2, 0.1)}
+  grads = jax.tree.map(jnp.ones_like, params)
+  state = tx.init(params)
+  for _ in range(2):  # step 0 has lr 0 (warm-up)
+    updates, state = tx.update(grads, state, params)
+  small, large = (float(jnp.linalg.norm(updates[k]["kernel"])) for k in ("small", "large"))
+  assert large == pytest.approx(10 * small, rel=1e-5)
+  lr = float(optim.schedule(_optim(), 256, 10, 1)(1))
+  np.testing.assert_allclose(updates["bias"], -lr * np.ones(2), rtol=1e-5)
+
+
 def test_unknown_optimiser():
   with pytest.raises(ValueError, match="Unknown optimiser 'sgdx'"):
     optim.make(_optim(name="sgdx"), 256, 10, 0)

@@ -1,9 +1,10 @@
 """Distillation (SimCLRv2's step 3): a student learns a fixed teacher's softened predictions.
 
 The model holds `student` and `teacher` classifiers. The teacher comes from its training run
-through `config.init_from` with `config.init_into = "teacher"`; its output is stop-gradiented
+through `config.init_from` (see `init_sources`); its output is stop-gradiented
 and `config.optim.freeze` keeps its params fixed. The student trains on every image of the
-split (labelled or not), optionally mixed with cross-entropy on the labelled ones.
+split (labelled or not), optionally mixed with cross-entropy on the labelled ones. The student
+starts at random, or from a pre-trained encoder (`config.student_init_from`).
 """
 
 import jax
@@ -12,6 +13,7 @@ import ml_collections
 import optax
 from flax import nnx
 
+from mll_jax import tasks
 from mll_jax.data import sources
 from mll_jax.models import heads
 
@@ -39,6 +41,15 @@ def validate(config: ml_collections.ConfigDict) -> None:
     raise ValueError("Distillation needs the teacher's training run: set "
                      "--config.init_from=<workdir of a fine-tuning run> (its model must match "
                      "config.teacher).")
+
+
+def init_sources(config: ml_collections.ConfigDict) -> list:
+  """The teacher from `init_from`; the student's encoder from `student_init_from` when set
+  (e.g. the pre-training run the teacher was fine-tuned from), its head always fresh."""
+  sources_ = [tasks.InitSource(config.init_from, "teacher")]
+  if config.get("student_init_from", ""):
+    sources_.append(tasks.InitSource(config.student_init_from, "student", ("^student/head/",)))
+  return sources_
 
 
 def make_model(config: ml_collections.ConfigDict, info: sources.DatasetInfo,
