@@ -1,0 +1,161 @@
+"""The hub registry: round trip, versions, concurrent registration, crashes, tampering, names."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import jax
+import numpy as np
+import pytest
+
+from conftest import REPO_ROOT
+from mll_jax.hub import functional, registry
+
+ARCH = {"task": "supervised", "model": {"variant": "mu", "patch_size": 4, "pool": "gap"},
+        "image_size": 28, "channels": 1, "num_classes": 3}
+CLASSES = ("cat", "dog", "cow")
+
+# Registers `count` models named `<prefix>-<i>` (every 5th also as "shared", to race versions).
+REGISTER_SCRIPT = """
+import sys
+from mll_jax.hub import functional, registry
+hub_dir, prefix, count = sys.argv[1], sys.argv[2], int(sys.argv[3])
+arch = {arch!r}
+variables = functional.init_variables(arch, seed=len(prefix))
+hub = registry.Hub(hub_dir)
+for i in range(count):
+  hub.register("shared" if i % 5 == 0 else f"{{prefix}}-{{i}}", arch, variables,
+               ["cat", "dog", "cow"], source=prefix)
+  print("registered", i, flush=True)
+""".format(arch=ARCH)
+
+
+@pytest.fixture(scope="module")
+def variables():
+  return functional.init_variables(ARCH, seed=3)
+
+
+@pytest.fixture
+def hub(tmp_path):
+  return registry.Hub(tmp_path / "hub")
+
+
+def _images(n=6, seed=0):
+  return np.random.RandomState(seed).randint(0, 256, (n, 28, 28, 1)).astype(np.uint8)
+
+
+def test_register_load_round_trip_gives_identical_outputs(hub, variables):
+  entry = hub.register("animals", ARCH, variables, CLASSES, ["n1", "n2", ""], source="test")
+  assert entry.ref == "animals@1" and entry.parameters == functional.parameter_count(variables)
+  assert entry.flops_per_image > 1e5  # from XLA's cost analysis of the compiled function
+  apply, loaded = hub.load("animals")
+  original = jax.jit(functional.apply_fn(ARCH))(variables, _images())
+  np.testing.assert_array_equal(jax.jit(apply)(loaded, _images()), original)
+  shown = hub.show("animals@1")
+  assert shown.classes == CLASSES and shown.nodes == ("n1", "n2", "") and shown.source == "test"
+  assert hub.index()["animals@1"]["nodes"] == 2 and hub.verify() == {"animals@1": []}
+
+
+def test_versions_latest_and_remove(hub, variables):
+  assert [hub.register("m", ARCH, variables, CLASSES).ref for _ in range(3)] == \
+      ["m@1", "m@2", "m@3"]
+  assert hub.resolve("m") == "m@3"
+  assert hub.remove("m@2") == "m@2"
+  assert [e.ref for e in hub.entries()] == ["m@1", "m@3"]
+  assert hub.remove("m") == "m@3"
+  assert hub.register("m", ARCH, variables, CLASSES).ref == "m@2"  # versions only go up
+  with pytest.raises(registry.HubError, match="No version 7 of 'm'; it has 1, 2"):
+    hub.show("m@7")
+  with pytest.raises(registry.HubError, match="No model 'zebra'"):
+    hub.load("zebra")
+  assert sorted(p.name for p in (hub.directory / "entries").iterdir()) == ["m@1", "m@2"]
+  assert not list((hub.directory / ".staging").iterdir())
+
+
+@pytest.mark.parametrize("name", ["../x", "a/b", "", "x" * 300, "x@1", "..", ".hidden", "a b"])
+def test_bad_names_are_refused_before_any_write(hub, variables, name):
+  with pytest.raises(registry.HubError, match="model name|Model name"):
+    hub.register(name, ARCH, variables, CLASSES)
+  assert not list((hub.directory / "entries").iterdir())
+  assert not (hub.directory / "index.json").exists()
+  assert not (hub.directory.parent / "x").exists()
+
+
+def test_variables_of_another_architecture_are_refused(hub, variables):
+  other = dict(ARCH, num_classes=4)
+  with pytest.raises(registry.HubError, match=r"do not fit the architecture.*head"):
+    hub.register("wrong", other, variables, CLASSES + ("pig",))
+  with pytest.raises(registry.HubError, match="3 class names and 3 nodes for a model with 4"):
+    hub.register("wrong", other, functional.init_variables(other), CLASSES)
+  assert not list((hub.directory / "entries").iterdir())
+
+
+def test_tampered_files_are_reported_and_not_loaded(hub, variables):
+  hub.register("good", ARCH, variables, CLASSES)
+  hub.register("bad", ARCH, variables, CLASSES)
+  folder = hub.directory / "entries" / "bad@1" / registry.VARIABLES_DIR
+  biggest = max((p for p in folder.rglob("*") if p.is_file()), key=lambda p: p.stat().st_size)
+  data = bytearray(biggest.read_bytes())
+  data[len(data) // 2] ^= 0xFF
+  biggest.write_bytes(bytes(data))
+  report = hub.verify()
+  assert report["good@1"] == []
+  assert report["bad@1"] == [f"{biggest.relative_to(folder.parent)} does not match its checksum"]
+  with pytest.raises(registry.CorruptEntry, match="bad@1 is corrupted.*does not match"):
+    hub.load("bad")
+  hub.load("good")
+  entry_json = hub.directory / "entries" / "good@1" / registry.ENTRY_FILE
+  entry_json.write_text(entry_json.read_text().replace('"cat"', '"lion"'))
+  assert hub.verify("good") == {"good@1": ["entry.json was modified"]}
+
+
+def test_four_processes_registering_25_each_lose_nothing(tmp_path, subprocess_env):
+  hub_dir = tmp_path / "hub"
+  procs = [subprocess.Popen([sys.executable, "-c", REGISTER_SCRIPT, str(hub_dir), f"p{i}", "25"],
+                            cwd=REPO_ROOT, env=subprocess_env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True) for i in range(4)]
+  outputs = [p.communicate(timeout=600)[0] for p in procs]
+  assert all(p.returncode == 0 for p in procs), "\n".join(o[-2000:] for o in outputs)
+  hub = registry.Hub(hub_dir)
+  refs = {e.ref for e in hub.entries()}
+  assert len(refs) == 100
+  assert {f"shared@{v}" for v in range(1, 21)} <= refs  # 4 x 5 racing versions, none lost
+  assert all(problems == [] for problems in hub.verify().values())
+  assert sorted(p.name for p in (hub_dir / "entries").iterdir()) == sorted(refs)
+  assert not list((hub_dir / ".staging").iterdir())
+
+
+def test_a_process_killed_mid_register_leaves_no_half_entry(tmp_path, subprocess_env):
+  hub_dir = tmp_path / "hub"
+  for delay in (0.0, 0.05, 0.13):  # the kill lands at different points of a registration
+    proc = subprocess.Popen([sys.executable, "-c", REGISTER_SCRIPT, str(hub_dir), "k", "1000"],
+                            cwd=REPO_ROOT, env=subprocess_env, stdout=subprocess.PIPE, text=True)
+    for _ in range(3):  # wait until it is registering steadily
+      assert proc.stdout.readline().startswith("registered"), "the registering process failed"
+    time.sleep(delay)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    hub = registry.Hub(hub_dir)
+    indexed = set(hub.index())  # the index loads
+    on_disk = {p.name for p in (hub_dir / "entries").iterdir()}
+    # An entry is either committed (whole) or absent; one committed just before the index
+    # update is picked up by the next locked operation, here a removal.
+    assert indexed <= on_disk and len(on_disk - indexed) <= 1
+    hub.remove(sorted(indexed)[0])
+    assert set(hub.index()) == {p.name for p in (hub_dir / "entries").iterdir()}
+    assert all(problems == [] for problems in hub.verify().values())
+    assert not list((hub_dir / ".staging").iterdir())  # the dead process's staging is gone
+
+
+def test_lost_index_is_rebuilt_from_the_entries(hub, variables):
+  hub.register("a", ARCH, variables, CLASSES)
+  hub.register("b", ARCH, variables, CLASSES)
+  (hub.directory / "index.json").unlink()
+  hub.register("c", ARCH, variables, CLASSES)
+  assert set(hub.index()) == {"a@1", "b@1", "c@1"}
+  (hub.directory / "index.json").write_text("{broken")
+  with pytest.raises(registry.HubError, match="not valid JSON.*delete it to rebuild"):
+    hub.entries()
