@@ -107,6 +107,22 @@ class Checkpointer:
     self.manager.close()
 
 
+def step_dir(path: str | os.PathLike, what: str = "The path") -> pathlib.Path:
+  """One step's checkpoint folder from a training workdir, its `checkpoints/` folder (the
+  latest step) or a step folder itself."""
+  path = pathlib.Path(path).expanduser()
+  if (path / "checkpoints").is_dir():
+    path = path / "checkpoints"
+  if not (path / "state").is_dir():
+    steps = sorted((int(p.name) for p in path.glob("*") if p.name.isdigit()), reverse=True) \
+        if path.is_dir() else []
+    if not steps:
+      raise CheckpointError(f"{what}={str(path)!r} holds no checkpoint; give a training "
+                            "workdir, its checkpoints/ folder, or one step's folder.")
+    path = path / str(steps[0])
+  return path
+
+
 def restore_params(path: str | os.PathLike, abstract_params, fresh: tuple[str, ...] = (),
                    into: str = ""):
   """Params from `path` (a training workdir, its `checkpoints/` folder or one step's folder).
@@ -118,16 +134,7 @@ def restore_params(path: str | os.PathLike, abstract_params, fresh: tuple[str, .
   distillation model's `teacher`). Returns the restored subset, to merge with `merge_params`.
   Mismatches raise CheckpointError listing them.
   """
-  path = pathlib.Path(path).expanduser()
-  if (path / "checkpoints").is_dir():
-    path = path / "checkpoints"
-  if not (path / "state").is_dir():
-    steps = sorted((int(p.name) for p in path.glob("*") if p.name.isdigit()), reverse=True) \
-        if path.is_dir() else []
-    if not steps:
-      raise CheckpointError(f"config.init_from={str(path)!r} holds no checkpoint; give a "
-                            "training workdir, its checkpoints/ folder, or one step's folder.")
-    path = path / str(steps[0])
+  path = step_dir(path, "config.init_from")
   fresh_patterns = [re.compile(p) for p in fresh]
   full_name = (lambda name: f"{into}/{name}") if into else (lambda name: name)
   wanted = lambda name: not any(p.search(full_name(name)) for p in fresh_patterns)

@@ -23,7 +23,7 @@ from absl import logging as absl_logging
 from ml_collections import config_flags
 
 from mll_jax import checkpoint, evaluators, optim, run_log, sharding, steps, tasks
-from mll_jax.data import label_fractions, pipeline, sources, transforms
+from mll_jax.data import class_subsets, label_fractions, pipeline, sources, transforms
 from mll_jax.evaluators import context as eval_context
 
 # Public: mll_jax.sweep reuses them (absl flags can be defined only once per process).
@@ -102,7 +102,11 @@ def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike, devices=N
   builder = sources.get_builder(config.data.name, config.data.data_dir or None,
                                 config.data.manual_dir or None)
   info = sources.info(builder)
-  train_source = sources.data_source(builder, config.data.train_split)
+  # Experts: a named subset of the classes, relabelled 0..k-1 (everywhere, evaluators too).
+  class_indices = class_subsets.resolve(config.get("classes", ""), info.class_names)
+  info = class_subsets.restrict_info(info, class_indices)
+  train_source = class_subsets.apply(sources.data_source(builder, config.data.train_split),
+                                     class_indices)
   if config.data.get("labels", ""):  # label-efficient runs: a class-balanced labelled subset
     labelled, _ = label_fractions.split_labelled(
         label_fractions.split_labels(train_source), config.data.labels, config.seed,
@@ -123,7 +127,7 @@ def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike, devices=N
                                           scale=config.data.crop_scale, flip=config.data.flip,
                                           views=config.data.get("views", 1)))
   iterator = pipeline.train_iterator(dataset, worker_threads=config.data.worker_threads)
-  ctx = eval_context.EvalContext(config, task, builder, mesh, compiled.apply)
+  ctx = eval_context.EvalContext(config, task, builder, mesh, compiled.apply, class_indices)
   evals = evaluators.build_all(config.evals, ctx)  # may reject the config: before any write
 
   workdir.mkdir(parents=True, exist_ok=True)

@@ -113,3 +113,11 @@ def make_distill_config(data_dir):
   return lambda **overrides: load_config("distill", "mu,teacher=mu", data_dir, {
       **SMALL_RUN, "evals.classification.num_examples": 64,
       "evals.classification.batch_size": 32, **overrides})
+
+
+@pytest.fixture
+def make_expert_config(data_dir):
+  """Factory for a small expert ConfigDict (mu, animal_mnist's cat, dog and horse)."""
+  return lambda **overrides: load_config("expert", "mu", data_dir, {
+      **SMALL_RUN, "classes": "cat,dog,horse", "evals.classification.num_examples": 0,
+      "evals.classification.batch_size": 32, **overrides})

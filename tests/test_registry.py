@@ -159,3 +159,29 @@ def test_lost_index_is_rebuilt_from_the_entries(hub, variables):
   (hub.directory / "index.json").write_text("{broken")
   with pytest.raises(registry.HubError, match="not valid JSON.*delete it to rebuild"):
     hub.entries()
+
+
+def _label(n=5):
+  return {"responses": np.log(np.full((n, 3), 1 / 3, np.float32)),
+          "pools_fingerprint": np.asarray("abc")}
+
+
+def test_labels_are_stored_once_checksummed_and_removed_with_their_entry(hub, variables):
+  hub.register("with", ARCH, variables, CLASSES, label=_label())
+  hub.register("without", ARCH, variables, CLASSES)
+  assert hub.load_label("with")["responses"].shape == (5, 3)
+  assert hub.load_label("without") is None
+  hub.add_label("without", _label(7))
+  assert hub.load_label("without@1")["responses"].shape == (7, 3)
+  with pytest.raises(registry.HubError, match="labelled already"):
+    hub.add_label("without", _label())
+  label_file = hub.directory / "labels" / "with@1.npz"
+  label_file.write_bytes(label_file.read_bytes()[:-8] + b"tampered")
+  assert hub.verify("with") == {"with@1": ["its label labels/with@1.npz is missing or modified"]}
+  with pytest.raises(registry.CorruptEntry, match="label of with@1 is missing or modified"):
+    hub.load_label("with")
+  hub.remove("with")
+  assert not label_file.exists()
+  with pytest.raises(registry.HubError, match="no objects"):
+    hub.register("objects", ARCH, variables, CLASSES, label={"x": np.array([{}], object)})
+  assert set(hub.index()) == {"without@1"}  # refused before anything was written

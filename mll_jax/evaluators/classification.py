@@ -8,7 +8,8 @@ from mll_jax.evaluators import context as context_lib
 
 
 class Evaluator:
-  """`<name>/accuracy` and `<name>/loss` over `num_examples` images of `split` (0: all)."""
+  """`<name>/accuracy`, `<name>/loss` and `<name>/examples` over `num_examples` images of
+  `split` (0: all; only the run's classes when it has a class subset)."""
 
   def __init__(self, name, cfg, ctx: context_lib.EvalContext):
     self.name, self.log_steps, self.ctx, self.cfg = name, cfg.log_steps, ctx, cfg
@@ -22,4 +23,4 @@ class Evaluator:
     labels = self.data["label"]
     loss = optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
     return {f"{self.name}/accuracy": float((logits.argmax(-1) == labels).mean()),
-            f"{self.name}/loss": float(loss)}
+            f"{self.name}/loss": float(loss), f"{self.name}/examples": len(labels)}

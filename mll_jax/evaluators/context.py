@@ -8,7 +8,7 @@ import numpy as np
 from jax.sharding import Mesh
 
 from mll_jax import sharding
-from mll_jax.data import pipeline, sources
+from mll_jax.data import class_subsets, pipeline, sources
 
 
 @dataclasses.dataclass
@@ -19,6 +19,11 @@ class EvalContext:
   builder: Any
   mesh: Mesh
   apply: Callable  # apply(variables, fn, *args) -> fn(model, *args)
+  class_indices: tuple[int, ...] = ()  # the run's class subset (config.classes), if any
+
+  @property
+  def num_classes(self) -> int:
+    return len(self.class_indices) or len(self.builder.info.features["label"].names)
 
   def task_function(self, evaluator: str, name: str) -> Callable:
     """The task's `name` function, or a clear error naming the evaluator that needs it."""
@@ -29,7 +34,8 @@ class EvalContext:
 
   def arrays(self, split: str, max_examples: int, seed: int = 0) -> dict:
     """A deterministic subset of `split` as numpy arrays, in the model's image format."""
-    return pipeline.eval_arrays(sources.data_source(self.builder, split),
+    source = class_subsets.apply(sources.data_source(self.builder, split), self.class_indices)
+    return pipeline.eval_arrays(source,
                                 size=self.config.data.image_size,
                                 channels=self.config.data.channels,
                                 max_examples=max_examples, seed=seed)

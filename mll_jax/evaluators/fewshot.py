@@ -48,7 +48,7 @@ class Evaluator:
     self.name, self.log_steps, self.ctx, self.cfg = name, cfg.log_steps, ctx, cfg
     self.train = ctx.arrays(cfg.train_split, cfg.num_train_examples, seed=1)
     self.test = ctx.arrays(cfg.test_split, cfg.num_test_examples, seed=2)
-    self.num_classes = len(ctx.builder.info.features["label"].names)
+    self.num_classes = ctx.num_classes
     features = ctx.task_function(name, "features")
     self._features = jax.jit(lambda variables, images: ctx.apply(variables, features, images))
 

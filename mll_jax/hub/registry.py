@@ -3,7 +3,8 @@
     <hub>/index.json                 {"format": ..., "entries": {"name@1": {summary}, ...}}
     <hub>/entries/<name>@<v>/entry.json   architecture, classes + SDAG nodes, cost, checksums
     <hub>/entries/<name>@<v>/variables/   params (+ model state), an orbax checkpoint
-    <hub>/entries/<name>@<v>/label.npz    its model label (response tensor), when labelled
+    <hub>/labels/<name>@<v>.npz           its model label (response tensor), once labelled
+    <hub>/pools.npz                       the labelling pools (see labeling.py)
     <hub>/.lock, <hub>/.staging/
 
 Safe by construction:
@@ -13,8 +14,10 @@ Safe by construction:
   that died before updating the index is added back on the next locked operation.
 - Names are validated before anything is written; nothing is unpickled (orbax for arrays, JSON
   for metadata, `np.load(allow_pickle=False)` for labels).
-- Every file's SHA-256 is in `entry.json`, whose own hash is in the index: `verify` and `load`
-  report any mismatch instead of loading.
+- Every file's SHA-256 is in `entry.json`, whose own hash is in the index, as is each label's:
+  `verify` and `load` report any mismatch instead of loading.
+- Entries never change. A label is written once (at registration or by `label` later), to its
+  own file, renamed into place under the lock before the index records it.
 """
 
 import contextlib
@@ -33,12 +36,11 @@ import uuid
 import numpy as np
 import orbax.checkpoint as ocp
 
-from mll_jax.hub import functional
+from mll_jax.hub import functional, labeling
 
 FORMAT = "mll_jax.hub/1"
 ENTRY_FILE = "entry.json"
 VARIABLES_DIR = "variables"
-LABEL_FILE = "label.npz"
 MAX_NAME_LENGTH = 100
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 _REF = re.compile(r"(?P<name>[^@]*)(@(?P<version>\d+))?")
@@ -84,10 +86,6 @@ class Entry:
   def ref(self) -> str:
     return f"{self.name}@{self.version}"
 
-  @property
-  def labelled(self) -> bool:
-    return LABEL_FILE in self.files
-
   def to_json(self) -> dict:
     data = dataclasses.asdict(self)
     data.update(classes=list(self.classes), nodes=list(self.nodes))
@@ -95,8 +93,7 @@ class Entry:
 
   def summary(self) -> dict:
     return {"classes": len(self.classes), "nodes": len([n for n in self.nodes if n]),
-            "flops_per_image": self.flops_per_image, "parameters": self.parameters,
-            "labelled": self.labelled}
+            "flops_per_image": self.flops_per_image, "parameters": self.parameters}
 
 
 def _sha256(path: pathlib.Path) -> str:
@@ -141,7 +138,7 @@ class Hub:
       if not create:
         raise HubError(f"No hub at {str(self.directory)!r}; register a model to create one.")
       self.directory.mkdir(parents=True)
-    for sub in ("entries", ".staging"):
+    for sub in ("entries", "labels", ".staging"):
       (self.directory / sub).mkdir(exist_ok=True)
 
   # ----- locking, index, recovery -----
@@ -179,9 +176,19 @@ class Hub:
     """Under the lock: index committed entries the index lacks; drop staging folders of dead
     processes. Returns whether the index changed."""
     changed = False
+    for ref in [r for r in index["entries"] if not (self.directory / "entries" / r).exists()]:
+      del index["entries"][ref]  # removed (the folder's rename commits a removal)
+      changed = True
     for folder in (self.directory / "entries").iterdir():
       if folder.name not in index["entries"] and (folder / ENTRY_FILE).exists():
         index["entries"][folder.name] = self._index_record(folder)
+        changed = True
+    for label in (self.directory / "labels").glob("*.npz"):
+      record = index["entries"].get(label.stem)
+      if record is None:  # the label of an entry removed, or never indexed: not trusted
+        label.unlink()
+      elif "label_sha256" not in record:  # written just before a crash, or index rebuilt
+        record["label_sha256"] = _sha256(label)
         changed = True
     host = socket.gethostname()
     for folder in (self.directory / ".staging").iterdir():
@@ -213,12 +220,11 @@ class Hub:
                      f"with {architecture.get('num_classes')} outputs; give one of each per "
                      "output.")
     _check_variables(architecture, variables, name)
+    label = _label_arrays(label) if label is not None else None
     staging = self.directory / ".staging" / \
         f"{socket.gethostname()}__{os.getpid()}__{uuid.uuid4().hex}"
     try:
       ocp.PyTreeCheckpointer().save(staging / VARIABLES_DIR, variables)
-      if label is not None:
-        _save_label(staging / LABEL_FILE, label)
       files = _file_hashes(staging)
       flops = functional.flops_per_image(architecture)
       with self._locked() as index:
@@ -232,6 +238,8 @@ class Hub:
         final = self.directory / "entries" / entry.ref
         os.rename(staging, final)  # the commit point
         index["entries"][entry.ref] = self._index_record(final)
+        if label is not None:
+          self._write_label(index, entry.ref, label)
         self._write_index(index)
       return entry
     finally:
@@ -292,6 +300,10 @@ class Hub:
     problems += [f"{p} is not part of the entry" for p in sorted(set(actual) - set(expected))]
     problems += [f"{p} does not match its checksum" for p in sorted(expected)
                  if p in actual and actual[p] != expected[p]]
+    label = self._label_path(ref)
+    if "label_sha256" in record and (not label.exists() or
+                                     _sha256(label) != record["label_sha256"]):
+      problems.append(f"its label {label.relative_to(self.directory)} is missing or modified")
     return problems
 
   def load(self, ref: str):
@@ -311,14 +323,63 @@ class Hub:
         args=ocp.args.PyTreeRestore(item=abstract, restore_args=restore_args))
     return functional.apply_fn(entry.architecture), variables
 
+  def _label_path(self, ref: str) -> pathlib.Path:
+    return self.directory / "labels" / f"{ref}.npz"
+
   def load_label(self, ref: str) -> dict | None:
-    """The entry's model label arrays (see `labeling`), or None if it has none."""
+    """The entry's model label arrays (see `labeling`), or None if it has none yet. Raises
+    CorruptEntry if the label file does not match its checksum."""
     ref = self.resolve(ref)
-    path = self.directory / "entries" / ref / LABEL_FILE
-    if not path.exists():
+    record = self._read_index()["entries"][ref]
+    if "label_sha256" not in record:
       return None
+    path = self._label_path(ref)
+    if not path.exists() or _sha256(path) != record["label_sha256"]:
+      raise CorruptEntry(f"The label of {ref} is missing or modified; remove the entry and "
+                         "register the model again.")
     with np.load(path, allow_pickle=False) as data:
       return {k: data[k] for k in data.files}
+
+  # ----- pools and labels -----
+
+  @property
+  def pools_path(self) -> pathlib.Path:
+    return self.directory / labeling.POOLS_FILE
+
+  def set_pools(self, pools: "labeling.Pools") -> None:
+    """Installs the hub's labelling pools. Refused once entries are labelled on other pools:
+    their labels would no longer describe the same images."""
+    with self._locked() as index:
+      current = self.load_pools() if self.pools_path.exists() else None
+      if current is not None and current.fingerprint != pools.fingerprint and any(
+          "label_sha256" in record for record in index["entries"].values()):
+        raise HubError("This hub's entries are labelled on its current pools; build a new hub "
+                       "for new pools.")
+      labeling.save_pools(pools, self.pools_path)
+
+  def load_pools(self) -> "labeling.Pools":
+    """The hub's labelling pools (see `labeling`)."""
+    if not self.pools_path.exists():
+      raise HubError(f"The hub {self.directory} has no labelling pools yet; build them with "
+                     "`python -m mll_jax.hub --hub_dir=... pools --data=animal_mnist`.")
+    return labeling.load_pools(self.pools_path)
+
+  def add_label(self, ref: str, label: dict) -> None:
+    """Stores the model label of an entry registered without one (labels are computed once)."""
+    with self._locked() as index:
+      ref = self.resolve(ref)
+      if "label_sha256" in index["entries"][ref]:
+        raise HubError(f"{ref} is labelled already; labels are computed once.")
+      self._write_label(index, ref, label)
+      self._write_index(index)
+
+  def _write_label(self, index: dict, ref: str, label: dict) -> None:
+    """Under the lock: the label file renamed into place, then its checksum in `index`."""
+    path = self._label_path(ref)
+    staging = path.parent / f".{path.name}.{os.getpid()}.tmp.npz"
+    _save_label(staging, label)
+    os.replace(staging, path)
+    index["entries"][ref]["label_sha256"] = _sha256(path)
 
   # ----- remove -----
 
@@ -329,6 +390,7 @@ class Hub:
       trash = self.directory / ".staging" / \
           f"{socket.gethostname()}__{os.getpid()}__removed-{uuid.uuid4().hex}"
       os.rename(self.directory / "entries" / ref, trash)
+      self._label_path(ref).unlink(missing_ok=True)
       del index["entries"][ref]
       self._write_index(index)
     shutil.rmtree(trash, ignore_errors=True)
@@ -368,8 +430,13 @@ def _check_variables(architecture: dict, variables, name: str) -> None:
                    "trained with, and its own architecture.")
 
 
-def _save_label(path: pathlib.Path, label: dict) -> None:
+def _label_arrays(label: dict) -> dict:
+  """The label as plain arrays; object arrays (which would need pickle) are refused."""
   arrays = {k: np.asarray(v) for k, v in label.items()}
   if any(a.dtype == object for a in arrays.values()):
     raise HubError("A model label must hold plain numeric or string arrays (no objects).")
-  np.savez(path, **arrays)
+  return arrays
+
+
+def _save_label(path: pathlib.Path, label: dict) -> None:
+  np.savez(path, **_label_arrays(label))

@@ -13,7 +13,7 @@ a fresh run starts from (default: `config.init_from` alone).
 import dataclasses
 import importlib
 
-TASKS = ("distill", "mae", "simclr", "supervised")
+TASKS = ("distill", "expert", "mae", "simclr", "supervised")
 
 
 def get(name: str):

@@ -1,0 +1,32 @@
+"""A hub expert: a ViT classifier on a named subset of a data set's classes.
+
+    python -m mll_jax.train --config=configs/expert.py --config.classes=cat,dog,horse \
+        [--config.init_from=runs/mae-XXXXXXXX]
+
+Args as configs/finetune.py (model, data set, labels=...); default the `mini` ViT on all of
+animal_mnist's training images of the named classes, 6 epochs, from scratch or from an MAE
+encoder (`init_from`). Register the run with `python -m mll_jax.hub register`.
+"""
+
+import ml_collections
+
+from mll_jax import config_files
+
+finetune = config_files.sibling(__file__, "finetune.py")
+MODELS, DATA = finetune.MODELS, finetune.DATA
+
+
+def get_config(arg=None):
+  """The fine-tuning config on a class subset; `classes` must be set."""
+  tokens = [t for t in (arg or "").split(",") if t]
+  if not any(t in MODELS for t in tokens):
+    tokens.append("mini")
+  if not any(t.startswith("labels=") for t in tokens):
+    tokens.append("labels=100%")
+  c = finetune.get_config(",".join(tokens))
+  c.task = "expert"
+  c.classes = ""  # required: comma-separated class names of the data set
+  c.num_epochs = 6.0
+  c.warmup_epochs = 1.0
+  c.checkpoint.every_steps = 200
+  return ml_collections.ConfigDict(c)
