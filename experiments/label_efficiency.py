@@ -33,6 +33,7 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from experiments import label_efficiency_report as report  # noqa: E402
+from experiments import smoke  # noqa: E402
 from mll_jax import config_files, sweep, train  # noqa: E402
 from mll_jax.data import label_fractions  # noqa: E402
 
@@ -71,15 +72,7 @@ def _config(name: str, settings: dict, **overrides):
   if settings["manual_dir"]:
     overrides = {"data.manual_dir": settings["manual_dir"], **overrides}
   if quick:
-    overrides = {"batch_size": 16, "total_steps": 3, "warmup_steps": 1, "log_steps": 3,
-                 "checkpoint.every_steps": 3, **overrides}
-    for evaluator in config.evals.values():
-      for key, value in (("num_examples", 64), ("num_train_examples", 200),
-                         ("num_test_examples", 64), ("batch_size", 32), ("seeds", 1)):
-        if key in evaluator:
-          evaluator[key] = value
-    if "fewshot" in config.evals:
-      config.evals.fewshot.shots = (2,)
+    overrides = {**smoke.shrink(config), **overrides}
   return sweep.apply_overrides(config, overrides)
 
 

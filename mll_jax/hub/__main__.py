@@ -12,8 +12,9 @@
 import json
 import sys
 
-import numpy as np
 from absl import app, flags
+
+from mll_jax.hub import report
 
 _HUB_DIR = flags.DEFINE_string("hub_dir", None, "The hub's directory.", required=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "register: the training run to register.")
@@ -24,48 +25,6 @@ _MANUAL_DIR = flags.DEFINE_string("manual_dir", None, "pools: folder of IDX file
 _LABEL = flags.DEFINE_bool("label", True, "register: label on the hub's pools if it has any.")
 
 USAGE = __doc__
-
-
-def _table(rows: list[list[str]]) -> str:
-  widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-  lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
-  return "\n".join([lines[0], "  ".join("-" * w for w in widths), *lines[1:]])
-
-
-def hub_table(hub) -> str:
-  """name, classes, nodes, FLOPs per image, size on disk, labelled: one row per entry."""
-  rows = [["model", "classes", "nodes", "MFLOPs/img", "params", "size", "labelled"]]
-  index = hub.index()
-  for entry in hub.entries():
-    record = index[entry.ref]
-    rows.append([entry.ref, ",".join(entry.classes)[:48], str(record["nodes"]),
-                 f"{entry.flops_per_image / 1e6:.1f}", f"{entry.parameters:,}",
-                 f"{record['size_bytes'] / 1e6:.2f} MB",
-                 "yes" if "label_sha256" in record else "no"])
-  if len(rows) == 1:
-    return f"The hub {hub.directory} is empty."
-  total = sum(r["size_bytes"] for r in index.values())
-  return _table(rows) + f"\n{len(rows) - 1} models, {total / 1e6:.1f} MB."
-
-
-def label_summary(hub, ref: str, top: int = 3) -> str:
-  """For each head, the nodes it detects best (F1 on the pools)."""
-  from mll_jax.hub import concept_graph, labeling
-  label = hub.load_label(ref)
-  if label is None:
-    return f"{ref} has no label yet (`label {ref}` computes it)."
-  pools = hub.load_pools()
-  views = labeling.head_scores(label["responses"], pools)
-  graph = concept_graph.default_graph()
-  name = lambda n: graph.nodes[n].name if n in graph else n
-  entry = hub.show(ref)
-  lines = [f"Model label of {ref}: {len(label['responses'])} pool images, "
-           f"{len(pools.node_ids)} nodes."]
-  for c, class_name in enumerate(entry.classes):
-    best = np.argsort(-views["f1"][:, c])[:top]
-    lines.append(f"  head {class_name:>12}: " + ", ".join(
-        f"{name(pools.node_ids[k])} F1 {views['f1'][k, c]:.2f}" for k in best))
-  return "\n".join(lines)
 
 
 def _label_entry(hub, ref: str) -> None:
@@ -101,23 +60,23 @@ def main(argv):
             f"{entry.flops_per_image / 1e6:.1f} MFLOPs/image, "
             f"{'labelled' if label is not None else 'not labelled (the hub has no pools)'}.")
     elif verb == "list" and not args:
-      print(hub_table(hub))
+      print(report.hub_table(hub))
     elif verb == "show" and len(args) == 1:
       entry = hub.show(args[0])
       print(json.dumps(entry.to_json(), indent=1))
-      print(label_summary(hub, entry.ref))
+      print(report.label_summary(hub, entry.ref))
     elif verb == "label" and len(args) == 1:
       ref = hub.resolve(args[0])
       if hub.load_label(ref) is None:
         _label_entry(hub, ref)
-      print(label_summary(hub, ref))
+      print(report.label_summary(hub, ref))
     elif verb == "remove" and len(args) == 1:
       print(f"Removed {hub.remove(args[0])}.")
     elif verb == "verify" and len(args) <= 1:
-      report = hub.verify(args[0] if args else None)
-      for ref, problems in report.items():
+      problems_by_ref = hub.verify(args[0] if args else None)
+      for ref, problems in problems_by_ref.items():
         print(f"{ref}: {'ok' if not problems else '; '.join(problems)}")
-      if any(report.values()):
+      if any(problems_by_ref.values()):
         sys.exit(1)
     else:
       raise app.UsageError(USAGE)

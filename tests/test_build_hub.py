@@ -1,0 +1,28 @@
+"""experiments/build_hub.py --quick: pre-trains, trains three experts, builds pools, registers
+and labels them, prints the hub table; a rerun skips what is done."""
+
+import subprocess
+import sys
+
+from conftest import REPO_ROOT, TEST_CACHE
+from mll_jax.hub import registry
+
+
+def test_quick_hub_build(tmp_path, subprocess_env):
+  command = [sys.executable, "experiments/build_hub.py", "--quick",
+             f"--hub_dir={tmp_path / 'hub'}", f"--compilation_cache={TEST_CACHE}"]
+  proc = subprocess.run(command, cwd=REPO_ROOT, env=subprocess_env, capture_output=True,
+                        text=True, timeout=900)
+  assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+  assert "3 models" in proc.stdout and "pets@1" in proc.stdout
+  hub = registry.Hub(tmp_path / "hub")
+  assert [e.ref for e in hub.entries()] == ["farm@1", "pets@1", "savanna@1"]
+  pools = hub.load_pools()
+  for entry in hub.entries():
+    assert hub.load_label(entry.ref)["responses"].shape == (len(pools.images),
+                                                            len(entry.classes))
+    assert all(entry.nodes)  # every animal class has its SDAG node
+  assert all(problems == [] for problems in hub.verify().values())
+  rerun = subprocess.run(command, cwd=REPO_ROOT, env=subprocess_env, capture_output=True,
+                         text=True, timeout=900)
+  assert rerun.returncode == 0 and len(registry.Hub(tmp_path / "hub").entries()) == 3
