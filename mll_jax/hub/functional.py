@@ -73,8 +73,14 @@ def init_variables(architecture: dict, seed: int = 0) -> dict:
 
 def apply_fn(architecture: dict) -> Callable:
   """`apply(variables, images) -> logits` (evaluation mode), a pure function, not jitted: the
-  caller jits it alone or fuses it into a larger graph."""
-  task, graphdef, _ = _graphdef(json.dumps(architecture, sort_keys=True))
+  caller jits it alone or fuses it into a larger graph. The same function object for equal
+  architectures, so jitted callers compile once per architecture."""
+  return _apply_fn(json.dumps(architecture, sort_keys=True))
+
+
+@functools.lru_cache(maxsize=64)
+def _apply_fn(architecture_json: str) -> Callable:
+  task, graphdef, _ = _graphdef(architecture_json)
 
   def apply(variables, images):
     return task.logits(steps.merge(graphdef, variables), images)

@@ -11,6 +11,7 @@ jitted batches sharded over the data axis of a mesh. Labelling involves no targe
 """
 
 import dataclasses
+import functools
 import hashlib
 import os
 import pathlib
@@ -119,17 +120,32 @@ def load_pools(path: str | os.PathLike) -> Pools:
                  tuple(indices[offsets[k]:offsets[k + 1]] for k in range(len(offsets) - 1)))
 
 
-def label_model(apply_fn, variables, pools: Pools, batch_size: int = 1024,
-                mesh: jax.sharding.Mesh | None = None) -> dict:
-  """The model label: `{"responses": [N, C] float32, "pools_fingerprint": str}`, computed in
-  jitted batches sharded over the mesh's data axis (all devices by default), one compiled shape
-  (the last batch is padded)."""
-  mesh = mesh or sharding.make_mesh((("data", -1),))
+@functools.lru_cache(maxsize=64)
+def _responses(apply_fn):
+  """The jitted `log_softmax(apply_fn(...))`, one per apply function, so labelling many models
+  of one architecture (`functional.apply_fn` is cached per architecture) compiles once."""
 
   @jax.jit
   def responses(variables, images):
     return jax.nn.log_softmax(apply_fn(variables, images).astype(jnp.float32), axis=-1)
 
+  return responses
+
+
+def default_batch_size(mesh: jax.sharding.Mesh) -> int:
+  """64 images per device on CPU, where larger batches fall out of cache and run slower per
+  image (measured: mini ViT, 2,350 images/s at 64 vs 1,026 at 1,024); 256 per accelerator."""
+  return (64 if jax.default_backend() == "cpu" else 256) * mesh.size
+
+
+def label_model(apply_fn, variables, pools: Pools, batch_size: int | None = None,
+                mesh: jax.sharding.Mesh | None = None) -> dict:
+  """The model label: `{"responses": [N, C] float32, "pools_fingerprint": str}`, computed in
+  jitted batches sharded over the mesh's data axis (all devices by default), one compiled shape
+  (the last batch is padded)."""
+  mesh = mesh or sharding.make_mesh((("data", -1),))
+  batch_size = batch_size or default_batch_size(mesh)
+  responses = _responses(apply_fn)
   variables = jax.device_put(variables, NamedSharding(mesh, PartitionSpec()))
   out = eval_context.map_batches(responses, variables, pools.images, batch_size, mesh)
   return {"responses": out, "pools_fingerprint": np.asarray(pools.fingerprint)}
