@@ -46,9 +46,9 @@ _OUT = flags.DEFINE_string("out", str(REPO / "experiments" / "results"), "Result
 _SEEDS = flags.DEFINE_integer("seeds", None, "Seeds per point (default 3; quick 1).")
 _FRACTIONS = flags.DEFINE_list("fractions", None, "Label fractions (default 1%,5%,10%,100%).")
 _EPOCHS = flags.DEFINE_float("epochs", 50.0, "Passes over the labelled subset per adaptation.")
-_MIN_STEPS = flags.DEFINE_integer("min_steps", 200, "Fewest steps of an adaptation run.")
-_MAX_STEPS = flags.DEFINE_integer("max_steps", 600, "Most steps of an adaptation run.")
-_DISTILL_STEPS = flags.DEFINE_integer("distill_steps", 800, "Steps of each distillation run.")
+_MIN_STEPS = flags.DEFINE_integer("min_steps", 150, "Fewest steps of an adaptation run.")
+_MAX_STEPS = flags.DEFINE_integer("max_steps", 400, "Most steps of an adaptation run.")
+_DISTILL_STEPS = flags.DEFINE_integer("distill_steps", 500, "Steps of each distillation run.")
 _PRETRAIN_EPOCHS = flags.DEFINE_float("pretrain_epochs", None,
                                       "Epochs of MAE and SimCLR pre-training (default: the "
                                       "configs' 15 on animal_mnist, 2 on MNIST's 60,000).")

@@ -16,7 +16,7 @@ Safe by construction:
   for metadata, `np.load(allow_pickle=False)` for labels).
 - Every file's SHA-256 is in `entry.json`, whose own hash is in the index, as is each label's:
   `verify` and `load` report any mismatch instead of loading.
-- Entries never change. A label is written once (at registration or by `label` later), to its
+- Entries never change, and a version number is never reused after a removal. A label is written once (at registration or by `label` later), to its
   own file, renamed into place under the lock before the index records it.
 """
 
@@ -228,9 +228,11 @@ class Hub:
       files = _file_hashes(staging)
       flops = functional.flops_per_image(architecture)
       with self._locked() as index:
-        version = 1 + max([v for n, v in map(parse_ref, index["entries"]) if n == name] +
-                          [int(p.name.split("@")[1]) for p in
-                           (self.directory / "entries").glob(f"{name}@*")], default=0)
+        # Versions are never reused, even after a removal: `name@2` always means one model.
+        issued = index.setdefault("last_version", {})
+        version = 1 + max([issued.get(name, 0)] +
+                          [v for n, v in map(parse_ref, index["entries"]) if n == name])
+        issued[name] = version
         entry = Entry(name, version, architecture, classes, nodes, flops,
                       functional.parameter_count(variables), files,
                       datetime.datetime.now(datetime.timezone.utc).isoformat(), source)
