@@ -1,0 +1,103 @@
+"""Reuse in one compiled graph (shared/design/mll.md, section 5): every selected model's forward
+pass, the gathering of the selected heads, their combination into logits over the target
+classes and, for evaluation, the accuracy: all inside one `jax.jit`. Models of one architecture
+are stacked and run with `vmap` over their variables; the batch is sharded over the data axis.
+"""
+
+import dataclasses
+import json
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import NamedSharding, PartitionSpec
+
+from mll_jax import sharding
+from mll_jax.hub import functional
+from mll_jax.hub.selection import Selection
+
+
+@dataclasses.dataclass
+class Reuse:
+  """`predict(images) -> logits [B, K]` and `evaluate(images, labels) -> accuracy` of a
+  selection, each one compiled function; `variables` are the stacked variables it runs."""
+  selection: Selection
+  variables: tuple
+  predict_fn: Callable
+  evaluate_fn: Callable
+  mesh: jax.sharding.Mesh
+
+  def _batch(self, array):
+    return jax.device_put(array, NamedSharding(self.mesh, PartitionSpec(self.mesh.axis_names)))
+
+  def predict(self, images: np.ndarray) -> np.ndarray:
+    """Logits over all target classes (-inf for classes the hub does not cover)."""
+    return np.asarray(self.predict_fn(self.variables, self._batch(images)))
+
+  def evaluate(self, images: np.ndarray, labels: np.ndarray, batch_size: int = 512) -> float:
+    """Top-1 accuracy over `images` (batches padded to one compiled shape)."""
+    batch_size = max(self.mesh.size, batch_size - batch_size % self.mesh.size)
+    correct = 0
+    for start in range(0, len(images), batch_size):
+      chunk, chunk_labels = images[start:start + batch_size], labels[start:start + batch_size]
+      valid = np.ones(batch_size, bool)
+      if len(chunk) < batch_size:
+        pad = batch_size - len(chunk)
+        valid[len(chunk):] = False
+        chunk = np.concatenate([chunk, np.repeat(chunk[-1:], pad, axis=0)])
+        chunk_labels = np.concatenate([chunk_labels, np.repeat(chunk_labels[-1:], pad)])
+      correct += int(self.evaluate_fn(self.variables, self._batch(chunk),
+                                      self._batch(chunk_labels.astype(np.int32)),
+                                      self._batch(valid)))
+    return correct / max(len(images), 1)
+
+
+def _combine(selection: Selection, head_scores, head_entropy):
+  """Class scores over the covered classes from the gathered heads."""
+  weights = jnp.asarray(selection.weights, jnp.float32)
+  if selection.method == "topk":
+    # Inverse-entropy weighting (the VLM variant of MLL): confident models count more.
+    probs = jnp.exp(head_scores) / jnp.maximum(head_entropy, 1e-6)
+    return jnp.log(probs @ weights + 1e-12)
+  return head_scores @ weights + jnp.asarray(selection.bias, jnp.float32)
+
+
+def build(selection: Selection, hub, mesh: jax.sharding.Mesh | None = None) -> Reuse:
+  """Loads the selected models (checksums verified) and compiles the reuse graph."""
+  mesh = mesh or sharding.make_mesh((("data", -1),))
+  by_architecture: dict[str, list[str]] = {}
+  for ref in selection.models:
+    key = json.dumps(hub.show(ref).architecture, sort_keys=True)
+    by_architecture.setdefault(key, []).append(ref)
+  architectures = list(by_architecture)
+  loaded = {ref: hub.load(ref)[1] for ref in selection.models}
+  stacked = tuple(jax.tree.map(lambda *xs: np.stack(xs), *[loaded[r] for r in refs])
+                  for refs in by_architecture.values())
+  # Where each selected head sits: (architecture group, model within it, class index).
+  place = {ref: (g, refs.index(ref)) for g, refs in enumerate(by_architecture.values())
+           for ref in refs}
+  head_index = [(place[ref][0], place[ref][1], c) for ref, c in selection.heads]
+  applies = [functional.apply_fn(json.loads(a)) for a in architectures]
+  covered = np.flatnonzero(selection.covered)
+  num_classes = len(selection.classes)
+
+  def logits(variables, images):
+    log_probs, entropies = [], []
+    for apply, group_variables in zip(applies, variables):
+      lp = jax.vmap(lambda v: jax.nn.log_softmax(apply(v, images), axis=-1))(group_variables)
+      log_probs.append(lp)                                     # [models, B, C]
+      entropies.append(-(jnp.exp(lp) * lp).sum(-1))            # [models, B]
+    head_scores = jnp.stack([log_probs[g][m, :, c] for g, m, c in head_index], axis=1)
+    head_entropy = jnp.stack([entropies[g][m] for g, m, _ in head_index], axis=1)
+    scores = _combine(selection, head_scores, head_entropy)
+    full = jnp.full((images.shape[0], num_classes), -jnp.inf)
+    return full.at[:, covered].set(scores)
+
+  def evaluate(variables, images, labels, valid):
+    predicted = logits(variables, images).argmax(-1)
+    return jnp.sum((predicted == labels) & valid)
+
+  replicated = NamedSharding(mesh, PartitionSpec())
+  variables = jax.device_put(stacked, replicated)
+  return Reuse(selection, variables, jax.jit(logits), jax.jit(evaluate), mesh)
