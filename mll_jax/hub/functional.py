@@ -88,6 +88,22 @@ def _apply_fn(architecture_json: str) -> Callable:
   return apply
 
 
+def features_fn(architecture: dict) -> Callable:
+  """`features(variables, images) -> [B, D]`, the backbone's pooled representation (the
+  task's `features`), cached per architecture like `apply_fn`."""
+  return _features_fn(json.dumps(architecture, sort_keys=True))
+
+
+@functools.lru_cache(maxsize=64)
+def _features_fn(architecture_json: str) -> Callable:
+  task, graphdef, _ = _graphdef(architecture_json)
+
+  def features(variables, images):
+    return task.features(steps.merge(graphdef, variables), images)
+
+  return features
+
+
 @functools.lru_cache(maxsize=64)
 def _flops(architecture_json: str) -> float:
   architecture = json.loads(architecture_json)
