@@ -42,6 +42,14 @@ def test_hub_cli_end_to_end(expert_run, tmp_path, subprocess_env):
   out = _hub(hub_dir, subprocess_env, "label", "equines")  # @2: labelled now
   assert "Model label of equines@2: 40 pool images" in out
   assert "equines@1: ok\nequines@2: ok" in _hub(hub_dir, subprocess_env, "verify")
+  out = _hub(hub_dir, subprocess_env, "select", "--classes=zebra,horse,unicorn")
+  assert "unicorn" in out and "uncovered (no concept matches this name)" in out
+  assert "Selected (chco):" in out
+  out = _hub(hub_dir, subprocess_env, "evaluate", "--classes=zebra,horse,cat",
+             "--data=animal_mnist", "--method=topk")
+  assert "Zero-shot accuracy on 600 animal_mnist test images of 3 classes:" in out
+  out = _hub(hub_dir, subprocess_env, "rank", "--data=animal_mnist", "--labels=k=3")
+  assert "logme on 30 labelled animal_mnist images:" in out and "equines@2" in out
 
   hub = registry.Hub(hub_dir)
   params = max((p for p in (hub_dir / "entries" / "equines@1" / "variables").rglob("*")
@@ -60,5 +68,7 @@ def test_hub_cli_errors_are_one_line(expert_run, tmp_path, subprocess_env):
   assert "error: Invalid model name '../evil'" in out and "Traceback" not in out
   out = _hub(hub_dir, subprocess_env, "register", "x", f"--workdir={tmp_path}", ok=False)
   assert "is not a training workdir" in out
-  assert "The hub" in _hub(hub_dir, subprocess_env, "list") and "is empty" in \
-      _hub(hub_dir, subprocess_env, "list")
+  assert "is empty" in _hub(hub_dir, subprocess_env, "list")
+  out = _hub(hub_dir, subprocess_env, "pools", "--data=animal_mnist", "--cap=2")
+  out = _hub(hub_dir, subprocess_env, "select", "--classes=zebra,horse", ok=False)
+  assert "error: The hub has no labelled models" in out

@@ -128,3 +128,21 @@ def test_uncovered_classes_are_never_predicted(hub_with_models):
   chosen = _selection([("a@1", 0)], [[1.0]], [0.0], ["a@1"], covered=(False, True))
   logits = reuse.build(chosen, hub_with_models).predict(_images(8))
   assert np.all(np.isneginf(logits[:, 0])) and np.all(logits.argmax(-1) == 1)
+
+
+@pytest.mark.parametrize("metric", ["logme", "leep", "nce", "hscore"])
+def test_rank_scores_every_backbone(hub_with_models, metric):
+  from mll_jax.hub import ranking
+  images, labels = _images(48, seed=5), np.arange(48) % 3
+  ranked = ranking.rank(hub_with_models, images, labels, metric)
+  assert sorted(r.ref for r in ranked) == ["a@1", "b@1", "c@1"]
+  assert [r.score for r in ranked] == sorted((r.score for r in ranked), reverse=True)
+  assert all(np.isfinite(r.score) and r.metric == metric for r in ranked)
+
+
+def test_rank_refuses_unknown_metrics_and_empty_hubs(hub_with_models, tmp_path):
+  from mll_jax.hub import ranking
+  with pytest.raises(ValueError, match="Unknown metric 'auc'"):
+    ranking.rank(hub_with_models, _images(8), np.zeros(8), "auc")
+  with pytest.raises(ValueError, match="is empty: nothing to rank"):
+    ranking.rank(registry.Hub(tmp_path / "empty"), _images(8), np.zeros(8))

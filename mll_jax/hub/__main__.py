@@ -7,6 +7,9 @@
     python -m mll_jax.hub --hub_dir=DIR label NAME[@V]      # label now (if not yet), show views
     python -m mll_jax.hub --hub_dir=DIR remove NAME[@V]
     python -m mll_jax.hub --hub_dir=DIR verify [NAME[@V]]   # checksums; exit 1 on a problem
+    python -m mll_jax.hub --hub_dir=DIR select --classes=zebra,horse,cat [--lam=0.01]
+    python -m mll_jax.hub --hub_dir=DIR evaluate --classes=zebra,horse,cat --data=animal_mnist
+    python -m mll_jax.hub --hub_dir=DIR rank --data=animal_mnist --labels=10% [--metric=logme]
 """
 
 import json
@@ -23,6 +26,13 @@ _SPLIT = flags.DEFINE_string("split", "train", "pools: the split images are draw
 _CAP = flags.DEFINE_integer("cap", 50, "pools: images per node at most.")
 _MANUAL_DIR = flags.DEFINE_string("manual_dir", None, "pools: folder of IDX files (idx/...).")
 _LABEL = flags.DEFINE_bool("label", True, "register: label on the hub's pools if it has any.")
+_CLASSES = flags.DEFINE_list("classes", None, "select/evaluate: the target class names.")
+_LAM = flags.DEFINE_float("lam", 1e-2, "select/evaluate: CHCO's cost penalty lambda.")
+_BUDGET = flags.DEFINE_integer("budget", None, "select/evaluate: at most this many models.")
+_METHOD = flags.DEFINE_enum("method", "chco", ["chco", "topk"], "select/evaluate: selector.")
+_LABELS = flags.DEFINE_string("labels", "10%", "rank: the labelled subset of the train split.")
+_METRIC = flags.DEFINE_enum("metric", "logme", ["logme", "leep", "nce", "hscore"],
+                            "rank: transferability estimate.")
 
 USAGE = __doc__
 
@@ -31,6 +41,11 @@ def _label_entry(hub, ref: str) -> None:
   from mll_jax.hub import labeling
   apply, variables = hub.load(ref)
   hub.add_label(ref, labeling.label_model(apply, variables, hub.load_pools()))
+
+
+def selection_errors():
+  from mll_jax.hub import selection
+  return selection.EmptyHub
 
 
 def main(argv):
@@ -78,10 +93,30 @@ def main(argv):
         print(f"{ref}: {'ok' if not problems else '; '.join(problems)}")
       if any(problems_by_ref.values()):
         sys.exit(1)
+    elif verb in ("select", "evaluate") and not args and _CLASSES.value and \
+        (verb == "select" or _DATA.value):
+      from mll_jax.hub import selection
+      chosen = selection.select(hub, _CLASSES.value, lam=_LAM.value, budget=_BUDGET.value,
+                                method=_METHOD.value)
+      print(report.selection_summary(chosen))
+      if verb == "evaluate":
+        from mll_jax.hub import reuse, task_data
+        images, labels = task_data.task_images(_DATA.value[0], _CLASSES.value,
+                                               manual_dir=_MANUAL_DIR.value)
+        accuracy = reuse.build(chosen, hub).evaluate(images, labels)
+        print(f"Zero-shot accuracy on {len(images)} {_DATA.value[0]} test images of "
+              f"{len(_CLASSES.value)} classes: {accuracy:.4f}")
+    elif verb == "rank" and not args and _DATA.value:
+      from mll_jax.hub import ranking, task_data
+      images, labels = task_data.labelled_images(_DATA.value[0], _LABELS.value,
+                                                 manual_dir=_MANUAL_DIR.value)
+      print(f"{_METRIC.value} on {len(images)} labelled {_DATA.value[0]} images:")
+      for r in ranking.rank(hub, images, labels, _METRIC.value):
+        print(f"  {r.ref:<24} {r.score:10.4f}")
     else:
       raise app.UsageError(USAGE)
   except (registry.HubError, run_import.RunImportError, checkpoint.CheckpointError,
-          sources.DataError) as e:
+          sources.DataError, selection_errors()) as e:
     sys.exit(f"error: {e}")
 
 

@@ -44,3 +44,22 @@ def label_summary(hub, ref: str, top: int = 3) -> str:
     lines.append(f"  head {class_name:>12}: " + ", ".join(
         f"{name(pools.node_ids[k])} F1 {views['f1'][k, c]:.2f}" for k in best))
   return "\n".join(lines)
+
+
+def selection_summary(chosen) -> str:
+  """Coverage per target class, the chosen experts and their head weights, and the cost."""
+  rows = [["class", "concept", "match", "pool", "best head", "F1", "status"]]
+  for c in chosen.coverage:
+    rows.append([c.name, c.node or "-", c.how, str(c.pool_images), c.best_head or "-",
+                 f"{c.best_f1:.2f}", c.status + (f" ({c.reason})" if c.reason else "")])
+  covered = [n for n, ok in zip(chosen.classes, chosen.covered) if ok]
+  lines = ["Coverage:", _table(rows), "",
+           f"Selected ({chosen.method}): {len(chosen.models)} model(s), "
+           f"{chosen.flops_per_image / 1e6:.1f} MFLOPs/image"
+           + (f", objective {chosen.objective:.4f}" if chosen.method == "chco" else "")]
+  weights = [["head", *covered]]
+  for (ref, c), row in zip(chosen.heads, chosen.weights):
+    weights.append([f"{ref}:{c}", *(f"{w:+.3f}" for w in row)])
+  if len(weights) > 1:
+    lines.append(_table(weights))
+  return "\n".join(lines)
