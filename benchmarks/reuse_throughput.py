@@ -1,0 +1,81 @@
+"""Reuse throughput: the fused graph (`reuse.build`: every selected model, head gathering and
+combination in one jitted function, same-architecture models stacked and vmapped) against
+calling each selected model's own jitted function in turn and combining on the host.
+
+    python benchmarks/reuse_throughput.py [--models=4] [--variant=mini] [--batch=256]
+
+The models are freshly initialised experts of one architecture in a temporary hub (speed does
+not depend on the weights); every head is selected with random weights. Each figure is the
+median images/s over `--repeats` passes over `--images` images after a warm-up pass.
+"""
+
+import os
+import statistics
+import sys
+import tempfile
+import time
+
+import jax
+import numpy as np
+from absl import app, flags
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from mll_jax.hub import functional, registry, reuse, selection  # noqa: E402
+
+_MODELS = flags.DEFINE_integer("models", 4, "Selected models.")
+_VARIANT = flags.DEFINE_string("variant", "mini", "ViT variant of every model.")
+_IMAGES = flags.DEFINE_integer("images", 2048, "Images per pass.")
+_BATCH = flags.DEFINE_integer("batch", 256, "Images per call.")
+_REPEATS = flags.DEFINE_integer("repeats", 5, "Timed passes (median).")
+
+
+def _rate(fn, images, batch, repeats):
+  def one_pass():
+    for start in range(0, len(images), batch):
+      fn(images[start:start + batch])
+  one_pass()
+  times = []
+  for _ in range(repeats):
+    begin = time.perf_counter()
+    one_pass()
+    times.append(time.perf_counter() - begin)
+  return len(images) / statistics.median(times)
+
+
+def main(argv):
+  del argv
+  arch = {"task": "expert", "model": {"variant": _VARIANT.value, "patch_size": 4, "pool": "gap"},
+          "image_size": 28, "channels": 1, "num_classes": 3}
+  rng = np.random.default_rng(0)
+  images = rng.integers(0, 256, (_IMAGES.value, 28, 28, 1)).astype(np.uint8)
+  with tempfile.TemporaryDirectory() as directory:
+    hub = registry.Hub(directory)
+    refs = [hub.register(f"m{i}", arch, functional.init_variables(arch, seed=i),
+                         ["a", "b", "c"]).ref for i in range(_MODELS.value)]
+    heads = tuple((ref, c) for ref in refs for c in range(3))
+    weights = rng.normal(size=(len(heads), 5)).astype(np.float32)
+    chosen = selection.Selection(tuple("vwxyz"), (True,) * 5, heads, weights,
+                                 np.zeros(5, np.float32), tuple(refs), 0.0, 0.0, ())
+    fused = reuse.build(chosen, hub)
+    loaded = [hub.load(ref) for ref in refs]
+    own = [jax.jit(apply) for apply, _ in loaded]
+
+    def sequential(batch):
+      scores = [np.asarray(jax.nn.log_softmax(fn(variables, batch)))
+                for fn, (_, variables) in zip(own, loaded)]
+      return np.concatenate(scores, axis=1) @ weights
+
+    np.testing.assert_allclose(fused.predict(images[:64]), sequential(images[:64]), atol=1e-3)
+    rates = {"fused": _rate(fused.predict, images, _BATCH.value, _REPEATS.value),
+             "sequential": _rate(sequential, images, _BATCH.value, _REPEATS.value)}
+  print(f"Reuse throughput, {_MODELS.value} {_VARIANT.value} ViT experts (one architecture), "
+        f"batch {_BATCH.value}, {jax.device_count()} {jax.default_backend()} device(s); "
+        f"median of {_REPEATS.value} passes over {_IMAGES.value} images:")
+  for name, rate in rates.items():
+    print(f"  {name:<11} {rate:10.0f} images/s")
+  print(f"  ratio fused / sequential: {rates['fused'] / rates['sequential']:.2f}x")
+
+
+if __name__ == "__main__":
+  app.run(main)
