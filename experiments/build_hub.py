@@ -20,8 +20,8 @@ from absl import app, flags
 REPO = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from experiments import smoke  # noqa: E402
-from mll_jax import config_files, sweep, train  # noqa: E402
+from experiments import hub_experts  # noqa: E402
+from mll_jax import train  # noqa: E402
 from mll_jax.hub import (functional, labeling, pool_sources, registry, report,  # noqa: E402
                          run_import)
 
@@ -32,41 +32,12 @@ _QUICK = flags.DEFINE_bool("quick", False, "The `mu` model, 3 steps each, 3 expe
 _STEPS = flags.DEFINE_integer("steps", 300, "Fine-tuning steps of each expert (batch 64).")
 _POOL_CAP = flags.DEFINE_integer("pool_cap", 50, "Pool images per node at most.")
 
-# Overlapping class subsets: every class is covered by two or three experts.
-ANIMAL_EXPERTS = {
-    "pets": "cat,dog,bird", "farm": "cow,sheep,horse", "savanna": "elephant,giraffe,zebra",
-    "equines": "horse,zebra,cow", "large": "bear,elephant,cow,horse",
-    "small": "bird,cat,sheep,dog", "stripes_spots": "zebra,giraffe,cat,dog",
-    "wild": "bear,zebra,bird",
-}
-DIGIT_EXPERTS = {
-    "digits_012": "0,1,2", "digits_234": "2,3,4", "digits_456": "4,5,6",
-    "digits_678": "6,7,8", "digits_890": "8,9,0", "digits_odd": "1,3,5,7,9",
-}
-
-
-def _config(name: str, quick: bool, **overrides):
-  config = config_files.load(REPO / "configs" / f"{name}.py").get_config(
-      "mu" if quick else ("mini" if name == "mae" else None))
-  if quick:
-    overrides = {**smoke.shrink(config), **overrides}
-  return sweep.apply_overrides(config, overrides)
-
-
-def experts(mnist_dir: str | None, quick: bool) -> dict:
-  """Expert name -> (data set, classes)."""
-  chosen = {n: ("animal_mnist", c) for n, c in ANIMAL_EXPERTS.items()}
-  if mnist_dir:
-    chosen.update({n: ("mnist", c) for n, c in DIGIT_EXPERTS.items()})
-  return dict(list(chosen.items())[:3]) if quick else chosen
-
-
 def build(hub_dir: pathlib.Path, runs_dir: pathlib.Path, mnist_dir: str | None, quick: bool,
           steps: int, pool_cap: int) -> registry.Hub:
   """Pre-trains, trains every expert, builds the pools, registers and labels; returns the hub."""
   started = time.time()
   encoder = runs_dir / "mae"
-  train.run(_config("mae", quick), encoder)
+  train.run(hub_experts.config("mae", quick), encoder)
   hub = registry.Hub(hub_dir)
   if not hub.pools_path.exists():
     data = ["animal_mnist"] + (["idx/mnist"] if mnist_dir else [])
@@ -74,7 +45,7 @@ def build(hub_dir: pathlib.Path, runs_dir: pathlib.Path, mnist_dir: str | None, 
                                                    manual_dir=mnist_dir))
   pools = hub.load_pools()
   registered = {parse[0] for parse in map(registry.parse_ref, hub.index())}
-  for name, (data, classes) in experts(mnist_dir, quick).items():
+  for name, (data, classes) in hub_experts.experts(mnist_dir, quick).items():
     if name in registered:
       continue
     overrides = {"classes": classes, "init_from": str(encoder)}
@@ -84,7 +55,7 @@ def build(hub_dir: pathlib.Path, runs_dir: pathlib.Path, mnist_dir: str | None, 
       overrides.update(total_steps=steps, warmup_steps=steps // 10, log_steps=100,
                        **{"evals.classification.log_steps": steps})
     workdir = runs_dir / name
-    train.run(_config("expert", quick, **overrides), workdir)
+    train.run(hub_experts.config("expert", quick, **overrides), workdir)
     architecture, variables, class_names, config = run_import.read_run(workdir)
     label = labeling.label_model(functional.apply_fn(architecture), variables, pools)
     hub.register(name, architecture, variables, class_names,

@@ -1,6 +1,7 @@
 """experiments/build_hub.py --quick: pre-trains, trains three experts, builds pools, registers
 and labels them, prints the hub table; a rerun skips what is done."""
 
+import csv
 import subprocess
 import sys
 
@@ -26,3 +27,23 @@ def test_quick_hub_build(tmp_path, subprocess_env):
   rerun = subprocess.run(command, cwd=REPO_ROOT, env=subprocess_env, capture_output=True,
                          text=True, timeout=900)
   assert rerun.returncode == 0 and len(registry.Hub(tmp_path / "hub").entries()) == 3
+
+
+def test_quick_hub_scaling_study_on_a_quick_hub(tmp_path, subprocess_env):
+  env = subprocess_env
+  build = [sys.executable, "experiments/build_hub.py", "--quick", f"--hub_dir={tmp_path / 'hub'}",
+           f"--compilation_cache={TEST_CACHE}"]
+  assert subprocess.run(build, cwd=REPO_ROOT, env=env, capture_output=True).returncode == 0
+  out = tmp_path / "results"
+  proc = subprocess.run([sys.executable, "experiments/hub_scaling.py", "--quick",
+                         f"--hub_dir={tmp_path / 'hub'}", f"--out={out}",
+                         f"--compilation_cache={TEST_CACHE}"],
+                        cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=900)
+  assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+  table = (out / "hub_scaling_quick.md").read_text()
+  for part in ("| chco |", "| topk |", "| random |", "| single |", "| lambda |"):
+    assert part in table
+  rows = list(csv.DictReader((out / "hub_scaling_quick.csv").open()))
+  assert {r["part"] for r in rows} == {"scaling", "baseline", "lambda"}
+  assert all(0.0 <= float(r["accuracy"]) <= 1.0 for r in rows)
+  assert (out / "hub_scaling_quick.png").stat().st_size > 1000

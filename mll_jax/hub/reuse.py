@@ -88,9 +88,13 @@ def build(selection: Selection, hub, mesh: jax.sharding.Mesh | None = None) -> R
       lp = jax.vmap(lambda v: jax.nn.log_softmax(apply(v, images), axis=-1))(group_variables)
       log_probs.append(lp)                                     # [models, B, C]
       entropies.append(-(jnp.exp(lp) * lp).sum(-1))            # [models, B]
-    head_scores = jnp.stack([log_probs[g][m, :, c] for g, m, c in head_index], axis=1)
-    head_entropy = jnp.stack([entropies[g][m] for g, m, _ in head_index], axis=1)
-    scores = _combine(selection, head_scores, head_entropy)
+    if head_index:
+      head_scores = jnp.stack([log_probs[g][m, :, c] for g, m, c in head_index], axis=1)
+      head_entropy = jnp.stack([entropies[g][m] for g, m, _ in head_index], axis=1)
+      scores = _combine(selection, head_scores, head_entropy)
+    else:  # every head was switched off (a large lambda): the bias alone decides
+      scores = jnp.broadcast_to(jnp.asarray(selection.bias, jnp.float32),
+                                (images.shape[0], len(covered)))
     full = jnp.full((images.shape[0], num_classes), -jnp.inf)
     return full.at[:, covered].set(scores)
 

@@ -1,0 +1,215 @@
+"""Hub-scaling study: zero-shot accuracy of CHCO reuse on held-out tasks against hub size, the
+baselines at the full hub, and accuracy against cost over CHCO's lambda.
+
+    python experiments/build_hub.py --mnist_dir=DIR                 # first: the hub
+    python experiments/hub_scaling.py --mnist_dir=DIR [--hub_dir=runs/hub]
+    python experiments/hub_scaling.py --quick --hub_dir=...         # tests: a smoke run
+
+Tasks: random class subsets (3-8 classes) of animal_mnist and of MNIST that no single expert
+covers, drawn with a seed; each is given only by class names. Zero-shot accuracy is measured on
+the test images of the task's classes through the fused reuse graph. Baselines (full hub):
+  topk        the inverse-entropy top-k heads per class (MLL's VLM variant)
+  random      as many models as CHCO picked, drawn at random among those with candidate heads,
+              weights fitted by CHCO without the cost penalty
+  single      the one model whose heads fit the task's pool images best (no test images used)
+  generalist  one model trained on all classes of the data set, its logits restricted to the task
+  oracle      an expert trained on the task's own classes (the upper bound)
+Writes `<out>/hub_scaling.{md,csv,png}`.
+"""
+
+import json
+import pathlib
+import sys
+
+import numpy as np
+from absl import app, flags
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from experiments import hub_experts, hub_scaling_report as report  # noqa: E402
+from mll_jax import sweep, train  # noqa: E402
+from mll_jax.hub import (concept_graph, functional, registry, reuse,  # noqa: E402
+                         run_import, selection, task_data)
+
+_HUB_DIR = flags.DEFINE_string("hub_dir", "runs/hub", "The hub built by build_hub.py.")
+_MNIST_DIR = flags.DEFINE_string("mnist_dir", None, "Folder of MNIST's IDX files.")
+_OUT = flags.DEFINE_string("out", str(REPO / "experiments" / "results"), "Results folder.")
+_QUICK = flags.DEFINE_bool("quick", False, "Two tasks, two sizes, one ordering, no training.")
+_TASKS = flags.DEFINE_integer("tasks", 5, "Held-out tasks per data set.")
+_ORDERINGS = flags.DEFINE_integer("orderings", 3, "Random hub orderings per size.")
+_SIZES = flags.DEFINE_list("sizes", ["2", "4", "7", "10", "14"], "Hub sizes.")
+_LAMBDAS = flags.DEFINE_list("lambdas", ["0", "0.003", "0.01", "0.03", "0.1", "0.3"],
+                             "CHCO lambdas of the accuracy-vs-cost curve.")
+_LAM = flags.DEFINE_float("lam", 0.01, "CHCO's lambda for the scaling curve and baselines.")
+_STEPS = flags.DEFINE_integer("steps", 300, "Training steps of the oracle (generalist: 2x).")
+_SEED = flags.DEFINE_integer("seed", 0, "Seed of tasks and orderings.")
+
+DATA = {"animal_mnist": ("animal_mnist", hub_experts.ANIMAL_EXPERTS),
+        "mnist": ("idx/mnist", hub_experts.DIGIT_EXPERTS)}
+CLASSES = {"animal_mnist": ["bear", "bird", "cat", "cow", "dog", "elephant", "giraffe", "horse",
+                            "sheep", "zebra"],
+           "mnist": [str(i) for i in range(10)]}
+
+
+def held_out_tasks(datasets, per_data: int, seed: int) -> list[tuple[str, tuple[str, ...]]]:
+  """`(data set, classes)` tasks of 3-8 classes that are not inside any expert's classes."""
+  rng = np.random.default_rng(seed)
+  tasks = []
+  for data in datasets:
+    experts = [set(c.split(",")) for c in DATA[data][1].values()]
+    chosen = set()
+    while len(chosen) < per_data:
+      size = int(rng.integers(3, 9))
+      classes = tuple(sorted(rng.choice(CLASSES[data], size, replace=False)))
+      if not any(set(classes) <= e for e in experts):
+        chosen.add(classes)
+    tasks += [(data, c) for c in sorted(chosen)]
+  return tasks
+
+
+class Study:
+  """Shared state: the hub, its labels, the tasks' test images and the fused evaluations."""
+
+  def __init__(self, hub: registry.Hub, mnist_dir: str | None):
+    self.hub, self.mnist_dir = hub, mnist_dir
+    self.models = selection.hub_models(hub)
+    self.refs = sorted(self.models)
+    self._images = {}
+
+  def images(self, data, classes):
+    if (data, classes) not in self._images:
+      self._images[data, classes] = task_data.task_images(DATA[data][0], classes,
+                                                          manual_dir=self.mnist_dir)
+    return self._images[data, classes]
+
+  def zero_shot(self, data, classes, refs=None, **select_args) -> dict:
+    """Accuracy, models and MFLOPs/image of one selection (0 accuracy when nothing covers
+    the task: every prediction is wrong)."""
+    models = {r: self.models[r] for r in (refs or self.refs)}
+    try:
+      chosen = selection.select(self.hub, list(classes), models=models, **select_args)
+    except selection.EmptyHub:
+      return {"accuracy": 0.0, "models": 0, "mflops": 0.0}
+    images, labels = self.images(data, classes)
+    return {"accuracy": reuse.build(chosen, self.hub).evaluate(images, labels),
+            "models": len(chosen.models), "mflops": chosen.flops_per_image / 1e6,
+            "selected": chosen.models}
+
+  def single_best(self, data, classes) -> dict:
+    """The one model that covers the most target classes, ties broken by the best CHCO fit
+    (no penalty) on the task's pool images: chosen without test images."""
+    fits = {}
+    for ref in self.candidates(classes):
+      try:
+        chosen = selection.select(self.hub, list(classes), models={ref: self.models[ref]},
+                                  lam=0.0)
+      except selection.EmptyHub:
+        continue
+      fits[ref] = (-sum(chosen.covered), chosen.objective)
+    if not fits:
+      return {"accuracy": 0.0, "models": 0, "mflops": 0.0}
+    return self.zero_shot(data, classes, [min(fits, key=fits.get)], lam=0.0)
+
+  def candidates(self, classes) -> list[str]:
+    """Models with at least one candidate head for the task."""
+    task = selection.task_problem(list(classes), concept_graph.default_graph(),
+                                  self.hub.load_pools(), self.models)
+    return sorted({ref for ref, _ in task.heads})
+
+
+def trained_baseline(runs_dir: pathlib.Path, name: str, data: str, classes, steps: int,
+                     quick: bool, mnist_dir: str | None) -> pathlib.Path:
+  """Trains (or finds) an expert on `classes` from the hub's shared MAE encoder."""
+  overrides = {"classes": ",".join(classes), "init_from": str(runs_dir / "mae")}
+  if data == "mnist":
+    overrides.update({"data.name": "idx/mnist", "data.manual_dir": mnist_dir})
+  if not quick:
+    overrides.update(total_steps=steps, warmup_steps=steps // 10, log_steps=100,
+                     **{"evals.classification.log_steps": steps})
+  workdir = runs_dir / name
+  train.run(hub_experts.config("expert", quick, **overrides), workdir)
+  return workdir
+
+
+def generalist_accuracy(workdir, data, classes, study: Study) -> float:
+  """A model over all the data set's classes, its argmax restricted to the task's classes."""
+  import jax
+  architecture, variables, names, _ = run_import.read_run(workdir)
+  images, labels = study.images(data, classes)
+  logits = np.asarray(jax.jit(functional.apply_fn(architecture))(variables, images))
+  columns = [list(names).index(c) for c in classes]
+  return float(np.mean(logits[:, columns].argmax(-1) == labels))
+
+
+def oracle_accuracy(workdir) -> float:
+  return float(sweep.final_metrics(workdir)["classification/accuracy"])
+
+
+def run(settings: dict) -> dict:
+  hub = registry.Hub(settings["hub_dir"], create=False)
+  study = Study(hub, settings["mnist_dir"])
+  datasets = ["animal_mnist"] + (["mnist"] if settings["mnist_dir"] else [])
+  tasks = held_out_tasks(datasets, settings["tasks"], settings["seed"])
+  rng = np.random.default_rng(settings["seed"])
+  orderings = [list(rng.permutation(study.refs)) for _ in range(settings["orderings"])]
+  results = {"tasks": [list(t) for t in tasks], "scaling": [], "baselines": [], "lambda": []}
+  for o, order in enumerate(orderings):
+    for size in settings["sizes"]:
+      for data, classes in tasks:
+        for method in ("chco", "topk"):
+          out = study.zero_shot(data, classes, order[:size], lam=settings["lam"], method=method)
+          results["scaling"].append({"ordering": o, "size": min(size, len(order)),
+                                     "method": method, "task": ",".join(classes), **out})
+  runs_dir = pathlib.Path(f"{hub.directory}_runs")
+  for data, classes in tasks:
+    key = ",".join(classes)
+    chco_out = study.zero_shot(data, classes, lam=settings["lam"])
+    rows = {"chco": chco_out, "topk": study.zero_shot(data, classes, method="topk")}
+    pool = study.candidates(classes) or study.refs
+    picked = list(rng.choice(pool, max(1, chco_out["models"]), replace=False))
+    rows["random"] = study.zero_shot(data, classes, picked, lam=0.0)
+    rows["single"] = study.single_best(data, classes)
+    if not settings["quick"]:
+      generalist = trained_baseline(runs_dir, f"generalist_{data}", data, CLASSES[data],
+                                    2 * settings["steps"], False, settings["mnist_dir"])
+      rows["generalist"] = {"accuracy": generalist_accuracy(generalist, data, classes, study),
+                            "models": 1, "mflops": np.nan}
+      oracle = trained_baseline(runs_dir, f"oracle_{data}_{key.replace(',', '-')}", data,
+                                classes, settings["steps"], False, settings["mnist_dir"])
+      rows["oracle"] = {"accuracy": oracle_accuracy(oracle), "models": 1, "mflops": np.nan}
+    for method, out in rows.items():
+      results["baselines"].append({"method": method, "task": key,
+                                   **{k: v for k, v in out.items() if k != "selected"}})
+    for lam in settings["lambdas"]:
+      out = study.zero_shot(data, classes, lam=lam)
+      results["lambda"].append({"lam": lam, "task": key,
+                                **{k: v for k, v in out.items() if k != "selected"}})
+  for row in results["scaling"]:
+    row.pop("selected", None)
+  return results
+
+
+def main(argv):
+  del argv
+  train.setup_runtime()
+  quick = _QUICK.value
+  settings = {"hub_dir": pathlib.Path(_HUB_DIR.value).absolute(), "mnist_dir": _MNIST_DIR.value,
+              "quick": quick, "tasks": 1 if quick else _TASKS.value,
+              "orderings": 1 if quick else _ORDERINGS.value,
+              "sizes": [1, 3] if quick else [int(s) for s in _SIZES.value],
+              "lambdas": [0.0, 0.1] if quick else [float(x) for x in _LAMBDAS.value],
+              "lam": _LAM.value, "steps": _STEPS.value, "seed": _SEED.value,
+              "command": " ".join(["python experiments/hub_scaling.py"] + [
+                  a for a in sys.argv[1:] if not a.startswith(("--out", "--hub_dir",
+                                                               "--mnist_dir"))])}
+  results = run(settings)
+  out = pathlib.Path(_OUT.value)
+  out.mkdir(parents=True, exist_ok=True)
+  stem = out / ("hub_scaling_quick" if quick else "hub_scaling")
+  stem.with_suffix(".json").write_text(json.dumps(results, indent=1, default=float))
+  report.write(results, settings, stem)
+
+
+if __name__ == "__main__":
+  app.run(main)

@@ -1,0 +1,99 @@
+"""The hub-scaling study's outputs: markdown tables, a CSV of every evaluation and a plot."""
+
+import csv
+import pathlib
+
+import numpy as np
+
+
+def _mean_std(values) -> str:
+  values = [v for v in values if v == v]  # drop NaN
+  return f"{np.mean(values):.3f} ± {np.std(values):.3f}" if values else "-"
+
+
+def scaling_table(rows: list[dict]) -> tuple[list[str], dict]:
+  """Per size and method: accuracy averaged over tasks per ordering, then mean ± std over
+  orderings."""
+  curves = {}
+  for method in sorted({r["method"] for r in rows}):
+    for size in sorted({r["size"] for r in rows}):
+      per_ordering = {}
+      for r in rows:
+        if r["method"] == method and r["size"] == size:
+          per_ordering.setdefault(r["ordering"], []).append(r["accuracy"])
+      curves.setdefault(method, {})[size] = [np.mean(v) for v in per_ordering.values()]
+  sizes = sorted({r["size"] for r in rows})
+  lines = ["| method | " + " | ".join(f"{s} models" for s in sizes) + " |",
+           "|---|" + "---|" * len(sizes)]
+  for method, by_size in curves.items():
+    lines.append(f"| {method} | " + " | ".join(_mean_std(by_size[s]) for s in sizes) + " |")
+  return lines, curves
+
+
+def write(results: dict, settings: dict, stem: pathlib.Path) -> None:
+  """`<stem>.md`, `.csv` and `.png`."""
+  scaling_lines, curves = scaling_table(results["scaling"])
+  methods = list(dict.fromkeys(r["method"] for r in results["baselines"]))
+  base = ["| method | accuracy (mean ± std over tasks) | models | MFLOPs/image |",
+          "|---|---|---|---|"]
+  for m in methods:
+    rows = [r for r in results["baselines"] if r["method"] == m]
+    base.append(f"| {m} | {_mean_std([r['accuracy'] for r in rows])} | "
+                f"{np.mean([r['models'] for r in rows]):.1f} | "
+                f"{_mean_std([r['mflops'] for r in rows])} |")
+  lams = sorted({r["lam"] for r in results["lambda"]})
+  curve = ["| lambda | accuracy | models | MFLOPs/image |", "|---|---|---|---|"]
+  for lam in lams:
+    rows = [r for r in results["lambda"] if r["lam"] == lam]
+    curve.append(f"| {lam:g} | {_mean_std([r['accuracy'] for r in rows])} | "
+                 f"{np.mean([r['models'] for r in rows]):.1f} | "
+                 f"{_mean_std([r['mflops'] for r in rows])} |")
+  lines = ["# Hub scaling: zero-shot accuracy of reused experts", "",
+           f"Command: `{settings['command']}`", "",
+           f"Tasks ({len(results['tasks'])}, given by class names only): " +
+           "; ".join(f"{d}: {','.join(c)}" for d, c in results["tasks"]) + ".", "",
+           f"## Accuracy against hub size (lambda {settings['lam']:g}; mean ± std over "
+           f"{settings['orderings']} random hub orderings of the per-ordering mean over tasks)",
+           "", *scaling_lines, "", "## Baselines at the full hub", "", *base, "",
+           "## Accuracy against cost over CHCO's lambda (full hub)", "", *curve]
+  stem.with_suffix(".md").write_text("\n".join(lines) + "\n")
+  with stem.with_suffix(".csv").open("w", newline="") as f:
+    writer = csv.writer(f)
+    writer.writerow(["part", "method", "ordering", "size", "lam", "task", "accuracy", "models",
+                     "mflops"])
+    for r in results["scaling"]:
+      writer.writerow(["scaling", r["method"], r["ordering"], r["size"], settings["lam"],
+                       r["task"], r["accuracy"], r["models"], r["mflops"]])
+    for r in results["baselines"]:
+      writer.writerow(["baseline", r["method"], "", "", "", r["task"], r["accuracy"],
+                       r["models"], r["mflops"]])
+    for r in results["lambda"]:
+      writer.writerow(["lambda", "chco", "", "", r["lam"], r["task"], r["accuracy"],
+                       r["models"], r["mflops"]])
+  _plot(curves, results["lambda"], stem.with_suffix(".png"))
+  print("\n".join(lines))
+
+
+def _plot(curves: dict, lambda_rows: list[dict], path: pathlib.Path) -> None:
+  import matplotlib
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+  fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+  for method, by_size in curves.items():
+    sizes = sorted(by_size)
+    left.errorbar(sizes, [np.mean(by_size[s]) for s in sizes],
+                  yerr=[np.std(by_size[s]) for s in sizes], marker="o", capsize=3, label=method)
+  left.set_xlabel("models in the hub")
+  left.set_ylabel("zero-shot accuracy (held-out tasks)")
+  left.legend()
+  lams = sorted({r["lam"] for r in lambda_rows})
+  cost = [np.mean([r["mflops"] for r in lambda_rows if r["lam"] == lam]) for lam in lams]
+  acc = [np.mean([r["accuracy"] for r in lambda_rows if r["lam"] == lam]) for lam in lams]
+  right.plot(cost, acc, marker="o")
+  for lam, x, y in zip(lams, cost, acc):
+    right.annotate(f"λ={lam:g}", (x, y), fontsize=7)
+  right.set_xlabel("MFLOPs per image of the selected ensemble")
+  right.set_ylabel("zero-shot accuracy")
+  fig.tight_layout()
+  fig.savefig(path, dpi=120)
+  plt.close(fig)
