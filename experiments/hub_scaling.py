@@ -201,8 +201,8 @@ def main(argv):
               "lambdas": [0.0, 0.1] if quick else [float(x) for x in _LAMBDAS.value],
               "lam": _LAM.value, "steps": _STEPS.value, "seed": _SEED.value,
               "command": " ".join(["python experiments/hub_scaling.py"] + [
-                  a for a in sys.argv[1:] if not a.startswith(("--out", "--hub_dir",
-                                                               "--mnist_dir"))])}
+                  a for a in sys.argv[1:] if not a.startswith(("--out", "--hub_dir", "--mnist_dir",
+                                                               "--compilation"))])}
   results = run(settings)
   out = pathlib.Path(_OUT.value)
   out.mkdir(parents=True, exist_ok=True)
