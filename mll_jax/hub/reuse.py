@@ -32,8 +32,13 @@ class Reuse:
     return jax.device_put(array, NamedSharding(self.mesh, PartitionSpec(self.mesh.axis_names)))
 
   def predict(self, images: np.ndarray) -> np.ndarray:
-    """Logits over all target classes (-inf for classes the hub does not cover)."""
-    return np.asarray(self.predict_fn(self.variables, self._batch(images)))
+    """Logits over all target classes (-inf for classes the hub does not cover); the batch
+    is padded to a multiple of the device count and the padding dropped."""
+    n = len(images)
+    pad = -n % self.mesh.size
+    if pad:
+      images = np.concatenate([images, np.repeat(images[-1:], pad, axis=0)])
+    return np.asarray(self.predict_fn(self.variables, self._batch(images)))[:n]
 
   def evaluate(self, images: np.ndarray, labels: np.ndarray, batch_size: int = 512) -> float:
     """Top-1 accuracy over `images` (batches padded to one compiled shape)."""
