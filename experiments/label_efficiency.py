@@ -150,6 +150,8 @@ def run_study(study_dir: pathlib.Path, out: pathlib.Path, settings: dict, seeds:
       config = _config("distill", settings)
       config = sweep.apply_overrides(config, {
           "data.labels": fraction, "seed": seed, "teacher.variant": config.model.variant,
+          # A linear-probe teacher has a BatchNorm before its head.
+          "teacher.head_norm": "batchnorm" if teachers[fraction] == "mae_probe" else "",
           "init_from": str(study_dir / f"{teachers[fraction]}_{tag}_seed{seed}"),
           "student_init_from": str(pretrained[start]) if start else "",
           **_duration(config, settings["distill_steps"], settings)})

@@ -6,6 +6,7 @@ truncated) is moved aside to `workdir/unreadable_checkpoints/` -- never deleted 
 older one is tried, with a message saying so.
 """
 
+import dataclasses
 import logging
 import os
 import pathlib
@@ -123,37 +124,67 @@ def step_dir(path: str | os.PathLike, what: str = "The path") -> pathlib.Path:
   return path
 
 
-def restore_params(path: str | os.PathLike, abstract_params, fresh: tuple[str, ...] = (),
-                   into: str = ""):
-  """Params from `path` (a training workdir, its `checkpoints/` folder or one step's folder).
+def plan_init(path: str | os.PathLike, abstract_variables, fresh: tuple[str, ...] = (),
+              into: str = "") -> "InitPlan":
+  """Checks, reading only metadata, what `restore_init` will load: params (and model state)
+  from `path` (a training workdir, its `checkpoints/` folder or
+  one step's folder). Used for `config.init_from`.
 
-  Used for `config.init_from`. Every model parameter must be in the checkpoint with the same
-  shape, except those matching a `fresh` regex (e.g. a new classifier head, `"^head/"`), which
-  keep their initial values; checkpoint params the model lacks (an MAE's decoder) are ignored.
-  `into` names a top-level key of the model's params that the checkpoint fills (e.g. a
-  distillation model's `teacher`). Returns the restored subset, to merge with `merge_params`.
-  Mismatches raise CheckpointError listing them.
+  `abstract_variables` is `{"params": ..., ["model_state": ...]}` of the model. Every model
+  parameter must be in the checkpoint with the same shape, except those matching a `fresh`
+  regex (e.g. a new classifier head, `"^head/"`), which keep their initial values; checkpoint
+  params the model lacks (an MAE's decoder) are ignored. Model state (BatchNorm statistics)
+  the checkpoint has is restored; state the model lacks is an error, since dropping a learned
+  normalisation would change the function (a linear probe loaded without its BatchNorm).
+  `into` names a top-level key of the model (e.g. a distillation model's `teacher`) that the
+  checkpoint fills. Mismatches raise CheckpointError listing them.
   """
   path = step_dir(path, "config.init_from")
   fresh_patterns = [re.compile(p) for p in fresh]
   full_name = (lambda name: f"{into}/{name}") if into else (lambda name: name)
   wanted = lambda name: not any(p.search(full_name(name)) for p in fresh_patterns)
   if into:
-    if into not in abstract_params:
-      raise CheckpointError(f"config.init_into={into!r} is not a part of the model's params "
-                            f"(it has {', '.join(map(str, abstract_params))}).")
-    abstract_params = abstract_params[into]
+    if into not in abstract_variables["params"]:
+      raise CheckpointError(f"init into {into!r}: not a part of the model's params (it has "
+                            f"{', '.join(map(str, abstract_variables['params']))}).")
+  pick = lambda tree: (tree.get(into, {}) if into else tree) or {}
   checkpointer = ocp.PyTreeCheckpointer()
-  stored = checkpointer.metadata(path / "state").item_metadata.tree["params"]
-  _check_same_structure(stored, _subtree(abstract_params, wanted), f"config.init_from={str(path)!r}",
+  stored_tree = checkpointer.metadata(path / "state").item_metadata.tree
+  where = f"config.init_from={str(path)!r}"
+  target = {"params": _subtree(pick(abstract_variables["params"]), wanted)}
+  _check_same_structure(stored_tree["params"], target["params"], where,
                         "Point init_from at a checkpoint of the configured model, or list the "
                         "params to start fresh in config.init_fresh.", allow_extra=True)
-  # Params only: the optimiser state of the source run is left on disk (partial restore).
-  target = {"params": _subtree(abstract_params, wanted)}
-  restored = checkpointer.restore(path / "state", args=ocp.args.PyTreeRestore(
-      item=target, restore_args=ocp.checkpoint_utils.construct_restore_args(target),
+  stored_state = _subtree(stored_tree.get("model_state") or {}, wanted)
+  model_state = _subtree(pick(abstract_variables.get("model_state") or {}), wanted)
+  extra = sorted(set(_shapes_by_path(stored_state)) - set(_shapes_by_path(model_state)))
+  if extra:
+    raise CheckpointError(f"{where} holds model state the configured model lacks: "
+                          f"{', '.join(extra[:10])}. It was trained with layers this config "
+                          "leaves out (e.g. a linear probe's BatchNorm: set head_norm="
+                          "'batchnorm' for that model).")
+  state_to_load = _subtree(model_state, lambda name: name in _shapes_by_path(stored_state))
+  if state_to_load:
+    target["model_state"] = state_to_load
+  return InitPlan(path, target, into)
+
+
+def restore_init(plan: "InitPlan") -> dict:
+  """Reads what `plan_init` checked: `{"params": ..., ["model_state": ...]}` subsets, to merge
+  with `merge_params`."""
+  # Params (+ state) only: the source run's optimiser state stays on disk (partial restore).
+  restored = ocp.PyTreeCheckpointer().restore(plan.path / "state", args=ocp.args.PyTreeRestore(
+      item=plan.target, restore_args=ocp.checkpoint_utils.construct_restore_args(plan.target),
       partial_restore=True))
-  return {into: restored["params"]} if into else restored["params"]
+  return {k: ({plan.into: v} if plan.into else v) for k, v in restored.items()}
+
+
+@dataclasses.dataclass(frozen=True)
+class InitPlan:
+  """A checked initialisation source: the step folder, what to read from it, where it goes."""
+  path: pathlib.Path
+  target: dict
+  into: str
 
 
 def _subtree(tree, keep, prefix: str = ""):

@@ -130,6 +130,10 @@ def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike, devices=N
   ctx = eval_context.EvalContext(config, task, builder, mesh, compiled.apply, class_indices)
   evals = evaluators.build_all(config.evals, ctx)  # may reject the config: before any write
 
+  # Initialisation sources are checked before anything is written, unless the run resumes.
+  resuming = any(p.name.isdigit() for p in (workdir / "checkpoints").glob("*"))
+  init_plans = None if resuming else _plan_inits(task, config, compiled)
+
   workdir.mkdir(parents=True, exist_ok=True)
   (workdir / "config.json").write_text(json.dumps(config_json(config), indent=2))
   ckpt = checkpoint.Checkpointer(workdir, config.checkpoint.every_steps,
@@ -141,10 +145,11 @@ def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike, devices=N
     log.message(f"Resumed from the checkpoint at step {step} in {ckpt.directory}.")
   else:
     step, state = 0, compiled.init()
-    for source in tasks.init_sources(task, config):
-      loaded = checkpoint.restore_params(source.path, compiled.abstract_state["params"],
-                                         fresh=source.fresh, into=source.into)
-      state["params"] = checkpoint.merge_params(state["params"], loaded)
+    if init_plans is None:  # there were checkpoints, but none was readable
+      init_plans = _plan_inits(task, config, compiled)
+    for source, plan in init_plans:
+      for item, values in checkpoint.restore_init(plan).items():  # params (+ model state)
+        state[item] = checkpoint.merge_params(state[item], values)
       log.message(f"Initialised {source.into or 'params'} from {source.path}.")
   log.message(f"workdir: {workdir}  |  {total_steps} steps of {config.batch_size} images on "
               f"{mesh.size} {jax.default_backend()} device(s), mesh {dict(mesh.shape)}")
@@ -191,6 +196,13 @@ def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike, devices=N
     ckpt.close()
     log.close()
   return last_eval
+
+
+def _plan_inits(task, config, compiled) -> list:
+  """`(source, checked plan)` for each checkpoint a fresh run starts from."""
+  return [(source, checkpoint.plan_init(source.path, steps.variables(compiled.abstract_state),
+                                        fresh=source.fresh, into=source.into))
+          for source in tasks.init_sources(task, config)]
 
 
 def _report(log, step, metrics, config, ckpt):

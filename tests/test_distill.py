@@ -62,3 +62,30 @@ def test_student_starts_from_a_pretrained_encoder_with_a_fresh_head(teacher_run,
                {k: v for k, v in source.items() if k.startswith("encoder/")})
   heads = [k for k in student if k.startswith("head/")]
   assert heads and not any(np.array_equal(student[k], source[k]) for k in heads)
+
+
+@pytest.fixture(scope="module")
+def probe_run(tmp_path_factory, data_dir):
+  from conftest import load_config, SMALL_RUN
+  workdir = tmp_path_factory.mktemp("probe")
+  train.run(load_config("linear_probe", "mu", data_dir, {
+      **SMALL_RUN, "evals.classification.num_examples": 64,
+      "evals.classification.batch_size": 32}), workdir)
+  return workdir
+
+
+def test_a_linear_probe_teacher_loads_with_its_batchnorm(probe_run, make_distill_config,
+                                                        tmp_path):
+  import orbax.checkpoint as ocp
+  from mll_jax import checkpoint
+  with pytest.raises(checkpoint.CheckpointError, match="model state the configured model "
+                                                       "lacks: head_norm"):
+    train.run(make_distill_config(init_from=str(probe_run)), tmp_path / "no_bn")
+  assert not (tmp_path / "no_bn" / "checkpoints").exists()
+  config = make_distill_config(init_from=str(probe_run), **{"teacher.head_norm": "batchnorm"})
+  train.run(config, tmp_path / "bn")
+  read = lambda run: ocp.PyTreeCheckpointer().restore(
+      checkpoint.step_dir(run) / "state")["model_state"]
+  np.testing.assert_array_equal(read(tmp_path / "bn")["teacher"]["head_norm"]["mean"],
+                                read(probe_run)["head_norm"]["mean"])
+  assert np.abs(read(probe_run)["head_norm"]["mean"]).sum() > 0  # trained statistics

@@ -32,7 +32,8 @@ def _classifier(m, config, info, rngs):
   return heads.Classifier(m.variant, num_classes=info.num_classes,
                           image_size=config.data.image_size, channels=config.data.channels,
                           patch_size=m.get("patch_size") or None, pool=m.get("pool", "gap"),
-                          drop_path_rate=m.get("drop_path", 0.0), rngs=rngs)
+                          drop_path_rate=m.get("drop_path", 0.0),
+                          head_norm=m.get("head_norm", ""), rngs=rngs)
 
 
 def validate(config: ml_collections.ConfigDict) -> None:
