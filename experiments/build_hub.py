@@ -48,14 +48,7 @@ def build(hub_dir: pathlib.Path, runs_dir: pathlib.Path, mnist_dir: str | None, 
   for name, (data, classes) in hub_experts.experts(mnist_dir, quick).items():
     if name in registered:
       continue
-    overrides = {"classes": classes, "init_from": str(encoder)}
-    if data == "mnist":
-      overrides.update({"data.name": "idx/mnist", "data.manual_dir": mnist_dir})
-    if not quick:
-      overrides.update(total_steps=steps, warmup_steps=steps // 10, log_steps=100,
-                       **{"evals.classification.log_steps": steps})
-    workdir = runs_dir / name
-    train.run(hub_experts.config("expert", quick, **overrides), workdir)
+    workdir = hub_experts.train_expert(runs_dir, name, data, classes, steps, quick, mnist_dir)
     architecture, variables, class_names, config = run_import.read_run(workdir)
     label = labeling.label_model(functional.apply_fn(architecture), variables, pools)
     hub.register(name, architecture, variables, class_names,

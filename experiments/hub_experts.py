@@ -4,7 +4,7 @@ and the configs they are trained with (shared by build_hub.py and hub_scaling.py
 import pathlib
 
 from experiments import smoke
-from mll_jax import config_files, sweep
+from mll_jax import config_files, sweep, train
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
@@ -36,3 +36,18 @@ def experts(mnist_dir: str | None, quick: bool) -> dict:
   if mnist_dir:
     chosen.update({n: ("mnist", c) for n, c in DIGIT_EXPERTS.items()})
   return dict(list(chosen.items())[:3]) if quick else chosen
+
+
+def train_expert(runs_dir: pathlib.Path, name: str, data: str, classes: str, steps: int,
+                 quick: bool, mnist_dir: str | None) -> pathlib.Path:
+  """Trains (or finds finished) an expert on `classes` (comma-separated) of `data`
+  (animal_mnist or mnist) from the shared MAE encoder in `runs_dir/mae`; returns its workdir."""
+  overrides = {"classes": classes, "init_from": str(runs_dir / "mae")}
+  if data == "mnist":
+    overrides.update({"data.name": "idx/mnist", "data.manual_dir": mnist_dir})
+  if not quick:
+    overrides.update(total_steps=steps, warmup_steps=steps // 10, log_steps=100,
+                     **{"evals.classification.log_steps": steps})
+  workdir = runs_dir / name
+  train.run(config("expert", quick, **overrides), workdir)
+  return workdir

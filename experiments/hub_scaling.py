@@ -118,20 +118,6 @@ class Study:
     return sorted({ref for ref, _ in task.heads})
 
 
-def trained_baseline(runs_dir: pathlib.Path, name: str, data: str, classes, steps: int,
-                     quick: bool, mnist_dir: str | None) -> pathlib.Path:
-  """Trains (or finds) an expert on `classes` from the hub's shared MAE encoder."""
-  overrides = {"classes": ",".join(classes), "init_from": str(runs_dir / "mae")}
-  if data == "mnist":
-    overrides.update({"data.name": "idx/mnist", "data.manual_dir": mnist_dir})
-  if not quick:
-    overrides.update(total_steps=steps, warmup_steps=steps // 10, log_steps=100,
-                     **{"evals.classification.log_steps": steps})
-  workdir = runs_dir / name
-  train.run(hub_experts.config("expert", quick, **overrides), workdir)
-  return workdir
-
-
 def generalist_accuracy(workdir, data, classes, study: Study) -> float:
   """A model over all the data set's classes, its argmax restricted to the task's classes."""
   import jax
@@ -171,12 +157,14 @@ def run(settings: dict) -> dict:
     rows["random"] = study.zero_shot(data, classes, picked, lam=0.0)
     rows["single"] = study.single_best(data, classes)
     if not settings["quick"]:
-      generalist = trained_baseline(runs_dir, f"generalist_{data}", data, CLASSES[data],
-                                    2 * settings["steps"], False, settings["mnist_dir"])
+      mnist_dir = settings["mnist_dir"]
+      generalist = hub_experts.train_expert(runs_dir, f"generalist_{data}", data,
+                                            ",".join(CLASSES[data]), 2 * settings["steps"],
+                                            False, mnist_dir)
       rows["generalist"] = {"accuracy": generalist_accuracy(generalist, data, classes, study),
                             "models": 1, "mflops": np.nan}
-      oracle = trained_baseline(runs_dir, f"oracle_{data}_{key.replace(',', '-')}", data,
-                                classes, settings["steps"], False, settings["mnist_dir"])
+      oracle = hub_experts.train_expert(runs_dir, f"oracle_{data}_{key.replace(',', '-')}",
+                                        data, key, settings["steps"], False, mnist_dir)
       rows["oracle"] = {"accuracy": oracle_accuracy(oracle), "models": 1, "mflops": np.nan}
     for method, out in rows.items():
       results["baselines"].append({"method": method, "task": key,

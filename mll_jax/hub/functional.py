@@ -75,33 +75,25 @@ def apply_fn(architecture: dict) -> Callable:
   """`apply(variables, images) -> logits` (evaluation mode), a pure function, not jitted: the
   caller jits it alone or fuses it into a larger graph. The same function object for equal
   architectures, so jitted callers compile once per architecture."""
-  return _apply_fn(json.dumps(architecture, sort_keys=True))
-
-
-@functools.lru_cache(maxsize=64)
-def _apply_fn(architecture_json: str) -> Callable:
-  task, graphdef, _ = _graphdef(architecture_json)
-
-  def apply(variables, images):
-    return task.logits(steps.merge(graphdef, variables), images)
-
-  return apply
+  return _task_fn(json.dumps(architecture, sort_keys=True), "logits")
 
 
 def features_fn(architecture: dict) -> Callable:
   """`features(variables, images) -> [B, D]`, the backbone's pooled representation (the
   task's `features`), cached per architecture like `apply_fn`."""
-  return _features_fn(json.dumps(architecture, sort_keys=True))
+  return _task_fn(json.dumps(architecture, sort_keys=True), "features")
 
 
-@functools.lru_cache(maxsize=64)
-def _features_fn(architecture_json: str) -> Callable:
+@functools.lru_cache(maxsize=128)
+def _task_fn(architecture_json: str, name: str) -> Callable:
+  """The task's function `name` (logits, features) as a pure `fn(variables, images)`."""
   task, graphdef, _ = _graphdef(architecture_json)
+  task_function = getattr(task, name)
 
-  def features(variables, images):
-    return task.features(steps.merge(graphdef, variables), images)
+  def fn(variables, images):
+    return task_function(steps.merge(graphdef, variables), images)
 
-  return features
+  return fn
 
 
 @functools.lru_cache(maxsize=64)
