@@ -1,6 +1,6 @@
 """Label-efficiency study: top-1 test accuracy against label fraction.
 
-    python experiments/label_efficiency.py                 # animal_mnist, about an hour on 2 CPUs
+    python experiments/label_efficiency.py                 # animal_mnist, 50 min on 2 CPUs
     python experiments/label_efficiency.py --data=mnist --manual_dir=DIR   # MNIST's IDX files
     python experiments/label_efficiency.py --quick         # a minutes-long smoke run (tests)
 
