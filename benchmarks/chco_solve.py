@@ -20,6 +20,7 @@ from absl import app, flags
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from benchmarks import report  # noqa: E402
 from mll_jax.hub import chco  # noqa: E402
 
 _TASKS = flags.DEFINE_integer("tasks", 1000, "Tasks solved at once.")
@@ -99,6 +100,14 @@ def main(argv):
   print(f"  ratio one-at-a-time / batched: {single / batched:.1f}x")
   print(f"  ratio reference / batched (per task): "
         f"{ref_per_task / (batched / _TASKS.value):.0f}x")
+  report.emit(
+      "CHCO solve", f"{_TASKS.value} synthetic tasks, {steps} FISTA steps, bucket {shape}; "
+      f"median of {_REPEATS.value}; reference on {len(reference)} tasks",
+      {"batched": (batched / _TASKS.value * 1e3, "ms/task"),
+       "one at a time": (single / _TASKS.value * 1e3, "ms/task"),
+       "numpy reference": (ref_per_task * 1e3, "ms/task")},
+      {"one at a time / batched": single / batched,
+       "reference / batched (per task)": ref_per_task / (batched / _TASKS.value)})
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ from absl import app, flags
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from benchmarks import report  # noqa: E402
 from mll_jax.hub import functional, labeling  # noqa: E402
 
 _VARIANT = flags.DEFINE_string("variant", "mini", "ViT variant of the expert.")
@@ -78,6 +79,11 @@ def main(argv):
     print(f"  {name:<12} {rate:10.0f} images/s")
   for baseline in ("jit_loop", "eager_loop"):
     print(f"  ratio label_model / {baseline}: {rates['label_model'] / rates[baseline]:.2f}x")
+  report.emit(
+      "Labelling", f"{_VARIANT.value} ViT expert, {_IMAGES.value} images 28x28x1, "
+      f"{jax.device_count()} {jax.default_backend()} device(s), median of {_REPEATS.value}",
+      {name: (rate, "images/s") for name, rate in rates.items()},
+      {f"label_model / {b}": rates["label_model"] / rates[b] for b in ("jit_loop", "eager_loop")})
 
 
 if __name__ == "__main__":

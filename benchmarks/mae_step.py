@@ -20,7 +20,8 @@ from ml_collections import config_flags
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from mll_jax import optim, sharding, steps, tasks  # noqa: E402
+from benchmarks import report  # noqa: E402
+from mll_jax import aot, optim, sharding, steps, tasks  # noqa: E402
 from mll_jax.data import sources  # noqa: E402
 from mll_jax.models import mae as mae_model, vit  # noqa: E402
 
@@ -54,6 +55,7 @@ def bench_jax(config, batches):
                              batches[0].shape[1:], {})
   tx = optim.make(config.optim, config.batch_size, 1000, 10)
   compiled = steps.build(tasks.get(config.task), config, info, tx, mesh)
+  flops = aot.compile_train_step(compiled, config, mesh).flops_per_device  # one device here
   state = [compiled.init()]
 
   def step(images):
@@ -61,7 +63,8 @@ def bench_jax(config, batches):
     state[0], metrics = compiled.train_step(state[0], batch)
     return metrics["loss"]
 
-  return _time_windows(step, batches, _REPEATS.value, _STEPS.value, jax.block_until_ready)
+  return (*_time_windows(step, batches, _REPEATS.value, _STEPS.value, jax.block_until_ready),
+          flops)
 
 
 def bench_torch(config, batches):
@@ -89,16 +92,42 @@ def main(argv):
         f"torch {torch.__version__} ({torch.get_num_threads()} threads)")
   print(f"model: MAE {config.model.variant} patch {config.model.patch_size}, decoder "
         f"{config.model.decoder}, batch {shape}")
-  jax_rate, jax_busy = bench_jax(config, batches)
-  if _ONLY_JAX.value:
-    print(f"mll_jax  train step: {jax_rate:8.1f} images/s, {jax_busy:.2f} CPU-s per wall-s")
-    return
-  torch_rate, torch_busy = bench_torch(config, batches)
+  jax_rate, jax_busy, flops = bench_jax(config, batches)
+  achieved = flops * jax_rate / config.batch_size  # FLOP/s: XLA's FLOPs per step x steps/s
+  device = jax.devices()[0]
+  peak = peak_flops(device.device_kind) if device.platform != "cpu" else None
   print(f"mll_jax  train step: {jax_rate:8.1f} images/s (median of {_REPEATS.value}), "
-        f"{jax_busy:.2f} CPU-s per wall-s")
-  print(f"PyTorch  train step: {torch_rate:8.1f} images/s (median of {_REPEATS.value}), "
-        f"{torch_busy:.2f} CPU-s per wall-s")
-  print(f"ratio mll_jax / PyTorch: {jax_rate / torch_rate:.2f}x")
+        f"{jax_busy:.2f} CPU-s per wall-s, {achieved / 1e9:.1f} GFLOP/s"
+        + (f", MFU {achieved / peak:.1%} of {device.device_kind}'s {peak / 1e12:.0f} TFLOP/s"
+           if peak else ""))
+  figures = {"mll_jax": (jax_rate, "images/s"), "mll_jax FLOP/s": (achieved, "FLOP/s")}
+  ratios = {"MFU": achieved / peak} if peak else {}
+  if not _ONLY_JAX.value:
+    torch_rate, torch_busy = bench_torch(config, batches)
+    print(f"PyTorch  train step: {torch_rate:8.1f} images/s (median of {_REPEATS.value}), "
+          f"{torch_busy:.2f} CPU-s per wall-s")
+    print(f"ratio mll_jax / PyTorch: {jax_rate / torch_rate:.2f}x")
+    figures["PyTorch"] = (torch_rate, "images/s")
+    ratios["mll_jax / PyTorch"] = jax_rate / torch_rate
+  report.emit("MAE train step", f"MAE {config.model.variant} patch {config.model.patch_size}, "
+              f"decoder {config.model.decoder}, batch {shape}, 1 {device.platform} device "
+              f"({device.device_kind}); median of {_REPEATS.value} windows of {_STEPS.value} "
+              "steps", figures, ratios)
+
+
+# Dense bf16 peak FLOP/s per chip from the vendors' data sheets (MFU's denominator). The ViT
+# step computes in float32 unless configured otherwise, so MFU against this peak is a floor.
+PEAK_BF16_FLOPS = {"H200": 989e12, "H100": 989e12, "A100": 312e12, "L4": 121e12,
+                   "TPU v4": 275e12, "TPU v5 lite": 197e12, "TPU v5e": 197e12,
+                   "TPU v5p": 459e12, "TPU v6 lite": 918e12, "TPU v6e": 918e12}
+
+
+def peak_flops(device_kind: str) -> float | None:
+  """The device's peak from PEAK_BF16_FLOPS by name (e.g. 'NVIDIA H200' -> H200), if known."""
+  for name, peak in PEAK_BF16_FLOPS.items():
+    if name.lower() in device_kind.lower():
+      return peak
+  return None
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ from absl import app, flags
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from benchmarks import report  # noqa: E402
 from mll_jax.hub import functional, registry, reuse, selection  # noqa: E402
 
 _MODELS = flags.DEFINE_integer("models", 4, "Selected models.")
@@ -75,6 +76,12 @@ def main(argv):
   for name, rate in rates.items():
     print(f"  {name:<11} {rate:10.0f} images/s")
   print(f"  ratio fused / sequential: {rates['fused'] / rates['sequential']:.2f}x")
+  report.emit(
+      "Fused reuse", f"{_MODELS.value} {_VARIANT.value} ViT experts, batch {_BATCH.value}, "
+      f"{jax.device_count()} {jax.default_backend()} device(s), median of {_REPEATS.value} "
+      f"passes over {_IMAGES.value} images",
+      {name: (rate, "images/s") for name, rate in rates.items()},
+      {"fused / sequential": rates["fused"] / rates["sequential"]})
 
 
 if __name__ == "__main__":

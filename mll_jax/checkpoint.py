@@ -79,17 +79,31 @@ class Checkpointer:
       _check_same_structure(stored, abstract_state["params"],
                             f"The checkpoint at step {step} in {self.directory}",
                             "Resume with the config that wrote it, or use another --workdir.")
+      items = {"state": ocp.args.StandardRestore(abstract_state)}
+      # grain writes one iterator file per process (`process_I-of-N.json`); a checkpoint of
+      # another process count has none for this layout, and is positioned from the step.
+      layout = f"process_{jax.process_index()}-of-{jax.process_count()}.json"
+      same_layout = (self.directory / str(step) / "data" / layout).exists()
+      if same_layout:
+        items["data"] = grain.checkpoint.CheckpointRestore(data_iterator)
       try:
-        restored = self.manager.restore(step, args=ocp.args.Composite(
-            state=ocp.args.StandardRestore(abstract_state),
-            data=grain.checkpoint.CheckpointRestore(data_iterator)))
+        restored = self.manager.restore(step, args=ocp.args.Composite(**items))
       except Exception as e:  # Orbax raises many types for damaged files; all mean "unreadable".
         self._set_aside(step, e)
         continue
+      if not same_layout:
+        position_at_step(data_iterator, step)
+        print(f"Restored step {step} written by another number of processes; the data "
+              "stream continues at the same global batch.", flush=True)
       return step, restored["state"]
     return None
 
   def _set_aside(self, step: int, error: Exception) -> None:
+    if jax.process_count() > 1:  # every process would move the same folder
+      raise CheckpointError(
+          f"Checkpoint at step {step} in {self.directory} cannot be read "
+          f"({type(error).__name__}: {str(error).splitlines()[0][:200]}). In a multi-process "
+          "run it is not moved aside automatically: move it out of checkpoints/ and relaunch.")
     aside = self.workdir / "unreadable_checkpoints" / str(step)
     aside.parent.mkdir(parents=True, exist_ok=True)
     older = [s for s in self.manager.all_steps() if s < step]
@@ -106,6 +120,19 @@ class Checkpointer:
   def close(self) -> None:
     self.manager.wait_until_finished()
     self.manager.close()
+
+
+def position_at_step(data_iterator, step: int) -> None:
+  """Moves a training-stream iterator to the batch after `step` steps.
+
+  Valid because the stream is a grain MapDataset with one batch per step whose global order
+  does not depend on the process count (`data/pipeline.py`): its position is the step.
+  """
+  state = data_iterator.get_state()
+  if "next_index" not in state:
+    raise CheckpointError(f"The data iterator's state {sorted(state)} has no position to set; "
+                          "resume with the process count that wrote the checkpoint.")
+  data_iterator.set_state({**state, "next_index": step})
 
 
 def step_dir(path: str | os.PathLike, what: str = "The path") -> pathlib.Path:

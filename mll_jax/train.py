@@ -22,7 +22,8 @@ from absl import app, flags
 from absl import logging as absl_logging
 from ml_collections import config_flags
 
-from mll_jax import checkpoint, evaluators, optim, run_log, sharding, steps, tasks
+from mll_jax import (aot, checkpoint, evaluators, multihost, optim, run_log, sharding,
+                     steps, tasks)
 from mll_jax.data import class_subsets, label_fractions, pipeline, sources, transforms
 from mll_jax.evaluators import context as eval_context
 
@@ -32,6 +33,9 @@ CONFIG_FLAG = config_flags.DEFINE_config_file(
     lock_config=True)
 WORKDIR_FLAG = flags.DEFINE_string(
     "workdir", None, "Run folder (checkpoints, metrics.jsonl). Default: runs/<task>-<config hash>.")
+_COMPILE_ONLY = flags.DEFINE_bool(
+    "compile_only", False, "Compile the train step for the configured mesh and report its "
+    "per-device memory and FLOPs; train nothing (checks a pod configuration before launch).")
 _CACHE = flags.DEFINE_string(
     "compilation_cache", "~/.cache/mll_jax/jax_cache", "JAX persistent compilation cache ('' off).")
 
@@ -84,7 +88,7 @@ class _StopFlag:
 
 
 def _fetch(metrics) -> dict:
-  return {k: np.asarray(v).item() for k, v in jax.device_get(metrics).items()}
+  return {k: v.item() for k, v in multihost.to_host(metrics).items()}
 
 
 def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike, devices=None) -> dict:
@@ -94,17 +98,10 @@ def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike, devices=N
   """
   workdir = pathlib.Path(workdir).expanduser().absolute()  # orbax needs absolute paths
   check_workdir(workdir)
-  task = tasks.get(config.task)
-  if hasattr(task, "validate"):
-    task.validate(config)
-  mesh = sharding.make_mesh(config.mesh, devices)
-  sharding.check_batch_size(config.batch_size, mesh)
+  task, mesh = _task_and_mesh(config, devices)
   builder = sources.get_builder(config.data.name, config.data.data_dir or None,
                                 config.data.manual_dir or None)
-  info = sources.info(builder)
-  # Experts: a named subset of the classes, relabelled 0..k-1 (everywhere, evaluators too).
-  class_indices = class_subsets.resolve(config.get("classes", ""), info.class_names)
-  info = class_subsets.restrict_info(info, class_indices)
+  info, class_indices = _class_info(config, builder)
   train_source = class_subsets.apply(sources.data_source(builder, config.data.train_split),
                                      class_indices)
   if config.data.get("labels", ""):  # label-efficient runs: a class-balanced labelled subset
@@ -115,10 +112,7 @@ def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike, devices=N
       train_source = label_fractions.Flagged(train_source, labelled)
     else:
       train_source = label_fractions.Subset(train_source, labelled)
-  total_steps, warmup_steps = resolve_duration(config, len(train_source))
-  schedule = optim.schedule(config.optim, config.batch_size, total_steps, warmup_steps)
-  tx = optim.make(config.optim, config.batch_size, total_steps, warmup_steps)
-  compiled = steps.build(task, config, info, tx, mesh, schedule)  # checks image/patch sizes
+  total_steps, _, compiled = _build_steps(task, config, info, mesh, len(train_source))
 
   local_batch = config.batch_size // jax.process_count()
   dataset = pipeline.train_dataset(
@@ -135,7 +129,8 @@ def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike, devices=N
   init_plans = None if resuming else _plan_inits(task, config, compiled)
 
   workdir.mkdir(parents=True, exist_ok=True)
-  (workdir / "config.json").write_text(json.dumps(config_json(config), indent=2))
+  if multihost.is_main_process():
+    (workdir / "config.json").write_text(json.dumps(config_json(config), indent=2))
   ckpt = checkpoint.Checkpointer(workdir, config.checkpoint.every_steps,
                                  config.checkpoint.keep, config.checkpoint.keep_every)
   restored = ckpt.restore_latest(compiled.abstract_state, iterator)
@@ -164,7 +159,9 @@ def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike, devices=N
     return results
 
   stop = _StopFlag()
-  previous_handler = signal.signal(signal.SIGTERM, stop)
+  # Several processes: JAX's preemption service owns SIGTERM (multihost.agree_to_stop).
+  previous_handler = (signal.signal(signal.SIGTERM, stop) if jax.process_count() == 1
+                      else None)
   last_eval = evaluate(step) if step == 0 else {}
   pending = None  # (step, metrics) of the last dispatched step, fetched one step late
   try:
@@ -172,6 +169,7 @@ def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike, devices=N
       batch = sharding.global_batch(next(iterator), compiled.batch_sharding)
       state, metrics = compiled.train_step(state, batch)
       step += 1
+      stop.requested = multihost.agree_to_stop(step, stop.requested)
       if pending:
         _report(log, *pending, config, ckpt)  # overlaps the host with the step just dispatched
       pending = (step, metrics)
@@ -192,10 +190,50 @@ def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike, devices=N
     if step == total_steps and restored and restored[0] == total_steps:
       log.message(f"This run was already complete at step {step}; nothing to do.")
   finally:
-    signal.signal(signal.SIGTERM, previous_handler)
+    if previous_handler is not None:
+      signal.signal(signal.SIGTERM, previous_handler)
     ckpt.close()
     log.close()
   return last_eval
+
+
+def _task_and_mesh(config, devices):
+  task = tasks.get(config.task)
+  if hasattr(task, "validate"):
+    task.validate(config)
+  mesh = sharding.make_mesh(config.mesh, devices)
+  sharding.check_batch_size(config.batch_size, mesh)
+  return task, mesh
+
+
+def _class_info(config, builder):
+  """The data set's info, restricted to `config.classes` (experts: relabelled 0..k-1,
+  everywhere, evaluators too), and the chosen class indices."""
+  info = sources.info(builder)
+  class_indices = class_subsets.resolve(config.get("classes", ""), info.class_names)
+  return class_subsets.restrict_info(info, class_indices), class_indices
+
+
+def _build_steps(task, config, info, mesh, train_examples: int):
+  """`(total_steps, warmup_steps, compiled)`: the optimizer and the jitted, sharded steps."""
+  total_steps, warmup_steps = resolve_duration(config, train_examples)
+  schedule = optim.schedule(config.optim, config.batch_size, total_steps, warmup_steps)
+  tx = optim.make(config.optim, config.batch_size, total_steps, warmup_steps)
+  compiled = steps.build(task, config, info, tx, mesh, schedule)  # checks image/patch sizes
+  return total_steps, warmup_steps, compiled
+
+
+def compile_only(config: ml_collections.ConfigDict, devices=None) -> aot.CompileReport:
+  """Lowers and compiles the train step for the configured mesh, running nothing and reading
+  no data (the data set's metadata suffices), and returns its memory and FLOPs."""
+  task, mesh = _task_and_mesh(config, devices)
+  builder = sources.get_builder(config.data.name, config.data.data_dir or None,
+                                config.data.manual_dir or None, prepare=False)
+  info, _ = _class_info(config, builder)
+  split = config.data.train_split.split("[")[0]
+  _, _, compiled = _build_steps(task, config, info, mesh,
+                                info.split_sizes.get(split) or config.batch_size)
+  return aot.compile_train_step(compiled, config, mesh)
 
 
 def _plan_inits(task, config, compiled) -> list:
@@ -230,10 +268,20 @@ def setup_runtime() -> None:
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  try:
+    multihost.initialize_from_flags()  # before anything touches a device
+  except multihost.LaunchError as e:
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(2)
   setup_runtime()
   config = CONFIG_FLAG.value
-  workdir = pathlib.Path(WORKDIR_FLAG.value) if WORKDIR_FLAG.value else default_workdir(config)
   try:
+    if _COMPILE_ONLY.value:
+      report = compile_only(config)
+      if multihost.is_main_process():
+        print(report.text(), flush=True)
+      return
+    workdir = pathlib.Path(WORKDIR_FLAG.value) if WORKDIR_FLAG.value else default_workdir(config)
     run(config, workdir)
   except Preempted as e:  # a clean, resumable stop
     print(str(e), flush=True)

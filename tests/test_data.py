@@ -148,18 +148,26 @@ def test_pipeline_runs_past_an_epoch_with_a_new_order(data_dir):
   assert not np.array_equal(first, second)
 
 
-def test_processes_read_disjoint_slices(data_dir):
+def test_processes_split_the_same_global_batches_as_one_process(data_dir):
   source = sources.data_source(sources.get_builder("digits", data_dir=data_dir), "train")
-  seen = []
-  for process in range(2):
-    ds = pipeline.train_dataset(source, local_batch_size=8, seed=0, process_index=process,
-                                process_count=2, transform=lambda ex, rng: ex)
-    # Without augmentation the images identify the records each process reads.
-    seen.append({next(iter(ds.to_iter_dataset()))["image"][i].tobytes() for i in range(8)})
-  assert not seen[0] & seen[1]
+  # A random transform: each process must draw its rows' randomness as one process would.
+  transform = lambda ex, rng: {**ex, "noise": rng.random()}
+
+  def batches(process, count, local):
+    ds = pipeline.train_dataset(source, local_batch_size=local, seed=0, process_index=process,
+                                process_count=count, transform=transform)
+    it = iter(ds.to_iter_dataset())
+    return [next(it) for _ in range(3)]
+
+  alone = batches(0, 1, 16)
+  shares = [batches(p, 2, 8) for p in range(2)]
+  for step in range(3):
+    for key in ("image", "label", "noise"):
+      np.testing.assert_array_equal(
+          np.concatenate([shares[0][step][key], shares[1][step][key]]), alone[step][key])
 
 
 def test_too_small_split_for_a_batch_is_a_clear_error(data_dir):
   source = sources.data_source(sources.get_builder("digits", data_dir=data_dir), "test")
-  with pytest.raises(ValueError, match="fewer than one batch"):
+  with pytest.raises(ValueError, match="fewer than one global batch"):
     pipeline.train_dataset(source, local_batch_size=4096, seed=0, transform=lambda e, r: e)

@@ -2,8 +2,10 @@
 
 The training stream is a `grain.MapDataset`, so element `i` of epoch `e` is a pure function of
 the seed, `e` and `i`: the iterator state is just a position, checkpointed with the train state,
-and a resumed run sees the same batches as an uninterrupted one. Each process reads its own
-slice of the source (`process_index::process_count`) and yields its share of the global batch.
+and a resumed run sees the same batches as an uninterrupted one. The order and augmentation are
+global: global batch `b` is elements `b*G .. b*G+G-1` of one seeded stream, and process `p` of
+`P` yields rows `p*G/P ..` of it. So a run on 2 processes sees exactly the batches of the same
+run on 1, and the iterator position after `n` steps is `n` on any number of processes.
 """
 
 import grain
@@ -15,18 +17,22 @@ from mll_jax.data import transforms
 
 def train_dataset(source, *, local_batch_size: int, seed: int, transform,
                   process_index: int | None = None, process_count: int | None = None):
-  """Shuffled (a new order every epoch), augmented, batched, repeated forever."""
+  """This process's share of the shuffled (a new order every epoch), augmented, batched,
+  endless training stream."""
   process_index = jax.process_index() if process_index is None else process_index
   process_count = jax.process_count() if process_count is None else process_count
+  global_batch = local_batch_size * process_count
   ds = grain.MapDataset.source(source)
+  if len(ds) < global_batch:
+    raise ValueError(f"The training split has {len(ds)} examples, fewer than one global batch "
+                     f"of {global_batch}; lower config.batch_size.")
+  ds = ds.shuffle(seed=seed).repeat(None)
+  ds = ds.random_map(transform, seed=seed + 1)  # keyed by the global element index
+  # Local batch k*P+p of the stream is process p's part of global batch k.
+  ds = ds.batch(local_batch_size, drop_remainder=True)
   if process_count > 1:
     ds = ds.slice(slice(process_index, None, process_count))
-  if len(ds) < local_batch_size:
-    raise ValueError(f"The training split has {len(ds)} examples per process, fewer than one "
-                     f"batch of {local_batch_size}; lower config.batch_size.")
-  ds = ds.shuffle(seed=seed).repeat(None)
-  ds = ds.random_map(transform, seed=seed + 1)
-  return ds.batch(local_batch_size, drop_remainder=True)
+  return ds
 
 
 def train_iterator(dataset, worker_threads: int = 2, prefetch: int = 4):

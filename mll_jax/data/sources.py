@@ -49,7 +49,11 @@ def _split_name(name: str) -> tuple[str, str | None]:
 
 def get_builder(name: str, data_dir: str | None = None, manual_dir: str | None = None,
                 prepare: bool = True) -> tfds.core.DatasetBuilder:
-  """A prepared builder for `name`; offline builders are prepared here if needed."""
+  """A prepared builder for `name`; offline builders are prepared here if needed.
+
+  `prepare=False` returns the builder as it is, prepared or not: its metadata (classes, split
+  sizes) is there either way, which is all a compile check needs.
+  """
   data_dir = data_dir or default_data_dir()
   base, config = _split_name(name)
   if base in OFFLINE_BUILDERS:
@@ -72,7 +76,7 @@ def get_builder(name: str, data_dir: str | None = None, manual_dir: str | None =
     raise DataError(
         f"Unknown data set {name!r}. Offline data sets: {', '.join(offline_names())}; or any "
         "TFDS name (cifar10, imagenet2012, ...) once prepared.") from None
-  if not builder.is_prepared():
+  if not builder.is_prepared() and prepare:
     raise DataError(
         f"Data set {name!r} is not prepared in {data_dir}. mll_jax never downloads during a "
         f"run. Prepare it once (network and `pip install tensorflow` needed for TFDS's own "

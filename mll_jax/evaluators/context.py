@@ -7,7 +7,7 @@ import jax
 import numpy as np
 from jax.sharding import Mesh
 
-from mll_jax import sharding
+from mll_jax import multihost, sharding
 from mll_jax.data import class_subsets, pipeline, sources
 
 
@@ -54,6 +54,9 @@ def map_batches(fn: Callable, variables, images: np.ndarray, batch_size: int, me
     pad = batch_size - len(chunk)
     if pad:
       chunk = np.concatenate([chunk, np.repeat(chunk[-1:], pad, axis=0)])
-    out = fn(variables, jax.device_put(chunk, batch_sharding))
-    outputs.append(jax.tree.map(lambda x, n=len(chunk) - pad: np.asarray(x)[:n], out))
+    # Every process holds all of `images`; each places the rows its devices own.
+    placed = jax.make_array_from_callback(chunk.shape, batch_sharding,
+                                          lambda index, c=chunk: c[index])
+    out = multihost.to_host(fn(variables, placed))
+    outputs.append(jax.tree.map(lambda x, n=len(chunk) - pad: x[:n], out))
   return jax.tree.map(lambda *xs: np.concatenate(xs), *outputs)

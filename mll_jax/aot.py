@@ -1,0 +1,86 @@
+"""Ahead-of-time compilation of the train step: per-device memory and FLOPs without running.
+
+`python -m mll_jax.train --config=... --compile_only` lowers the jitted, sharded train step on
+abstract inputs (shapes, dtypes and shardings only, nothing allocated) and compiles it for the
+configured mesh. XLA's own analyses of the compiled executable then give the figures: memory
+from `memory_analysis()` and FLOPs from `cost_analysis()`, both for one device's SPMD program.
+A pod configuration that does not fit fails here, on a laptop, instead of after the launch.
+"""
+
+import dataclasses
+import time
+
+import jax
+import ml_collections
+import numpy as np
+from jax.sharding import Mesh
+
+from mll_jax.data import transforms
+
+
+@dataclasses.dataclass
+class CompileReport:
+  """What one compile of the train step says about a step on `devices` devices."""
+  mesh: dict
+  devices: int
+  global_batch: int
+  argument_bytes: int      # per device: state + batch shards
+  output_bytes: int
+  alias_bytes: int         # outputs written in place of donated arguments
+  temp_bytes: int          # activations and scratch
+  code_bytes: int
+  flops_per_device: float  # one step, from XLA's cost analysis
+  compile_seconds: float
+
+  @property
+  def peak_bytes_per_device(self) -> int:
+    """Arguments + outputs + temporaries, less the outputs aliased to donated arguments."""
+    return self.argument_bytes + self.output_bytes - self.alias_bytes + self.temp_bytes
+
+  def text(self) -> str:
+    gib = lambda b: f"{b / 2**30:.2f} GiB"
+    return "\n".join([
+        f"Compiled the train step for mesh {self.mesh} ({self.devices} devices, "
+        f"{jax.default_backend()}) in {self.compile_seconds:.1f} s; global batch "
+        f"{self.global_batch}.",
+        f"Per-device memory: {gib(self.peak_bytes_per_device)} "
+        f"(arguments {gib(self.argument_bytes)}, outputs {gib(self.output_bytes)}, "
+        f"aliased {gib(self.alias_bytes)}, temporaries {gib(self.temp_bytes)}, "
+        f"code {self.code_bytes / 2**20:.1f} MiB)",
+        f"FLOPs per step: {self.flops_per_device:.4g} per device, "
+        f"{self.flops_per_device * self.devices:.4g} in all",
+    ])
+
+
+def batch_spec(config: ml_collections.ConfigDict, batch_sharding) -> dict:
+  """Abstract global batch: the training transform's output on a blank example, batched."""
+  size, channels = config.data.image_size, config.data.channels
+  example = {"image": np.zeros((size, size, channels), np.uint8), "label": 0}
+  if config.data.get("unlabelled", False):  # distillation: each image flagged
+    example["labelled"] = True
+  transform = transforms.TrainTransform(size, channels, scale=config.data.crop_scale,
+                                        flip=config.data.flip,
+                                        views=config.data.get("views", 1))
+  out = transform(example, np.random.default_rng(0))
+  return {k: jax.ShapeDtypeStruct((config.batch_size,) + np.shape(v), np.asarray(v).dtype,
+                                  sharding=batch_sharding) for k, v in out.items()}
+
+
+def compile_train_step(compiled, config: ml_collections.ConfigDict, mesh: Mesh) -> CompileReport:
+  """Lowers and compiles `compiled.train_step` on abstract inputs and reads XLA's analyses."""
+  started = time.perf_counter()
+  lowered = compiled.train_step.lower(compiled.abstract_state,
+                                      batch_spec(config, compiled.batch_sharding))
+  executable = lowered.compile()
+  seconds = time.perf_counter() - started
+  memory = executable.memory_analysis()
+  cost = executable.cost_analysis()
+  if isinstance(cost, (list, tuple)):  # older JAX: one dict per program
+    cost = cost[0]
+  return CompileReport(
+      mesh=dict(mesh.shape), devices=mesh.size, global_batch=config.batch_size,
+      argument_bytes=int(memory.argument_size_in_bytes),
+      output_bytes=int(memory.output_size_in_bytes),
+      alias_bytes=int(memory.alias_size_in_bytes), temp_bytes=int(memory.temp_size_in_bytes),
+      code_bytes=int(memory.generated_code_size_in_bytes),
+      flops_per_device=float(cost.get("flops", float("nan"))), compile_seconds=seconds)
