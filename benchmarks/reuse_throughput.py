@@ -1,6 +1,7 @@
 """Reuse throughput: the fused graph (`reuse.build`: every selected model, head gathering and
-combination in one jitted function, same-architecture models stacked and vmapped) against
-calling each selected model's own jitted function in turn and combining on the host.
+combination in one jitted function, same-architecture models stacked) against calling each
+selected model's own jitted function in turn and combining on the host. The stacked models run
+by `vmap` (one batched program) and by `lax.map` (one after another in the graph), both timed.
 
     python benchmarks/reuse_throughput.py [--models=4] [--variant=mini] [--batch=256]
 
@@ -58,7 +59,7 @@ def main(argv):
     weights = rng.normal(size=(len(heads), 5)).astype(np.float32)
     chosen = selection.Selection(tuple("vwxyz"), (True,) * 5, heads, weights,
                                  np.zeros(5, np.float32), tuple(refs), 0.0, 0.0, ())
-    fused = reuse.build(chosen, hub)
+    fused = {loop: reuse.build(chosen, hub, stacked_loop=loop) for loop in ("vmap", "map")}
     loaded = [hub.load(ref) for ref in refs]
     own = [jax.jit(apply) for apply, _ in loaded]
 
@@ -67,21 +68,26 @@ def main(argv):
                 for fn, (_, variables) in zip(own, loaded)]
       return np.concatenate(scores, axis=1) @ weights
 
-    np.testing.assert_allclose(fused.predict(images[:64]), sequential(images[:64]), atol=1e-3)
-    rates = {"fused": _rate(fused.predict, images, _BATCH.value, _REPEATS.value),
-             "sequential": _rate(sequential, images, _BATCH.value, _REPEATS.value)}
+    rates = {}
+    for loop, graph in fused.items():
+      np.testing.assert_allclose(graph.predict(images[:64]), sequential(images[:64]), atol=1e-3)
+      rates[f"fused ({loop})"] = _rate(graph.predict, images, _BATCH.value, _REPEATS.value)
+    rates["sequential"] = _rate(sequential, images, _BATCH.value, _REPEATS.value)
   print(f"Reuse throughput, {_MODELS.value} {_VARIANT.value} ViT experts (one architecture), "
         f"batch {_BATCH.value}, {jax.device_count()} {jax.default_backend()} device(s); "
         f"median of {_REPEATS.value} passes over {_IMAGES.value} images:")
   for name, rate in rates.items():
-    print(f"  {name:<11} {rate:10.0f} images/s")
-  print(f"  ratio fused / sequential: {rates['fused'] / rates['sequential']:.2f}x")
+    print(f"  {name:<13} {rate:10.0f} images/s")
+  ratios = {f"fused ({loop}) / sequential": rates[f"fused ({loop})"] / rates["sequential"]
+            for loop in fused}
+  for name, ratio in ratios.items():
+    print(f"  ratio {name}: {ratio:.2f}x")
   report.emit(
       "Fused reuse", f"{_MODELS.value} {_VARIANT.value} ViT experts, batch {_BATCH.value}, "
       f"{jax.device_count()} {jax.default_backend()} device(s), median of {_REPEATS.value} "
       f"passes over {_IMAGES.value} images",
       {name: (rate, "images/s") for name, rate in rates.items()},
-      {"fused / sequential": rates["fused"] / rates["sequential"]})
+      ratios)
 
 
 if __name__ == "__main__":

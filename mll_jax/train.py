@@ -112,7 +112,7 @@ def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike, devices=N
       train_source = label_fractions.Flagged(train_source, labelled)
     else:
       train_source = label_fractions.Subset(train_source, labelled)
-  total_steps, _, compiled = _build_steps(task, config, info, mesh, len(train_source))
+  total_steps, compiled = _build_steps(task, config, info, mesh, len(train_source))
 
   local_batch = config.batch_size // jax.process_count()
   dataset = pipeline.train_dataset(
@@ -215,12 +215,12 @@ def _class_info(config, builder):
 
 
 def _build_steps(task, config, info, mesh, train_examples: int):
-  """`(total_steps, warmup_steps, compiled)`: the optimizer and the jitted, sharded steps."""
+  """`(total_steps, compiled)`: the optimizer and the jitted, sharded steps."""
   total_steps, warmup_steps = resolve_duration(config, train_examples)
   schedule = optim.schedule(config.optim, config.batch_size, total_steps, warmup_steps)
   tx = optim.make(config.optim, config.batch_size, total_steps, warmup_steps)
   compiled = steps.build(task, config, info, tx, mesh, schedule)  # checks image/patch sizes
-  return total_steps, warmup_steps, compiled
+  return total_steps, compiled
 
 
 def compile_only(config: ml_collections.ConfigDict, devices=None) -> aot.CompileReport:
@@ -231,8 +231,10 @@ def compile_only(config: ml_collections.ConfigDict, devices=None) -> aot.Compile
                                 config.data.manual_dir or None, prepare=False)
   info, _ = _class_info(config, builder)
   split = config.data.train_split.split("[")[0]
-  _, _, compiled = _build_steps(task, config, info, mesh,
-                                info.split_sizes.get(split) or config.batch_size)
+  # Without split sizes in the metadata, the schedule's length is a guess; compiling does
+  # not depend on it.
+  _, compiled = _build_steps(task, config, info, mesh,
+                             info.split_sizes.get(split) or config.batch_size)
   return aot.compile_train_step(compiled, config, mesh)
 
 

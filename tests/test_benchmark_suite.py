@@ -19,7 +19,7 @@ def test_quick_suite_reports_every_benchmark(tmp_path, subprocess_env):
     assert f"`benchmarks/{name}.py`" in report, report
   for ratio in ("mll_jax / PyTorch", "pipeline / step", "label_model / jit_loop",
                 "one at a time / batched", "reference / batched (per task)",
-                "fused / sequential"):
+                "fused (vmap) / sequential", "fused (map) / sequential"):
     assert f"| ratio {ratio} | **" in report, (ratio, report)
   assert "## Machine" in report and "jax " in report and "Failed" not in report
 

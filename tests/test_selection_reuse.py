@@ -109,11 +109,12 @@ def test_reusing_one_expert_reproduces_its_predictions(hub_with_models):
       np.mean(own.argmax(-1) == labels))  # 37 images: the last batch is padded
 
 
-def test_stacked_and_mixed_architectures_combine_as_weighted(hub_with_models):
+@pytest.mark.parametrize("loop", ["vmap", "map"])
+def test_stacked_and_mixed_architectures_combine_as_weighted(hub_with_models, loop):
   heads = [("a@1", 1), ("b@1", 0), ("c@1", 1)]
   weights = [[1.0, -0.5], [0.25, 2.0], [0.0, 1.0]]
   fused = reuse.build(_selection(heads, weights, [0.1, -0.2], ["a@1", "b@1", "c@1"]),
-                      hub_with_models)
+                      hub_with_models, stacked_loop=loop)
   images = _images(16, seed=3)
   scores = []
   for ref, c in heads:

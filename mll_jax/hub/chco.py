@@ -190,13 +190,24 @@ def solve(problem: Problem, lam: float = 1e-2, mu: float = 1e-4, steps: int = 50
 
 def solve_batch(problems: list[Problem], lam: float = 1e-2, mu: float = 1e-4, steps: int = 500,
                 budget: int | None = None) -> list[dict]:
-  """Many tasks at once: padded to one bucket and solved by one vmapped, jitted function."""
-  n, p, k, m = bucket_shape(problems)
-  arrays = [_arrays(pr.pad(n, p, k, m)) for pr in problems]
-  stacked = jax.tree.map(lambda *xs: jnp.stack(xs), *arrays)
-  out = jax.device_get(_solve_batch_jit(stacked, jnp.float32(lam), jnp.float32(mu), steps,
-                                        budget))
-  return [_unpad(jax.tree.map(lambda x, i=i: x[i], out), pr) for i, pr in enumerate(problems)]
+  """Many tasks at once: grouped by their own shape bucket, each group padded to it and solved
+  by one vmapped, jitted call (a compilation per bucket, reused by later tasks).
+
+  Grouping, rather than padding every task to the largest, keeps the padded work of a batch
+  equal to solving its tasks one at a time.
+  """
+  groups: dict[tuple, list[int]] = {}
+  for i, problem in enumerate(problems):
+    groups.setdefault(bucket_shape([problem]), []).append(i)
+  results: list[dict | None] = [None] * len(problems)
+  for (n, p, k, m), members in groups.items():
+    arrays = [_arrays(problems[i].pad(n, p, k, m)) for i in members]
+    stacked = jax.tree.map(lambda *xs: jnp.stack(xs), *arrays)
+    out = jax.device_get(_solve_batch_jit(stacked, jnp.float32(lam), jnp.float32(mu), steps,
+                                          budget))
+    for j, i in enumerate(members):
+      results[i] = _unpad(jax.tree.map(lambda x, j=j: x[j], out), problems[i])
+  return results
 
 
 def _unpad(out: dict, problem: Problem) -> dict:

@@ -6,6 +6,7 @@ are stacked and run with `vmap` over their variables; the batch is sharded over 
 
 import dataclasses
 import json
+from functools import partial
 from typing import Callable
 
 import jax
@@ -68,9 +69,20 @@ def _combine(selection: Selection, head_scores, head_entropy):
   return head_scores @ weights + jnp.asarray(selection.bias, jnp.float32)
 
 
-def build(selection: Selection, hub, mesh: jax.sharding.Mesh | None = None) -> Reuse:
-  """Loads the selected models (checksums verified) and compiles the reuse graph."""
+def build(selection: Selection, hub, mesh: jax.sharding.Mesh | None = None,
+          stacked_loop: str | None = None) -> Reuse:
+  """Loads the selected models (checksums verified) and compiles the reuse graph.
+
+  `stacked_loop` runs each architecture's stacked models by `"vmap"` (one batched program) or
+  `"map"` (`lax.map`: one model after another inside the same compiled graph). Default: vmap
+  on accelerators, map on CPU, where XLA's batched matmuls ran slower than separate ones
+  (`benchmarks/reuse_throughput.py`).
+  """
   mesh = mesh or sharding.make_mesh((("data", -1),))
+  stacked_loop = stacked_loop or ("map" if jax.default_backend() == "cpu" else "vmap")
+  if stacked_loop not in ("vmap", "map"):
+    raise ValueError(f"stacked_loop must be 'vmap' or 'map', got {stacked_loop!r}.")
+  run_stacked = jax.vmap if stacked_loop == "vmap" else (lambda f: partial(jax.lax.map, f))
   by_architecture: dict[str, list[str]] = {}
   for ref in selection.models:
     key = json.dumps(hub.show(ref).architecture, sort_keys=True)
@@ -90,7 +102,8 @@ def build(selection: Selection, hub, mesh: jax.sharding.Mesh | None = None) -> R
   def logits(variables, images):
     log_probs, entropies = [], []
     for apply, group_variables in zip(applies, variables):
-      lp = jax.vmap(lambda v: jax.nn.log_softmax(apply(v, images), axis=-1))(group_variables)
+      lp = run_stacked(lambda v: jax.nn.log_softmax(apply(v, images), axis=-1))(
+          group_variables)
       log_probs.append(lp)                                     # [models, B, C]
       entropies.append(-(jnp.exp(lp) * lp).sum(-1))            # [models, B]
     if head_index:
