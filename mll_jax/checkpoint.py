@@ -93,8 +93,9 @@ class Checkpointer:
         continue
       if not same_layout:
         position_at_step(data_iterator, step)
-        print(f"Restored step {step} written by another number of processes; the data "
-              "stream continues at the same global batch.", flush=True)
+        if jax.process_index() == 0:
+          print(f"Restored step {step} written by another number of processes; the data "
+                "stream continues at the same global batch.", flush=True)
       return step, restored["state"]
     return None
 

@@ -126,4 +126,7 @@ def agree_to_stop(step: int, local_request: bool) -> bool:
   """
   if jax.process_count() == 1:
     return local_request
-  return multihost_utils.reached_preemption_sync_point(step)
+  try:
+    return multihost_utils.reached_preemption_sync_point(step)
+  except RuntimeError:  # jax_enable_preemption_service switched off: no agreed stop exists
+    return False

@@ -169,7 +169,9 @@ def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike, devices=N
       batch = sharding.global_batch(next(iterator), compiled.batch_sharding)
       state, metrics = compiled.train_step(state, batch)
       step += 1
-      stop.requested = multihost.agree_to_stop(step, stop.requested)
+      # Only ever set here: the SIGTERM handler may set it between any two bytecodes.
+      if multihost.agree_to_stop(step, stop.requested):
+        stop.requested = True
       if pending:
         _report(log, *pending, config, ckpt)  # overlaps the host with the step just dispatched
       pending = (step, metrics)
