@@ -71,11 +71,16 @@ def small_mae_config(data_dir: str, **overrides):
       **overrides})
 
 
-def small_finetune_config(data_dir: str, **overrides):
-  """The `mu` classifier on 10% of animal_mnist: compiles in seconds."""
-  return load_config("finetune", "mu", data_dir, {
+def small_classifier_config(file: str, data_dir: str, **overrides):
+  """`configs/<file>.py:mu` (a classifier task) with a short run and a small evaluation."""
+  return load_config(file, "mu", data_dir, {
       **SMALL_RUN, "evals.classification.num_examples": 64,
       "evals.classification.batch_size": 32, **overrides})
+
+
+def small_finetune_config(data_dir: str, **overrides):
+  """The `mu` classifier on 10% of animal_mnist: compiles in seconds."""
+  return small_classifier_config("finetune", data_dir, **overrides)
 
 
 @pytest.fixture
@@ -93,9 +98,7 @@ def make_finetune_config(data_dir):
 @pytest.fixture
 def make_probe_config(data_dir):
   """Factory for a small linear-probe ConfigDict."""
-  return lambda **overrides: load_config("linear_probe", "mu", data_dir, {
-      **SMALL_RUN, "evals.classification.num_examples": 64,
-      "evals.classification.batch_size": 32, **overrides})
+  return lambda **overrides: small_classifier_config("linear_probe", data_dir, **overrides)
 
 
 @pytest.fixture
@@ -118,6 +121,5 @@ def make_distill_config(data_dir):
 @pytest.fixture
 def make_expert_config(data_dir):
   """Factory for a small expert ConfigDict (mu, animal_mnist's cat, dog and horse)."""
-  return lambda **overrides: load_config("expert", "mu", data_dir, {
-      **SMALL_RUN, "classes": "cat,dog,horse", "evals.classification.num_examples": 0,
-      "evals.classification.batch_size": 32, **overrides})
+  return lambda **overrides: small_classifier_config("expert", data_dir, **{
+      "classes": "cat,dog,horse", "evals.classification.num_examples": 0, **overrides})

@@ -66,11 +66,9 @@ def test_student_starts_from_a_pretrained_encoder_with_a_fresh_head(teacher_run,
 
 @pytest.fixture(scope="module")
 def probe_run(tmp_path_factory, data_dir):
-  from conftest import load_config, SMALL_RUN
+  from conftest import small_classifier_config
   workdir = tmp_path_factory.mktemp("probe")
-  train.run(load_config("linear_probe", "mu", data_dir, {
-      **SMALL_RUN, "evals.classification.num_examples": 64,
-      "evals.classification.batch_size": 32}), workdir)
+  train.run(small_classifier_config("linear_probe", data_dir), workdir)
   return workdir
 
 

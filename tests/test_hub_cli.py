@@ -13,11 +13,9 @@ from mll_jax.hub import registry
 
 @pytest.fixture(scope="module")
 def expert_run(tmp_path_factory, data_dir):
-  from conftest import load_config, SMALL_RUN
+  from conftest import small_classifier_config
   workdir = tmp_path_factory.mktemp("expert")
-  train.run(load_config("expert", "mu", data_dir, {
-      **SMALL_RUN, "classes": "zebra,horse,cat", "evals.classification.num_examples": 64,
-      "evals.classification.batch_size": 32}), workdir)
+  train.run(small_classifier_config("expert", data_dir, classes="zebra,horse,cat"), workdir)
   return workdir
 
 
