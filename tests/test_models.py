@@ -44,11 +44,48 @@ def test_loss_counts_masked_patches_only():
   assert float(mae.reconstruction_loss(moved_masked, target, mask, False)) > float(base) + 100
 
 
-def test_norm_pix_loss_normalises_each_patch():
-  target = jnp.array([[[1.0, 3.0], [10.0, 30.0]]])
-  mask = jnp.ones((1, 2))
-  normalised = (target - target.mean(-1, keepdims=True)) / jnp.sqrt(target.var(-1, keepdims=True) + 1e-6)
-  assert float(mae.reconstruction_loss(normalised, target, mask, True)) == pytest.approx(0.0, abs=1e-8)
+def _mae_forward_loss(imgs, pred, mask, patch_size, norm_pix_loss=True):
+  """facebookresearch/mae `models_mae.MaskedAutoencoderViT.forward_loss` and its `patchify`,
+  transcribed in torch (the channel count generalised from 3): imgs [N, C, H, W]."""
+  import torch
+  n, c, h, _ = imgs.shape
+  p = patch_size
+  g = h // p
+  x = imgs.reshape(n, c, g, p, g, p)
+  x = torch.einsum("nchpwq->nhwpqc", x)
+  target = x.reshape(n, g * g, p ** 2 * c)
+  if norm_pix_loss:
+    mean = target.mean(dim=-1, keepdim=True)
+    var = target.var(dim=-1, keepdim=True)
+    target = (target - mean) / (var + 1.e-6) ** .5
+  loss = (pred - target) ** 2
+  loss = loss.mean(dim=-1)
+  return (loss * mask).sum() / mask.sum()
+
+
+def test_norm_pix_loss_uses_the_unbiased_variance_like_mae():
+  # The issue's example: a patch arange(16), prediction 0, mask 1 -> 0.9375 (= 15/16) in MAE.
+  target = jnp.arange(16, dtype=jnp.float32)[None, None]
+  loss = mae.reconstruction_loss(jnp.zeros_like(target), target, jnp.ones((1, 1)), True)
+  assert float(loss) == pytest.approx(0.9375, rel=1e-5)
+
+
+@pytest.mark.parametrize("channels,patch_size,norm_pix_loss",
+                         [(1, 4, True), (3, 4, True), (3, 8, True), (1, 4, False)])
+def test_mae_loss_matches_the_reference_forward_loss(channels, patch_size, norm_pix_loss):
+  import torch
+  rng = np.random.default_rng(channels + patch_size)
+  size = 16
+  images = rng.uniform(-1, 1, (2, size, size, channels)).astype(np.float32)
+  patches = (size // patch_size) ** 2
+  pred = rng.normal(size=(2, patches, patch_size ** 2 * channels)).astype(np.float32)
+  mask = (rng.uniform(size=(2, patches)) < 0.75).astype(np.float32)
+  expected = _mae_forward_loss(torch.from_numpy(images.transpose(0, 3, 1, 2)),
+                               torch.from_numpy(pred), torch.from_numpy(mask), patch_size,
+                               norm_pix_loss)
+  target = vit.patchify(jnp.asarray(images), patch_size)
+  got = mae.reconstruction_loss(jnp.asarray(pred), target, jnp.asarray(mask), norm_pix_loss)
+  assert float(got) == pytest.approx(float(expected), rel=1e-5)
 
 
 def test_mae_forward_shapes_on_grey_and_rgb():

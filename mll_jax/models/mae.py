@@ -64,10 +64,14 @@ def random_masking(tokens: jax.Array, mask_ratio: float, key: jax.Array):
 
 def reconstruction_loss(pred: jax.Array, target: jax.Array, mask: jax.Array,
                         norm_pix_loss: bool) -> jax.Array:
-  """Mean squared error over masked patches: `sum(loss * mask) / sum(mask)`."""
+  """Mean squared error over masked patches: `sum(loss * mask) / sum(mask)`.
+
+  `norm_pix_loss` normalises each target patch by its own mean and unbiased variance, as
+  facebookresearch/mae's `forward_loss` does with torch's `.var(dim=-1)` (divisor n - 1).
+  """
   if norm_pix_loss:
     mean = target.mean(axis=-1, keepdims=True)
-    var = target.var(axis=-1, keepdims=True)
+    var = target.var(axis=-1, ddof=1, keepdims=True)
     target = (target - mean) / jnp.sqrt(var + 1e-6)
   per_patch = jnp.mean((pred - target) ** 2, axis=-1)
   return jnp.sum(per_patch * mask) / jnp.sum(mask)
