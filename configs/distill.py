@@ -29,7 +29,7 @@ def get_config(arg=None):
   c.task = "distill"
   # head_norm="batchnorm" for a linear-probe teacher (its BatchNorm statistics load too).
   c.teacher = dict(variant=variant, patch_size=c.model.patch_size if patch == 4 else patch,
-                   pool="gap", head_norm="")
+                   pool="gap", head_norm="", fc_norm=False, qkv_bias=True)
   c.data.unlabelled = True  # every training image; labels only where data.labels keeps them
   c.distill_temperature = 1.0  # SimCLRv2: tau = 1 works
   c.labelled_weight = 0.0      # > 0 mixes in cross-entropy on the labelled images

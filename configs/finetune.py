@@ -40,8 +40,10 @@ def get_config(arg=None):
   c = ml_collections.ConfigDict()
   c.task = "supervised"
   c.seed = 0
+  # fc_norm=True would put the LayerNorm after pooling as MAE's fine-tuning does (a fresh norm);
+  # False keeps the pre-trained encoder's final norm, so an MAE checkpoint loads whole.
   c.model = dict(variant=variant, patch_size=2 if data == "digits" and patch == 4 else patch,
-                 pool="gap", drop_path=0.1, head_init_std=2e-5)
+                 pool="gap", drop_path=0.1, head_init_std=2e-5, fc_norm=False, qkv_bias=True)
   c.data = dict(name=data_name, data_dir="", manual_dir="", train_split="train", labels=labels,
                 image_size=image_size, channels=channels, crop_scale=(0.35, 1.0), flip=True,
                 worker_threads=2)

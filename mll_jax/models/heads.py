@@ -15,13 +15,14 @@ class Classifier(nnx.Module):
   Calling with a `key` is training mode (drop path, batch statistics); without, evaluation.
   """
 
-  def __init__(self, variant: str, *, num_classes: int, image_size: int, channels: int,
-               patch_size: int | None = None, pool: str = "gap", drop_path_rate: float = 0.0,
-               head_init_std: float = 2e-5, head_norm: str = "", frozen_trunk: bool = False,
-               posemb: str = "sincos", rngs: nnx.Rngs):
+  def __init__(self, variant: "str | vit.Size", *, num_classes: int, image_size: int,
+               channels: int, patch_size: int | None = None, pool: str = "gap",
+               drop_path_rate: float = 0.0, head_init_std: float = 2e-5, head_norm: str = "",
+               frozen_trunk: bool = False, posemb: str = "sincos", fc_norm: bool = False,
+               qkv_bias: bool = True, rngs: nnx.Rngs):
     self.encoder = vit.ViT(variant, image_size=image_size, channels=channels,
                            patch_size=patch_size, pool=pool, drop_path_rate=drop_path_rate,
-                           posemb=posemb, rngs=rngs)
+                           posemb=posemb, fc_norm=fc_norm, qkv_bias=qkv_bias, rngs=rngs)
     if head_norm not in ("", "batchnorm"):
       raise ValueError(f"head_norm must be '' or 'batchnorm', got {head_norm!r}.")
     self.frozen_trunk = frozen_trunk

@@ -36,8 +36,11 @@ ENCODER_SIZES = {
 }
 
 
-def encoder_size(variant: str) -> Size:
-  """Looks a named encoder size up, with a message listing the known names."""
+def encoder_size(variant: "str | Size") -> Size:
+  """Looks a named encoder size up, with a message listing the known names. A `Size` passes
+  through, so imported checkpoints of any shape can be rebuilt from Python."""
+  if isinstance(variant, Size):
+    return variant
   if variant not in ENCODER_SIZES:
     raise ValueError(f"Unknown model variant {variant!r}; known variants: "
                      f"{', '.join(ENCODER_SIZES)}.")
@@ -74,11 +77,14 @@ def _xavier_linear(fan_in: int, fan_out: int, rngs: nnx.Rngs) -> nnx.Linear:
 
 
 class Attention(nnx.Module):
-  """Multi-head self-attention with a fused qkv projection (timm layout)."""
+  """Multi-head self-attention with a fused qkv projection (timm layout); `qkv_bias=False`
+  as timm's `VisionTransformer(qkv_bias=False)`."""
 
-  def __init__(self, width: int, heads: int, *, rngs: nnx.Rngs):
+  def __init__(self, width: int, heads: int, *, qkv_bias: bool = True, rngs: nnx.Rngs):
     self.heads = heads
-    self.qkv = _xavier_linear(width, 3 * width, rngs)
+    self.qkv = nnx.Linear(width, 3 * width, use_bias=qkv_bias,
+                          kernel_init=nnx.initializers.xavier_uniform(),
+                          bias_init=nnx.initializers.zeros_init(), rngs=rngs)
     self.proj = _xavier_linear(width, width, rngs)
 
   def __call__(self, x: jax.Array) -> jax.Array:
@@ -104,10 +110,10 @@ class Block(nnx.Module):
   """Pre-norm transformer block: x + attn(ln(x)), then x + mlp(ln(x)), with drop path."""
 
   def __init__(self, width: int, heads: int, mlp_dim: int, *, drop_path_rate: float = 0.0,
-               rngs: nnx.Rngs):
+               qkv_bias: bool = True, rngs: nnx.Rngs):
     self.drop_path_rate = drop_path_rate
     self.norm1 = nnx.LayerNorm(width, epsilon=1e-6, rngs=rngs)
-    self.attn = Attention(width, heads, rngs=rngs)
+    self.attn = Attention(width, heads, qkv_bias=qkv_bias, rngs=rngs)
     self.norm2 = nnx.LayerNorm(width, epsilon=1e-6, rngs=rngs)
     self.fc1 = _xavier_linear(width, mlp_dim, rngs)
     self.fc2 = _xavier_linear(mlp_dim, width, rngs)
@@ -120,19 +126,21 @@ class Block(nnx.Module):
 
 
 class Transformer(nnx.Module):
-  """A stack of blocks followed by a final LayerNorm; drop path grows linearly with depth."""
+  """A stack of blocks followed by a final LayerNorm (none with `final_norm=False`, when the
+  model normalises after pooling instead); drop path grows linearly with depth."""
 
-  def __init__(self, size: Size, *, drop_path_rate: float = 0.0, rngs: nnx.Rngs):
+  def __init__(self, size: Size, *, drop_path_rate: float = 0.0, qkv_bias: bool = True,
+               final_norm: bool = True, rngs: nnx.Rngs):
     rates = [drop_path_rate * i / max(size.depth - 1, 1) for i in range(size.depth)]
     self.blocks = nnx.List([Block(size.width, size.heads, size.mlp_dim, drop_path_rate=r,
-                                  rngs=rngs) for r in rates])
-    self.norm = nnx.LayerNorm(size.width, epsilon=1e-6, rngs=rngs)
+                                  qkv_bias=qkv_bias, rngs=rngs) for r in rates])
+    self.norm = nnx.LayerNorm(size.width, epsilon=1e-6, rngs=rngs) if final_norm else None
 
   def __call__(self, x: jax.Array, key: jax.Array | None = None) -> jax.Array:
     keys = jax.random.split(key, len(self.blocks)) if key is not None else [None] * len(self.blocks)
     for block, block_key in zip(self.blocks, keys):
       x = block(x, block_key)
-    return self.norm(x)
+    return x if self.norm is None else self.norm(x)
 
 
 class ViT(nnx.Module):
@@ -141,11 +149,16 @@ class ViT(nnx.Module):
   Calling it returns `(pre_logits, aux)`; `aux["encoded"]` holds all output tokens and
   `aux["pre_logits"]` the pooled representation (`pool="gap"` averages patch tokens, as MAE's
   fine-tuning does; `pool="cls"` takes the cls token).
+
+  `fc_norm=True` moves the final LayerNorm behind the pooling: the tokens leave the transformer
+  unnormalised and the pooled vector is normalised (`fc_norm`), as in timm's
+  `global_pool="avg"` (its default `fc_norm`) and MAE's fine-tuning (`global_pool=True`).
   """
 
-  def __init__(self, variant: str, *, image_size: int, channels: int,
+  def __init__(self, variant: "str | Size", *, image_size: int, channels: int,
                patch_size: int | None = None, pool: str = "gap", drop_path_rate: float = 0.0,
-               posemb: str = "sincos", rngs: nnx.Rngs):
+               posemb: str = "sincos", fc_norm: bool = False, qkv_bias: bool = True,
+               rngs: nnx.Rngs):
     self.size = encoder_size(variant)
     self.patch_size = patch_size or self.size.patch_size
     check_image_size(image_size, self.patch_size)
@@ -161,7 +174,9 @@ class ViT(nnx.Module):
     self.pos_embedding = (nnx.Param(nnx.initializers.normal(0.02)(
         rngs.params(), (1, self.grid * self.grid + 1, self.size.width)))
         if posemb == "learn" else None)
-    self.transformer = Transformer(self.size, drop_path_rate=drop_path_rate, rngs=rngs)
+    self.transformer = Transformer(self.size, drop_path_rate=drop_path_rate, qkv_bias=qkv_bias,
+                                   final_norm=not fc_norm, rngs=rngs)
+    self.fc_norm = nnx.LayerNorm(self.size.width, epsilon=1e-6, rngs=rngs) if fc_norm else None
 
   @property
   def num_patches(self) -> int:
@@ -188,4 +203,6 @@ class ViT(nnx.Module):
     """`key` enables drop path (training); None is the deterministic evaluation mode."""
     encoded = self.encode_tokens(self.embed_patches(images), key)
     pre_logits = encoded[:, 1:].mean(axis=1) if self.pool == "gap" else encoded[:, 0]
+    if self.fc_norm is not None:
+      pre_logits = self.fc_norm(pre_logits)
     return pre_logits, {"encoded": encoded, "pre_logits": pre_logits}

@@ -16,6 +16,7 @@ from flax import nnx
 from mll_jax import tasks
 from mll_jax.data import sources
 from mll_jax.models import heads
+from mll_jax.tasks import supervised
 
 
 class DistillModel(nnx.Module):
@@ -26,14 +27,6 @@ class DistillModel(nnx.Module):
 
   def __call__(self, images, key=None):
     return self.student(images, key)
-
-
-def _classifier(m, config, info, rngs):
-  return heads.Classifier(m.variant, num_classes=info.num_classes,
-                          image_size=config.data.image_size, channels=config.data.channels,
-                          patch_size=m.get("patch_size") or None, pool=m.get("pool", "gap"),
-                          drop_path_rate=m.get("drop_path", 0.0),
-                          head_norm=m.get("head_norm", ""), rngs=rngs)
 
 
 def validate(config: ml_collections.ConfigDict) -> None:
@@ -56,8 +49,8 @@ def init_sources(config: ml_collections.ConfigDict) -> list:
 def make_model(config: ml_collections.ConfigDict, info: sources.DatasetInfo,
                rngs: nnx.Rngs) -> DistillModel:
   """Student from `config.model`, teacher from `config.teacher` (its architecture)."""
-  return DistillModel(_classifier(config.model, config, info, rngs),
-                      _classifier(config.teacher, config, info, rngs))
+  return DistillModel(supervised.classifier(config.model, config, info, rngs),
+                      supervised.classifier(config.teacher, config, info, rngs))
 
 
 def loss(model: DistillModel, batch: dict, key: jax.Array, config):

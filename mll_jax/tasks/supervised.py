@@ -14,16 +14,22 @@ from mll_jax.data import sources
 from mll_jax.models import heads, vit
 
 
-def make_model(config: ml_collections.ConfigDict, info: sources.DatasetInfo,
-               rngs: nnx.Rngs) -> heads.Classifier:
-  """A classifier over the data set's classes as `config.model` describes."""
-  m = config.model
+def classifier(m: ml_collections.ConfigDict, config: ml_collections.ConfigDict,
+               info: sources.DatasetInfo, rngs: nnx.Rngs) -> heads.Classifier:
+  """The classifier that the model config `m` (`config.model`, or a teacher's) describes."""
   return heads.Classifier(
       m.variant, num_classes=info.num_classes, image_size=config.data.image_size,
       channels=config.data.channels, patch_size=m.get("patch_size") or None,
       pool=m.get("pool", "gap"), drop_path_rate=m.get("drop_path", 0.0),
       head_init_std=m.get("head_init_std", 2e-5), head_norm=m.get("head_norm", ""),
-      frozen_trunk=m.get("frozen_trunk", False), posemb=m.get("posemb", "sincos"), rngs=rngs)
+      frozen_trunk=m.get("frozen_trunk", False), posemb=m.get("posemb", "sincos"),
+      fc_norm=m.get("fc_norm", False), qkv_bias=m.get("qkv_bias", True), rngs=rngs)
+
+
+def make_model(config: ml_collections.ConfigDict, info: sources.DatasetInfo,
+               rngs: nnx.Rngs) -> heads.Classifier:
+  """A classifier over the data set's classes as `config.model` describes."""
+  return classifier(config.model, config, info, rngs)
 
 
 def _mixup(images, targets, alpha: float, key):
