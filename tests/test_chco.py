@@ -1,5 +1,6 @@
-"""CHCO: the jitted FISTA solver against a plain-numpy reference and against brute force over
-model subsets; padding and vmap change nothing; the budget and lambda behave."""
+"""CHCO: the jitted FISTA solver against brute force over model subsets; padding and vmap change
+nothing; the budget and lambda behave. Optimality against an independent interior-point solver
+is in test_chco_optimum.py."""
 
 import itertools
 
@@ -25,27 +26,6 @@ def _problem(seed=0, n_per_class=20, k=3, models=4, heads_per_model=2):
   return chco.Problem(x, y.astype(np.int32), groups, kappa, k)
 
 
-def _numpy_reference(problem, lam, mu, iterations=60000):
-  """Plain proximal gradient (ISTA) in numpy, many small steps: slow but simple."""
-  x, y, groups, kappa = problem.x.astype(np.float64), problem.y, problem.groups, problem.kappa
-  n, p = x.shape
-  k = problem.num_classes
-  lipschitz = (np.linalg.norm(x, 2) ** 2 + n) / (2 * n) + 2 * mu
-  w, b = np.zeros((p, k)), np.zeros(k)
-  for _ in range(iterations):
-    z = x @ w + b
-    prob = np.exp(z - z.max(1, keepdims=True))
-    prob /= prob.sum(1, keepdims=True)
-    prob[np.arange(n), y] -= 1
-    w -= (x.T @ prob / n + 2 * mu * w) / lipschitz
-    b -= prob.sum(0) / n / lipschitz
-    for m in range(len(kappa)):
-      rows = groups == m
-      norm = np.linalg.norm(w[rows])
-      w[rows] *= max(0.0, 1 - lam * kappa[m] / lipschitz / max(norm, 1e-12))
-  return w, b
-
-
 def _restricted(problem, models):
   """The problem with only the heads of `models` (the others forced to zero)."""
   keep = np.isin(problem.groups, models)
@@ -55,32 +35,22 @@ def _restricted(problem, models):
                       problem.kappa[list(models)], problem.num_classes)
 
 
-def test_fista_matches_a_numpy_reference_solver():
-  problem = _problem()
-  out = chco.solve(problem, lam=LAM, mu=MU, steps=3000)
-  w, b = _numpy_reference(problem, LAM, MU)
-  reference = chco.objective_value(problem, w, b, LAM, MU)
-  assert out["objective"] == pytest.approx(reference, abs=TOLERANCE)
-  assert chco.objective_value(problem, out["w"], out["b"], LAM, MU) == \
-      pytest.approx(out["objective"], abs=1e-6)
-
-
 def test_no_model_subset_beats_the_solver():
   problem = _problem(seed=1)
-  out = chco.solve(problem, lam=LAM, mu=MU, steps=3000)
+  out = chco.solve(problem, lam=LAM, mu=MU)
   models = range(len(problem.kappa))
   for size in range(1, len(problem.kappa) + 1):
     for subset in itertools.combinations(models, size):
-      best_on_subset = chco.solve(_restricted(problem, subset), lam=LAM, mu=MU, steps=3000)
+      best_on_subset = chco.solve(_restricted(problem, subset), lam=LAM, mu=MU)
       assert out["objective"] <= best_on_subset["objective"] + TOLERANCE, subset
 
 
 def test_batched_padded_solves_equal_single_solves():
   problems = [_problem(seed=s, n_per_class=10 + 5 * s, k=2 + s % 2, models=3 + s % 3)
               for s in range(5)]
-  batch = chco.solve_batch(problems, lam=LAM, mu=MU, steps=1500)
+  batch = chco.solve_batch(problems, lam=LAM, mu=MU)
   for problem, got in zip(problems, batch):
-    alone = chco.solve(problem, lam=LAM, mu=MU, steps=1500)
+    alone = chco.solve(problem, lam=LAM, mu=MU)
     assert got["w"].shape == (problem.x.shape[1], problem.num_classes)
     assert got["objective"] == pytest.approx(alone["objective"], abs=1e-5)
     np.testing.assert_array_equal(got["selected"], alone["selected"])
@@ -91,10 +61,10 @@ def test_batched_padded_solves_equal_single_solves():
 
 def test_larger_lambda_selects_fewer_models_and_budget_caps_them():
   problem = _problem(seed=2, models=6)
-  counts = [int(chco.solve(problem, lam=lam, steps=1500)["selected"].sum())
+  counts = [int(chco.solve(problem, lam=lam)["selected"].sum())
             for lam in (0.0, 0.01, 0.05, 0.2, 1.0)]
   assert counts == sorted(counts, reverse=True) and counts[0] == 6 and counts[-1] < 6
-  capped = chco.solve(problem, lam=0.0, steps=1500, budget=2)
+  capped = chco.solve(problem, lam=0.0, budget=2)
   assert capped["selected"].sum() == 2
   # The kept models are the ones carrying the signal (heads 0-2 live in models 0 and 1).
   assert set(np.flatnonzero(capped["selected"])) <= {0, 1}

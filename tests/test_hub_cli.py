@@ -42,7 +42,7 @@ def test_hub_cli_end_to_end(expert_run, tmp_path, subprocess_env):
   assert "equines@1: ok\nequines@2: ok" in _hub(hub_dir, subprocess_env, "verify")
   out = _hub(hub_dir, subprocess_env, "select", "--classes=zebra,horse,unicorn")
   assert "unicorn" in out and "uncovered (no concept matches this name)" in out
-  assert "Selected (chco):" in out
+  assert "Selected (chco):" in out and "converged in" in out
   out = _hub(hub_dir, subprocess_env, "evaluate", "--classes=zebra,horse,cat",
              "--data=animal_mnist", "--method=topk")
   assert "Zero-shot accuracy on 600 animal_mnist test images of 3 classes:" in out

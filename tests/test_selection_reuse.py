@@ -59,7 +59,7 @@ def test_chco_selects_the_informative_model(graph, pools):
   models = _models(pools)
   task = selection.task_problem(["dog", "cat"], graph, pools, models)
   from mll_jax.hub import chco
-  solution = chco.solve(task.problem, lam=0.05, steps=1500)
+  solution = chco.solve(task.problem, lam=0.05)
   chosen = selection.from_solution(["dog", "cat"], task, solution, models)
   assert chosen.models == ("pets@1",) and chosen.flops_per_image == 1e6
   assert {h for h in chosen.heads} <= {("pets@1", 0), ("pets@1", 1)}

@@ -46,6 +46,13 @@ def label_summary(hub, ref: str, top: int = 3) -> str:
   return "\n".join(lines)
 
 
+def _solve_status(chosen) -> str:
+  if chosen.converged:
+    return f"converged in {chosen.iterations} FISTA steps"
+  return (f"NOT converged after {chosen.iterations} FISTA steps: the weights and objective are "
+          "approximate; raise max_steps")
+
+
 def selection_summary(chosen) -> str:
   """Coverage per target class, the chosen experts and their head weights, and the cost."""
   rows = [["class", "concept", "match", "pool", "best head", "F1", "status"]]
@@ -56,7 +63,8 @@ def selection_summary(chosen) -> str:
   lines = ["Coverage:", _table(rows), "",
            f"Selected ({chosen.method}): {len(chosen.models)} model(s), "
            f"{chosen.flops_per_image / 1e6:.1f} MFLOPs/image"
-           + (f", objective {chosen.objective:.4f}" if chosen.method == "chco" else "")]
+           + (f", objective {chosen.objective:.4f} ({_solve_status(chosen)})"
+              if chosen.method == "chco" else "")]
   weights = [["head", *covered]]
   for (ref, c), row in zip(chosen.heads, chosen.weights):
     weights.append([f"{ref}:{c}", *(f"{w:+.3f}" for w in row)])

@@ -41,6 +41,8 @@ class Selection:
   objective: float
   coverage: tuple[ClassCoverage, ...]
   method: str = "chco"
+  iterations: int = 0      # CHCO's FISTA steps (0 for top-k)
+  converged: bool = True   # whether CHCO's solve reached its tolerance
 
 
 @dataclasses.dataclass(frozen=True)
@@ -146,7 +148,8 @@ def from_solution(names, task: TaskProblem, solution: dict, models: dict,
   refs = tuple(dict.fromkeys(ref for ref, _ in kept_heads))
   return Selection(tuple(names), tuple(task.covered), kept_heads, solution["w"][keep],
                    solution["b"], refs, float(sum(models[r]["flops"] for r in refs)),
-                   float(solution["objective"]), tuple(task.coverage), method)
+                   float(solution["objective"]), tuple(task.coverage), method,
+                   int(solution.get("iterations", 0)), bool(solution.get("converged", True)))
 
 
 def hub_models(hub) -> dict:
@@ -171,7 +174,7 @@ def topk_solution(task: TaskProblem, k: int = 3) -> dict:
 
 
 def select(hub, names, graph: sdag.SDAG | None = None, lam: float = 1e-2, mu: float = 1e-4,
-           steps: int = 500, budget: int | None = None, method: str = "chco",
+           max_steps: int = chco.MAX_STEPS, budget: int | None = None, method: str = "chco",
            candidates_per_class: int = 8, topk: int = 3, models: dict | None = None) -> Selection:
   """Selects and weighs expert heads of `hub` for the target classes `names` (no target
   images). `method="topk"` is the inverse-entropy baseline. Uncovered classes are reported in
@@ -184,7 +187,7 @@ def select(hub, names, graph: sdag.SDAG | None = None, lam: float = 1e-2, mu: fl
     raise EmptyHub("No target class is covered by the hub: " + "; ".join(
         f"{c.name}: {c.reason}" for c in task.coverage))
   if method == "chco":
-    solution = chco.solve(task.problem, lam=lam, mu=mu, steps=steps, budget=budget)
+    solution = chco.solve(task.problem, lam=lam, mu=mu, max_steps=max_steps, budget=budget)
   elif method == "topk":
     solution = topk_solution(task, topk)
   else:
