@@ -41,7 +41,7 @@ BENCHMARKS = {
                             "--repeats=1", "--steps=2"]),
     "labeling_throughput": ([], ["--variant=mu", "--images=128", "--repeats=1",
                                  "--eager_images=64"]),
-    "chco_solve": ([], ["--tasks=8", "--steps=20", "--repeats=1", "--reference_tasks=1"]),
+    "chco_solve": ([], ["--tasks=8", "--max_steps=20", "--repeats=1", "--reference_tasks=1"]),
     "reuse_throughput": ([], ["--models=2", "--variant=mu", "--images=64", "--batch=32",
                               "--repeats=1"]),
 }
