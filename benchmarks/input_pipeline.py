@@ -51,9 +51,7 @@ def main(argv):
   source = sources.data_source(builder, config.data.train_split)
   dataset = pipeline.train_dataset(
       source, local_batch_size=config.batch_size, seed=0,
-      transform=transforms.TrainTransform(config.data.image_size, config.data.channels,
-                                          scale=config.data.crop_scale, flip=config.data.flip,
-                                          views=config.data.get("views", 1)))
+      transform=transforms.train_transform(config.data))
   iterator = pipeline.train_iterator(dataset, worker_threads=config.data.worker_threads)
   batches = [next(iterator) for _ in range(4)]
   pipeline_rate = _median_rate(lambda: next(iterator), config.batch_size, _REPEATS.value,

@@ -25,16 +25,18 @@ def get_config(arg=None):
   if teacher not in MODELS:
     raise ValueError(f"configs/distill.py: unknown teacher {teacher!r}; models: "
                      f"{', '.join(MODELS)}.")
-  variant, patch = MODELS[teacher]
   c.task = "distill"
-  # head_norm="batchnorm" for a linear-probe teacher (its BatchNorm statistics load too).
-  c.teacher = dict(variant=variant, patch_size=c.model.patch_size if patch == 4 else patch,
-                   pool="gap", head_norm="", fc_norm=False, qkv_bias=True)
+  data = c.data.name.split("/")[-1]
+  c.teacher = finetune.model_config(teacher, data)
+  if c.teacher.family == "vit":
+    # head_norm="batchnorm" for a linear-probe teacher (its BatchNorm statistics load too).
+    c.teacher.update(drop_path=0.0, head_norm="")
   c.data.unlabelled = True  # every training image; labels only where data.labels keeps them
   c.distill_temperature = 1.0  # SimCLRv2: tau = 1 works
   c.labelled_weight = 0.0      # > 0 mixes in cross-entropy on the labelled images
   c.label_smoothing = 0.0
-  c.model.drop_path = 0.0
+  if c.model.family == "vit":
+    c.model.drop_path = 0.0
   c.num_epochs = 30.0
   c.optim.update(layer_decay=1.0, freeze=("^teacher/",))
   c.init_from = ""             # the teacher's training run (required)

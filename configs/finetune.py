@@ -1,4 +1,5 @@
-"""Supervised fine-tuning (or training from scratch) of a ViT classifier.
+"""Supervised fine-tuning (or training from scratch) of a ViT classifier, or training of the
+small CNN family (`cnn_mu`, `cnn_s`, `cnn_m`: the reference baseline, and CNN hub experts).
 
 Default: the `tiny` ViT on 10% of animal_mnist's training labels, from scratch. To fine-tune
 an MAE run: `--config.init_from=runs/mae-XXXXXXXX` (the encoder loads; the head starts fresh).
@@ -8,11 +9,17 @@ Args (comma-separated): a model (mu, tiny, vit_b16, ...), a data set (as configs
 
 import ml_collections
 
-MODELS = {"mu": ("mu", 4), "mini": ("mini", 4), "tiny": ("tiny", 4), "vit_s16": ("S/16", 16), "vit_b16": ("B/16", 16),
-          "vit_l16": ("L/16", 16), "vit_h14": ("H/14", 14)}
+MODELS = {"mu": ("mu", 4), "mini": ("mini", 4), "tiny": ("tiny", 4), "vit_s16": ("S/16", 16),
+          "vit_b16": ("B/16", 16), "vit_l16": ("L/16", 16), "vit_h14": ("H/14", 14),
+          "cnn_mu": ("cnn_mu", 0), "cnn_s": ("cnn_s", 0), "cnn_m": ("cnn_m", 0)}
 DATA = {"animal_mnist": ("animal_mnist", 28, 1), "digits": ("digits", 8, 1),
         "mnist": ("idx/mnist", 28, 1), "cifar10": ("cifar10", 32, 3),
         "cifar100": ("cifar100", 32, 3), "imagenet2012": ("imagenet2012", 224, 3)}
+
+
+# Augmentation by data set (config.data.augment): digits are shifted, never flipped or cropped
+# hard (a crop of a third of a 28x28 digit can be another digit).
+AUGMENT = {"digits": "shift", "mnist": "shift"}
 
 
 def _parse(arg):
@@ -30,22 +37,36 @@ def _parse(arg):
   return model, data, labels
 
 
+def is_cnn(model: str) -> bool:
+  """Whether a model arg names the CNN family."""
+  return model.startswith("cnn_")
+
+
+def model_config(model: str, data: str) -> dict:
+  """`config.model` of a model arg: the ViT's (patch 2 on 8x8 digits) or the CNN's."""
+  variant, patch = MODELS[model]
+  if is_cnn(model):
+    return dict(family="cnn", variant=variant, head_init_std=0.01)
+  # fc_norm=True would put the LayerNorm after pooling as MAE's fine-tuning does (a fresh
+  # norm); False keeps the pre-trained encoder's final norm, so an MAE checkpoint loads whole.
+  return dict(family="vit", variant=variant,
+              patch_size=2 if data == "digits" and patch == 4 else patch, pool="gap",
+              drop_path=0.1, head_init_std=2e-5, fc_norm=False, qkv_bias=True)
+
+
 def get_config(arg=None):
   """Fine-tuning config; see the module docstring for args."""
   model, data, labels = _parse(arg)
-  variant, patch = MODELS[model]
   data_name, image_size, channels = DATA[data]
   big = data == "imagenet2012"
 
   c = ml_collections.ConfigDict()
   c.task = "supervised"
   c.seed = 0
-  # fc_norm=True would put the LayerNorm after pooling as MAE's fine-tuning does (a fresh norm);
-  # False keeps the pre-trained encoder's final norm, so an MAE checkpoint loads whole.
-  c.model = dict(variant=variant, patch_size=2 if data == "digits" and patch == 4 else patch,
-                 pool="gap", drop_path=0.1, head_init_std=2e-5, fc_norm=False, qkv_bias=True)
+  c.model = model_config(model, data)
   c.data = dict(name=data_name, data_dir="", manual_dir="", train_split="train", labels=labels,
-                image_size=image_size, channels=channels, crop_scale=(0.35, 1.0), flip=True,
+                image_size=image_size, channels=channels, augment=AUGMENT.get(data, "crop+flip"),
+                crop_scale=(0.35, 1.0), shift=2,
                 worker_threads=2)
   c.label_smoothing = 0.1
   c.mixup = 0.0  # MAE's recipe uses 0.8 with cutmix on ImageNet; off for small data
@@ -66,6 +87,14 @@ def get_config(arg=None):
   c.checkpoint = dict(every_steps=1000 if big else 100, keep=3, keep_every=0)
   c.init_from = ""
   c.init_fresh = ("^head/",)
+
+  if is_cnn(model):
+    # The reference CNN's recipe (shared/design/references.md): AdamW lr 2e-3, wd 0.05,
+    # random shifts, no flips, no label smoothing, no layer-wise decay.
+    c.data.augment = "shift"
+    c.label_smoothing = 0.0
+    c.warmup_epochs = 1.0
+    c.optim.update(base_lr=2e-3 * 256 / c.batch_size, layer_decay=1.0)
 
   eval_every = 5000 if big else 200
   c.evals = dict(

@@ -17,7 +17,9 @@ def get_config(arg=None):
   """Linear-probe config: the fine-tuning config with a frozen trunk and the probe's recipe."""
   c = finetune.get_config(arg)
   big = c.data.name == "imagenet2012"
-  c.model.update(drop_path=0.0, head_norm="batchnorm", frozen_trunk=True, head_init_std=0.01)
+  c.model.update(frozen_trunk=True, head_init_std=0.01)
+  if c.model.family == "vit":  # a CNN trunk has its own BatchNorm statistics, frozen with it
+    c.model.update(drop_path=0.0, head_norm="batchnorm")
   c.label_smoothing = 0.0
   c.mixup = 0.0
   c.data.crop_scale = (0.08, 1.0) if big else (0.7, 1.0)

@@ -30,6 +30,11 @@ DATA = {  # arg -> (TFDS / offline name, image size, channels)
 }
 
 
+# Augmentation by data set (config.data.augment): MAE's crop + flip, without the flip for
+# digits (a mirrored 2 is not a 2).
+AUGMENT = {"digits": "crop", "mnist": "crop"}
+
+
 def _parse(arg):
   model, data = "tiny", "animal_mnist"
   for token in filter(None, (arg or "").split(",")):
@@ -58,7 +63,8 @@ def get_config(arg=None):
   if data == "digits" and model in ("mu", "tiny"):
     c.model.patch_size = 2
   c.data = dict(name=data_name, data_dir="", manual_dir="", train_split="train",
-                image_size=image_size, channels=channels, crop_scale=(0.2, 1.0), flip=True,
+                image_size=image_size, channels=channels, augment=AUGMENT.get(data, "crop+flip"),
+                crop_scale=(0.2, 1.0), shift=2,
                 worker_threads=2)
 
   # Duration: steps, or epochs (used when total_steps is 0); warm-up likewise.

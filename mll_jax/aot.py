@@ -58,9 +58,7 @@ def batch_spec(config: ml_collections.ConfigDict, batch_sharding) -> dict:
   example = {"image": np.zeros((size, size, channels), np.uint8), "label": 0}
   if config.data.get("unlabelled", False):  # distillation: each image flagged
     example["labelled"] = True
-  transform = transforms.TrainTransform(size, channels, scale=config.data.crop_scale,
-                                        flip=config.data.flip,
-                                        views=config.data.get("views", 1))
+  transform = transforms.train_transform(config.data)
   out = transform(example, np.random.default_rng(0))
   return {k: jax.ShapeDtypeStruct((config.batch_size,) + np.shape(v), np.asarray(v).dtype,
                                   sharding=batch_sharding) for k, v in out.items()}

@@ -24,7 +24,7 @@ from ml_collections import config_flags
 
 from mll_jax import (aot, checkpoint, evaluators, multihost, optim, run_log, sharding,
                      steps, tasks)
-from mll_jax.data import class_subsets, label_fractions, pipeline, sources, transforms
+from mll_jax.data import class_subsets, holdout, label_fractions, pipeline, sources, transforms
 from mll_jax.evaluators import context as eval_context
 
 # Public: mll_jax.sweep reuses them (absl flags can be defined only once per process).
@@ -104,6 +104,7 @@ def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike, devices=N
   info, class_indices = _class_info(config, builder)
   train_source = class_subsets.apply(sources.data_source(builder, config.data.train_split),
                                      class_indices)
+  train_source, _ = holdout.carve(train_source, config.data, info.class_names)
   if config.data.get("labels", ""):  # label-efficient runs: a class-balanced labelled subset
     labelled, _ = label_fractions.split_labelled(
         label_fractions.split_labels(train_source), config.data.labels, config.seed,
@@ -117,9 +118,7 @@ def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike, devices=N
   local_batch = config.batch_size // jax.process_count()
   dataset = pipeline.train_dataset(
       train_source, local_batch_size=local_batch, seed=config.seed,
-      transform=transforms.TrainTransform(config.data.image_size, config.data.channels,
-                                          scale=config.data.crop_scale, flip=config.data.flip,
-                                          views=config.data.get("views", 1)))
+      transform=transforms.train_transform(config.data))
   iterator = pipeline.train_iterator(dataset, worker_threads=config.data.worker_threads)
   ctx = eval_context.EvalContext(config, task, builder, mesh, compiled.apply, class_indices)
   evals = evaluators.build_all(config.evals, ctx)  # may reject the config: before any write

@@ -42,3 +42,14 @@ def test_mae_big_variant_has_the_paper_recipe():
 def test_unknown_arg_is_named():
   with pytest.raises(ValueError, match="unknown arg 'vit_zz'"):
     _load(REPO_ROOT / "configs" / "mae.py").get_config("vit_zz")
+
+
+@pytest.mark.parametrize("file", ["mae.py", "finetune.py", "linear_probe.py", "expert.py",
+                                  "distill.py", "simclr.py"])
+def test_digits_are_never_flipped(file):
+  module = _load(REPO_ROOT / "configs" / file)
+  for data in ("mnist", "digits"):
+    config = module.get_config(data)
+    assert "flip" not in config.data.augment.split("+"), (file, data)
+  animals = module.get_config("animal_mnist")
+  assert animals.data.augment  # every config names its augmentation

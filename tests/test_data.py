@@ -104,6 +104,31 @@ def test_random_resized_crop_output_size(shape, size):
   assert out["image"].shape == (size, size, shape[-1]) and out["image"].dtype == np.uint8
 
 
+def test_named_augmentations_do_what_they_say():
+  rng = np.random.default_rng(0)
+  image = np.zeros((28, 28, 1), np.uint8)
+  image[10:14, 3:7] = 255  # a block left of centre
+  run = lambda augment, **kw: [transforms.TrainTransform(28, 1, augment=augment, **kw)(
+      {"image": image, "label": 0}, rng)["image"] for _ in range(40)]
+  assert all(np.array_equal(out, image) for out in run("none"))
+  shifted = run("shift", shift=2)
+  # Shifts move the block by at most 2 pixels and never mirror it to the right half.
+  assert any(not np.array_equal(out, image) for out in shifted)
+  for out in shifted:
+    rows, cols = np.nonzero(out[..., 0] == 255)
+    assert 8 <= rows.min() <= 12 and 1 <= cols.min() <= 5 and cols.max() < 14
+  assert any(np.nonzero(out[..., 0] == 255)[1].min() > 14 for out in run("flip"))
+  assert all(out.shape == (28, 28, 1) for out in run("crop+shift+flip"))
+
+
+@pytest.mark.parametrize("augment,message", [
+    ("rotate", "unknown augmentation 'rotate'"), ("crop+crop", "a repeated augmentation"),
+    ("crop+", "unknown augmentation ''")])
+def test_unknown_augmentation_names_the_known_ones(augment, message):
+  with pytest.raises(ValueError, match=message + ".*crop .*flip .*shift"):
+    transforms.TrainTransform(28, 1, augment=augment)
+
+
 def test_crop_box_respects_scale():
   rng = np.random.default_rng(0)
   for _ in range(200):

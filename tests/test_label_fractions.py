@@ -53,3 +53,18 @@ def test_flagged_marks_exactly_the_labelled_examples():
   flagged = lf.Flagged(source, labelled)
   assert len(flagged) == 100
   assert sorted(i for i in range(100) if flagged[i]["labelled"]) == labelled.tolist()
+
+
+def test_holdout_is_balanced_disjoint_and_fixed_whatever_the_run_seed():
+  from mll_jax.data import holdout
+  import ml_collections
+  source = [{"label": i % 4} for i in range(200)]
+  data = ml_collections.ConfigDict({"validation": 0.1, "validation_seed": 0})
+  rest, held = holdout.carve(source, data)
+  held_ids = {int(i) for i in held.indices}
+  assert len(held) == 20 and len(rest) == 180 and not held_ids & {int(i) for i in rest.indices}
+  assert np.bincount([source[i]["label"] for i in held.indices]).tolist() == [5] * 4
+  assert holdout.carve(source, data)[1].indices.tolist() == held.indices.tolist()
+  assert holdout.carve(source, ml_collections.ConfigDict({"validation": 0.0}))[1] is None
+  with pytest.raises(ValueError, match=r"config.data.validation=1.5 must be in \[0, 1\)"):
+    holdout.carve(source, ml_collections.ConfigDict({"validation": 1.5}))

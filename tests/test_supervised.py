@@ -9,7 +9,7 @@ import orbax.checkpoint as ocp
 import pytest
 from flax import nnx
 
-from mll_jax import checkpoint, train
+from mll_jax import checkpoint, sweep, train
 from mll_jax.models import heads, vit
 from test_train import _assert_same, _finished_checkpoints, _metrics, _read_params
 
@@ -103,3 +103,27 @@ def test_mixup_runs_and_mixes_targets(make_finetune_config, tmp_path):
   train.run(make_finetune_config(mixup=0.8, total_steps=2, log_steps=1), tmp_path / "run")
   losses = [m["loss"] for m in _metrics(tmp_path / "run") if "loss" in m]
   assert len(losses) == 2 and all(np.isfinite(losses))
+
+
+def test_a_validation_split_carved_from_train_is_evaluated(make_finetune_config, tmp_path):
+  config = make_finetune_config(**{
+      "data.validation": 0.1, "data.labels": "100%",
+      "evals.validation": {"kind": "classification", "split": "holdout", "log_steps": 0,
+                           "num_examples": 0, "batch_size": 32}})
+  train.run(config, tmp_path / "run")
+  final = sweep.final_metrics(tmp_path / "run")
+  assert final["validation/examples"] == 800  # 10% of animal_mnist's 8,000 training images
+
+
+@pytest.mark.parametrize("overrides,message", [
+    ({"data.validation": 1.5}, r"config.data.validation=1.5 must be in \[0, 1\)"),
+    ({"evals.validation": {"kind": "classification", "split": "holdout", "log_steps": 0,
+                           "batch_size": 32}}, "config.data.validation is 0"),
+    ({"data.augment": "crop+rotate"}, "unknown augmentation 'rotate'"),
+    ({"total_steps": 0, "num_epochs": 0.0}, "The run has no steps"),
+])
+def test_bad_validation_augmentation_and_budget_fail_before_anything_is_written(
+    make_finetune_config, tmp_path, overrides, message):
+  with pytest.raises((ValueError, train.RunError), match=message):
+    train.run(make_finetune_config(**overrides), tmp_path / "run")
+  assert not (tmp_path / "run").exists()

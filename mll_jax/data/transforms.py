@@ -1,4 +1,5 @@
-"""Per-example image transforms on numpy uint8 arrays: MAE's crop + flip, resize, channels.
+"""Per-example image transforms on numpy uint8 arrays: augmentations named by
+`config.data.augment` (MAE's crop + flip, shifts for small images), resize, channels.
 
 Resampling uses Pillow (bicubic, as the MAE recipe's torchvision transforms do); the crop box
 sampling follows torchvision's RandomResizedCrop so the recipe's `scale`/`ratio` mean the same.
@@ -6,6 +7,7 @@ sampling follows torchvision's RandomResizedCrop so the recipe's `scale`/`ratio`
 
 import math
 
+import ml_collections
 import numpy as np
 from PIL import Image
 
@@ -75,22 +77,59 @@ def random_flip(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
   return image[:, ::-1] if rng.random() < 0.5 else image
 
 
+def random_shift(image: np.ndarray, max_shift: int, rng: np.random.Generator) -> np.ndarray:
+  """Translation by up to `max_shift` pixels each way, the border repeated into the gap (the
+  small-image augmentation of digit and silhouette classifiers: no resampling blur)."""
+  if max_shift <= 0:
+    return image
+  height, width = image.shape[:2]
+  padded = np.pad(image, ((max_shift, max_shift), (max_shift, max_shift), (0, 0)), mode="edge")
+  top, left = rng.integers(0, 2 * max_shift + 1, 2)
+  return padded[top:top + height, left:left + width]
+
+
+AUGMENTATIONS = {
+    "crop": "random resized crop to config.data.crop_scale of the area (MAE's)",
+    "flip": "horizontal flip (not for digits or characters)",
+    "shift": "random translation by up to config.data.shift pixels",
+}
+
+
+def parse_augment(spec: str) -> tuple[str, ...]:
+  """`"crop+flip"` -> `("crop", "flip")`; `"none"` or `""` -> `()`; an unknown name is an
+  error listing the known ones."""
+  ops = () if spec in ("", "none") else tuple(spec.split("+"))
+  unknown = [op for op in ops if op not in AUGMENTATIONS]
+  if unknown or len(set(ops)) != len(ops):
+    what = f"unknown augmentation {unknown[0]!r}" if unknown else "a repeated augmentation"
+    raise ValueError(f"config.data.augment={spec!r} has {what}. Use 'none' or names joined by "
+                     "'+' from: " + "; ".join(f"{k} ({v})" for k, v in AUGMENTATIONS.items())
+                     + ".")
+  return ops
+
+
 class TrainTransform:
   """Training augmentation (random resized crop + flip) of one `{"image", "label"}` example.
 
   `views=2` adds a second, independently augmented view as `image_view2` (contrastive tasks).
   """
 
-  def __init__(self, size: int, channels: int, scale=(0.2, 1.0), flip: bool = True,
-               views: int = 1):
+  def __init__(self, size: int, channels: int, augment: str = "crop+flip", scale=(0.2, 1.0),
+               shift: int = 2, views: int = 1):
     if views not in (1, 2):
       raise ValueError(f"config.data.views must be 1 or 2, got {views}.")
-    self.size, self.channels, self.scale, self.flip = size, channels, tuple(scale), flip
+    self.ops = parse_augment(augment)
+    self.size, self.channels, self.scale, self.shift = size, channels, tuple(scale), int(shift)
     self.views = views
 
   def _view(self, image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    image = random_resized_crop(image, self.size, rng, scale=self.scale)
-    if self.flip:
+    if "crop" in self.ops:
+      image = random_resized_crop(image, self.size, rng, scale=self.scale)
+    else:
+      image = resize(image, self.size)
+    if "shift" in self.ops:
+      image = random_shift(image, self.shift, rng)
+    if "flip" in self.ops:
       image = random_flip(image, rng)
     return np.ascontiguousarray(image)
 
@@ -102,6 +141,14 @@ class TrainTransform:
     if self.views == 2:
       out["image_view2"] = self._view(image, rng)
     return out
+
+
+def train_transform(data: ml_collections.ConfigDict) -> TrainTransform:
+  """The training transform that `config.data` describes (`augment`, `crop_scale`, `shift`,
+  `views`)."""
+  return TrainTransform(data.image_size, data.channels, augment=data.get("augment", "crop+flip"),
+                        scale=data.get("crop_scale", (0.2, 1.0)), shift=data.get("shift", 2),
+                        views=data.get("views", 1))
 
 
 class EvalTransform:

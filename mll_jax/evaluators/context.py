@@ -8,7 +8,7 @@ import numpy as np
 from jax.sharding import Mesh
 
 from mll_jax import multihost, sharding
-from mll_jax.data import class_subsets, pipeline, sources
+from mll_jax.data import class_subsets, holdout, pipeline, sources
 
 
 @dataclasses.dataclass
@@ -33,12 +33,28 @@ class EvalContext:
     return getattr(self.task, name)
 
   def arrays(self, split: str, max_examples: int, seed: int = 0) -> dict:
-    """A deterministic subset of `split` as numpy arrays, in the model's image format."""
-    source = class_subsets.apply(sources.data_source(self.builder, split), self.class_indices)
+    """A deterministic subset of `split` as numpy arrays, in the model's image format;
+    `split="holdout"` is the part of the training split that `config.data.validation` holds
+    out (see data/holdout.py)."""
+    source = self._source(split)
     return pipeline.eval_arrays(source,
                                 size=self.config.data.image_size,
                                 channels=self.config.data.channels,
                                 max_examples=max_examples, seed=seed)
+
+
+  def _source(self, split: str):
+    if split != holdout.HOLDOUT:
+      return class_subsets.apply(sources.data_source(self.builder, split), self.class_indices)
+    train = class_subsets.apply(sources.data_source(self.builder, self.config.data.train_split),
+                                self.class_indices)
+    names = self.builder.info.features["label"].names
+    names = [names[i] for i in self.class_indices] if self.class_indices else names
+    _, held_out = holdout.carve(train, self.config.data, names)
+    if held_out is None:
+      raise ValueError("An evaluator reads split 'holdout', but config.data.validation is 0: "
+                       "set it to the fraction of the training split to hold out (e.g. 0.1).")
+    return held_out
 
 
 def map_batches(fn: Callable, variables, images: np.ndarray, batch_size: int, mesh: Mesh):

@@ -11,12 +11,24 @@ import optax
 from flax import nnx
 
 from mll_jax.data import sources
-from mll_jax.models import heads, vit
+from mll_jax.models import cnn, heads, vit
 
 
 def classifier(m: ml_collections.ConfigDict, config: ml_collections.ConfigDict,
                info: sources.DatasetInfo, rngs: nnx.Rngs) -> heads.Classifier:
-  """The classifier that the model config `m` (`config.model`, or a teacher's) describes."""
+  """The classifier that the model config `m` (`config.model`, or a teacher's) describes:
+  a ViT (`m.family="vit"`, the default) or a CNN (`m.family="cnn"`, `m.variant` a CNN size)."""
+  family = m.get("family", "vit")
+  if family == "cnn":
+    if m.get("head_norm", ""):
+      raise ValueError("config.model.head_norm is a ViT option; a CNN classifier has none "
+                       "(its trunk has BatchNorm).")
+    return cnn.CNNClassifier(m.variant, num_classes=info.num_classes,
+                             image_size=config.data.image_size, channels=config.data.channels,
+                             head_init_std=m.get("head_init_std", 0.01),
+                             frozen_trunk=m.get("frozen_trunk", False), rngs=rngs)
+  if family != "vit":
+    raise ValueError(f"config.model.family must be 'vit' or 'cnn', got {family!r}.")
   return heads.Classifier(
       m.variant, num_classes=info.num_classes, image_size=config.data.image_size,
       channels=config.data.channels, patch_size=m.get("patch_size") or None,
@@ -41,7 +53,7 @@ def _mixup(images, targets, alpha: float, key):
   return lam * images + (1 - lam) * images[perm], lam * targets + (1 - lam) * targets[perm]
 
 
-def loss(model: heads.Classifier, batch: dict, key: jax.Array, config):
+def loss(model: heads.Classifier | cnn.CNNClassifier, batch: dict, key: jax.Array, config):
   """Cross-entropy against smoothed (and optionally mixed-up) one-hot targets."""
   logits_count = model.head.out_features
   targets = optax.smooth_labels(jax.nn.one_hot(batch["label"], logits_count),

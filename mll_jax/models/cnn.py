@@ -1,0 +1,102 @@
+"""A small convolutional family (Flax NNX): the reference baseline beside the ViTs, and a hub
+expert of another architecture.
+
+Each stage is conv 3x3 -> BatchNorm -> ReLU (`convs_per_stage` times), then 2x2 max pooling;
+the trunk ends in global average pooling. `cnn_s` is the 94k-parameter CNN that set the
+reference accuracies of shared/design/references.md (3 stages of 32, 64, 128 channels). The
+BatchNorm statistics are model state (`nnx.BatchStat`), carried through the train step,
+checkpoints and the hub like a linear probe's. Calling with a `key` is training mode (batch
+statistics); without, evaluation (running statistics).
+"""
+
+import dataclasses
+
+import jax
+from flax import nnx
+
+from mll_jax.models import vit
+
+
+@dataclasses.dataclass(frozen=True)
+class CNNSize:
+  """Channels of each stage and the convolutions in each."""
+  widths: tuple[int, ...]
+  convs_per_stage: int = 1
+
+
+CNN_SIZES = {
+    "cnn_mu": CNNSize(widths=(8, 16)),           # tests: compiles in a second
+    "cnn_s": CNNSize(widths=(32, 64, 128)),      # the 94k-parameter reference CNN
+    "cnn_m": CNNSize(widths=(64, 128, 256), convs_per_stage=2),
+}
+
+
+def cnn_size(variant: str) -> CNNSize:
+  """Looks a named CNN size up, with a message listing the known names."""
+  if variant not in CNN_SIZES:
+    raise ValueError(f"Unknown CNN variant {variant!r}; known CNN variants: "
+                     f"{', '.join(CNN_SIZES)}.")
+  return CNN_SIZES[variant]
+
+
+class ConvBNReLU(nnx.Module):
+  """3x3 convolution (no bias: the BatchNorm has one), BatchNorm, ReLU."""
+
+  def __init__(self, in_channels: int, out_channels: int, *, rngs: nnx.Rngs):
+    self.conv = nnx.Conv(in_channels, out_channels, kernel_size=(3, 3), padding="SAME",
+                         use_bias=False, kernel_init=nnx.initializers.he_normal(), rngs=rngs)
+    self.norm = nnx.BatchNorm(out_channels, momentum=0.9, epsilon=1e-5, rngs=rngs)
+
+  def __call__(self, x: jax.Array, training: bool) -> jax.Array:
+    return jax.nn.relu(self.norm(self.conv(x), use_running_average=not training))
+
+
+class CNN(nnx.Module):
+  """The convolutional trunk. Returns `(pre_logits, aux)` like `vit.ViT`: `aux["encoded"]` is
+  the last feature map, `aux["pre_logits"]` its global average."""
+
+  def __init__(self, variant: str, *, image_size: int, channels: int, rngs: nnx.Rngs):
+    self.size = cnn_size(variant)
+    stages = len(self.size.widths)
+    if image_size < 2 ** stages:
+      raise ValueError(f"Image size {image_size} is too small for {stages} pooling stages of "
+                       f"{variant!r}; use a larger config.data.image_size or a smaller CNN.")
+    self.width = self.size.widths[-1]
+    blocks, fan_in = [], channels
+    for width in self.size.widths:
+      for _ in range(self.size.convs_per_stage):
+        blocks.append(ConvBNReLU(fan_in, width, rngs=rngs))
+        fan_in = width
+    self.blocks = nnx.List(blocks)
+
+  def __call__(self, images: jax.Array, key: jax.Array | None = None):
+    training = key is not None
+    x = vit.normalize_images(images)
+    per_stage = self.size.convs_per_stage
+    for i, block in enumerate(self.blocks):
+      x = block(x, training)
+      if (i + 1) % per_stage == 0:
+        x = nnx.max_pool(x, window_shape=(2, 2), strides=(2, 2), padding="SAME")
+    pre_logits = x.mean(axis=(1, 2))
+    return pre_logits, {"encoded": x, "pre_logits": pre_logits}
+
+
+class CNNClassifier(nnx.Module):
+  """CNN trunk + linear head, with the `heads.Classifier` interface: params
+  `{"encoder": ..., "head": ...}`, `(logits, aux)`, `frozen_trunk` for linear probing."""
+
+  def __init__(self, variant: str, *, num_classes: int, image_size: int, channels: int,
+               head_init_std: float = 0.01, frozen_trunk: bool = False, rngs: nnx.Rngs):
+    self.encoder = CNN(variant, image_size=image_size, channels=channels, rngs=rngs)
+    self.frozen_trunk = frozen_trunk
+    self.head = nnx.Linear(self.encoder.width, num_classes,
+                           kernel_init=nnx.initializers.normal(head_init_std),
+                           bias_init=nnx.initializers.zeros_init(), rngs=rngs)
+
+  def __call__(self, images: jax.Array, key: jax.Array | None = None):
+    # A frozen trunk runs in evaluation mode: its BatchNorm statistics stay as trained.
+    pre_logits, aux = self.encoder(images, None if self.frozen_trunk else key)
+    if self.frozen_trunk:
+      pre_logits = jax.lax.stop_gradient(pre_logits)
+    logits = self.head(pre_logits)
+    return logits, dict(aux, logits=logits)
