@@ -67,6 +67,7 @@ def get_config(arg=None):
   c.data = dict(name=data_name, data_dir="", manual_dir="", train_split="train", labels=labels,
                 image_size=image_size, channels=channels, augment=AUGMENT.get(data, "crop+flip"),
                 crop_scale=(0.35, 1.0), shift=2,
+                validation=0.0, validation_seed=0,
                 worker_threads=2)
   c.label_smoothing = 0.1
   c.mixup = 0.0  # MAE's recipe uses 0.8 with cutmix on ImageNet; off for small data

@@ -65,6 +65,7 @@ def get_config(arg=None):
   c.data = dict(name=data_name, data_dir="", manual_dir="", train_split="train",
                 image_size=image_size, channels=channels, augment=AUGMENT.get(data, "crop+flip"),
                 crop_scale=(0.2, 1.0), shift=2,
+                validation=0.0, validation_seed=0,
                 worker_threads=2)
 
   # Duration: steps, or epochs (used when total_steps is 0); warm-up likewise.
