@@ -24,7 +24,7 @@ from ml_collections import config_flags
 
 from mll_jax import (aot, checkpoint, evaluators, multihost, optim, run_log, sharding,
                      steps, tasks)
-from mll_jax.data import class_subsets, holdout, label_fractions, pipeline, sources, transforms
+from mll_jax.data import class_subsets, pipeline, run_split, sources, transforms
 from mll_jax.evaluators import context as eval_context
 
 # Public: mll_jax.sweep reuses them (absl flags can be defined only once per process).
@@ -104,15 +104,8 @@ def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike, devices=N
   info, class_indices = _class_info(config, builder)
   train_source = class_subsets.apply(sources.data_source(builder, config.data.train_split),
                                      class_indices)
-  train_source, _ = holdout.carve(train_source, config.data, info.class_names)
-  if config.data.get("labels", ""):  # label-efficient runs: a class-balanced labelled subset
-    labelled, _ = label_fractions.split_labelled(
-        label_fractions.split_labels(train_source), config.data.labels, config.seed,
-        info.class_names)
-    if config.data.get("unlabelled", False):  # all images, each flagged labelled or not
-      train_source = label_fractions.Flagged(train_source, labelled)
-    else:
-      train_source = label_fractions.Subset(train_source, labelled)
+  train_source = run_split.training_source(train_source, config.data, config.seed,
+                                           info.class_names)
   total_steps, compiled = _build_steps(task, config, info, mesh, len(train_source))
 
   local_batch = config.batch_size // jax.process_count()
