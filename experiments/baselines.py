@@ -29,7 +29,7 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from experiments import baselines_report as report  # noqa: E402
-from experiments import smoke  # noqa: E402
+from experiments import smoke, study_cli  # noqa: E402
 from mll_jax import config_files, sweep, train  # noqa: E402
 from mll_jax.data import pipeline, run_split, sources  # noqa: E402
 
@@ -139,13 +139,11 @@ def main(argv):
   del argv
   train.setup_runtime()
   quick, data = _QUICK.value, _DATA.value
-  if data == "mnist" and not _MANUAL_DIR.value:
-    raise app.UsageError("--data=mnist needs --manual_dir, the folder of MNIST's four IDX files "
-                         "(see the README's data section).")
+  study_cli.require_mnist_files(data, _MANUAL_DIR.value)
   settings = {"quick": quick, "data": data, "manual_dir": _MANUAL_DIR.value,
               "validation": _VALIDATION.value, "cnn_epochs": _CNN_EPOCHS.value,
               "cnn_min_steps": _CNN_MIN_STEPS.value, "curve_points": _EVALS.value,
-              "command": report.command_line(sys.argv)}
+              "command": study_cli.command_line(sys.argv)}
   suffix = ("_quick" if quick else "") + ("" if data == "animal_mnist" else f"_{data}")
   study_dir = pathlib.Path(_STUDY_DIR.value or f"runs/baselines{suffix}")
   run_study(study_dir.absolute(), pathlib.Path(_OUT.value), settings,

@@ -7,17 +7,6 @@ import pathlib
 
 import numpy as np
 
-_PATH_FLAGS = ("--out", "--study_dir", "--manual_dir")
-
-
-def command_line(argv: list[str]) -> str:
-  """The command as a user would type it (machine-specific paths left out)."""
-  args = [a for a in argv[1:] if not a.startswith(_PATH_FLAGS)]
-  if any(a.startswith("--manual_dir") for a in argv[1:]):
-    args.append("--manual_dir=DIR")
-  return " ".join(["python experiments/baselines.py", *args])
-
-
 def _cell(values) -> str:
   return f"{np.mean(values):.3f} ± {np.std(values):.3f}"
 

@@ -33,7 +33,7 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from experiments import label_efficiency_report as report  # noqa: E402
-from experiments import smoke  # noqa: E402
+from experiments import smoke, study_cli  # noqa: E402
 from mll_jax import config_files, sweep, train  # noqa: E402
 from mll_jax.data import label_fractions  # noqa: E402
 
@@ -166,15 +166,13 @@ def main(argv):
   del argv
   train.setup_runtime()
   quick, data = _QUICK.value, _DATA.value
-  if data == "mnist" and not _MANUAL_DIR.value:
-    raise app.UsageError("--data=mnist needs --manual_dir, the folder of MNIST's four IDX files "
-                         "(see the README's data section).")
+  study_cli.require_mnist_files(data, _MANUAL_DIR.value)
   settings = {"quick": quick, "data": CONFIG_DATA[data], "model": _MODEL.value,
               "manual_dir": _MANUAL_DIR.value, "epochs": _EPOCHS.value,
               "min_steps": _MIN_STEPS.value, "max_steps": _MAX_STEPS.value,
               "distill_steps": _DISTILL_STEPS.value,
               "pretrain_epochs": _PRETRAIN_EPOCHS.value or (2.0 if data == "mnist" else None),
-              "command": report.command_line(sys.argv)}
+              "command": study_cli.command_line(sys.argv)}
   suffix = ("_quick" if quick else "") + ("" if data == "animal_mnist" else f"_{data}")
   study_dir = pathlib.Path(_WORKDIR.value or f"runs/label_efficiency{suffix}")
   run_study(study_dir.absolute(), pathlib.Path(_OUT.value), settings,

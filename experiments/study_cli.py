@@ -1,0 +1,23 @@
+"""What the study scripts share on their command line: the command as a user would retype it
+(for the reports), and the check that an MNIST study was given its IDX files."""
+
+import pathlib
+
+from absl import app
+
+_PATH_FLAGS = ("--out", "--study_dir", "--compilation_cache", "--manual_dir")
+
+
+def command_line(argv: list[str]) -> str:
+  """`python experiments/<script>.py ARGS`, machine-specific paths left out."""
+  args = [a for a in argv[1:] if not a.startswith(_PATH_FLAGS)]
+  if any(a.startswith("--manual_dir") for a in argv[1:]):
+    args.append("--manual_dir=DIR")
+  return " ".join([f"python experiments/{pathlib.Path(argv[0]).name}", *args])
+
+
+def require_mnist_files(data: str, manual_dir: str) -> None:
+  """A usage error when `--data=mnist` comes without the folder of MNIST's IDX files."""
+  if data == "mnist" and not manual_dir:
+    raise app.UsageError("--data=mnist needs --manual_dir, the folder of MNIST's four IDX files "
+                         "(see the README's data section).")
