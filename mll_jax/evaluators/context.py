@@ -42,7 +42,6 @@ class EvalContext:
                                 channels=self.config.data.channels,
                                 max_examples=max_examples, seed=seed)
 
-
   def _source(self, split: str):
     if split != holdout.HOLDOUT:
       return class_subsets.apply(sources.data_source(self.builder, split), self.class_indices)

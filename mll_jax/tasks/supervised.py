@@ -1,4 +1,5 @@
-"""Supervised classification: ViT + linear head, label smoothing, optional mixup, drop path.
+"""Supervised classification: a ViT (or CNN) + linear head, label smoothing, optional mixup,
+drop path.
 
 With `config.init_from` set to an MAE run it is MAE fine-tuning (configs/finetune.py); with a
 frozen trunk and a BatchNorm head it is the linear probe (configs/linear_probe.py).
@@ -15,7 +16,8 @@ from mll_jax.models import cnn, heads, vit
 
 
 def classifier(m: ml_collections.ConfigDict, config: ml_collections.ConfigDict,
-               info: sources.DatasetInfo, rngs: nnx.Rngs) -> heads.Classifier:
+               info: sources.DatasetInfo,
+               rngs: nnx.Rngs) -> heads.Classifier | cnn.CNNClassifier:
   """The classifier that the model config `m` (`config.model`, or a teacher's) describes:
   a ViT (`m.family="vit"`, the default) or a CNN (`m.family="cnn"`, `m.variant` a CNN size)."""
   family = m.get("family", "vit")
