@@ -40,7 +40,7 @@ setup(
                  "nltk>=3.8,<4",
                  "cvxpy>=1.4,<2"],  # an independent interior-point solve to check CHCO against
         # Rebuilding the SDAG from WordNet (python -m mll_jax.hub.wordnet_graph); the data
-        # files come from the system (Debian: apt-get install wordnet-base).
+        # files come from the system (Debian: apt-get install wordnet-base wordnet-sense-index).
         "wordnet": ["nltk>=3.8,<4",
                  "cvxpy>=1.4,<2"],  # an independent interior-point solve to check CHCO against
         "experiments": ["matplotlib>=3.7,<4"],

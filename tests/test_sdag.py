@@ -147,3 +147,8 @@ def test_missing_wordnet_says_how_to_install_it(tmp_path):
   with pytest.raises(wordnet_graph.WordNetMissing, match="apt-get install -y wordnet-base"):
     wordnet_graph.open_wordnet(wordnet_dir=str(tmp_path), cache_dir=str(tmp_path / "cache"))
   assert not (tmp_path / "cache").exists()
+  # NLTK 3.10 also needs the sense index, which Debian ships in another package.
+  (tmp_path / "data.noun").write_text("")
+  with pytest.raises(wordnet_graph.WordNetMissing, match="No WordNet index.sense.*"
+                                                          "wordnet-sense-index"):
+    wordnet_graph.open_wordnet(wordnet_dir=str(tmp_path), cache_dir=str(tmp_path / "cache"))

@@ -3,9 +3,10 @@
     python -m mll_jax.hub.wordnet_graph            # rewrites mll_jax/hub/data/*.json
 
 WordNet's data comes from NLTK's data folder if it has `corpora/wordnet`, else from the WordNet
-database files of Debian's `wordnet-base` package (`/usr/share/wordnet`, or `$WORDNET_DIR`). NLTK
-reads those once they sit in `<nltk data dir>/corpora/wordnet/` with a `lexnames` file, which the
-Debian package lacks; it is written from the package's `lexnames(5WN)` man page.
+database files of Debian's `wordnet-base` and `wordnet-sense-index` packages
+(`/usr/share/wordnet`, or `$WORDNET_DIR`). NLTK reads those once they sit in
+`<nltk data dir>/corpora/wordnet/` with a `lexnames` file, which the Debian package lacks; it is
+written from the package's `lexnames(5WN)` man page.
 """
 
 import gzip
@@ -84,10 +85,13 @@ def open_wordnet(wordnet_dir: str | None = None, cache_dir: str | None = None):
     except LookupError:
       pass
   source = pathlib.Path(wordnet_dir or os.environ.get("WORDNET_DIR") or DEBIAN_WORDNET)
-  if not (source / "data.noun").exists():
-    raise WordNetMissing(f"No WordNet database files in {source}: install them with "
-                         "`apt-get install -y wordnet-base` (Debian/Ubuntu), or point "
-                         "$WORDNET_DIR at a folder holding data.noun, index.noun, ...")
+  # NLTK 3.10 reads index.sense whenever it opens WordNet; Debian ships it separately.
+  missing = [name for name in ("data.noun", "index.sense") if not (source / name).exists()]
+  if missing:
+    raise WordNetMissing(f"No WordNet {' or '.join(missing)} in {source}: install the files "
+                         "with `apt-get install -y wordnet-base wordnet-sense-index` "
+                         "(Debian/Ubuntu), or point $WORDNET_DIR at a folder holding data.noun, "
+                         "index.noun, index.sense, ...")
   cache = pathlib.Path(cache_dir or pathlib.Path.home() / ".cache" / "mll_jax" / "nltk_data")
   target = _nltk_layout(source, cache)
   # NLTK only opens corpora under its data path (its path sandbox), so the cache joins it.
