@@ -56,7 +56,7 @@ def _profile_evidence(log_t, x2, outside, sigma, n, d):
   return _evidence(t * beta, beta, m2, res2, sigma, n, d)
 
 
-def _class_evidence_converged(y, u, sigma, n, d, grid_points, refinements):
+def _class_evidence_maximum(y, u, sigma, n, d, grid_points, refinements):
   """The maximum over (alpha, beta) of one class's evidence.
 
   Maximised over log lambda on the profile above: a grid spanning the spectrum and far beyond
@@ -125,7 +125,7 @@ def logme_fit(features: jax.Array, labels: jax.Array, num_classes: int,
   """LogME of `features [N, D]` for integer `labels [N]`, with what each class's fit did.
 
   `rule="converged"` (default) takes each class's evidence at its maximum over alpha and beta
-  (see `_class_evidence_converged`; log lambda to about 1e-9 with the defaults).
+  (see `_class_evidence_maximum`; log lambda to about 1e-9 with the defaults).
   `rule="authors"` is thuml/LogME's rule (11 updates at most, stop at a 1% change), for
   comparison with published numbers; its evidence is not maximised on hard inputs.
   Returns `score` (the mean over classes of log evidence / N), and per class `evidence`,
@@ -140,7 +140,7 @@ def logme_fit(features: jax.Array, labels: jax.Array, num_classes: int,
   u, sigma = _spectrum(f)
   onehot = jax.nn.one_hot(labels, num_classes, dtype=f.dtype).T
   if rule == "converged":
-    fit = lambda y: _class_evidence_converged(y, u, sigma, n, d, grid_points, refinements)
+    fit = lambda y: _class_evidence_maximum(y, u, sigma, n, d, grid_points, refinements)
   else:
     fit = lambda y: _class_evidence_authors(y, u, sigma, n, d)
   evidence, lam, iterations, converged = jax.vmap(fit)(onehot)
