@@ -4,8 +4,9 @@
         [--config.init_from=runs/mae-XXXXXXXX]
 
 Args as configs/finetune.py (model, data set, labels=...); default the `mini` ViT on all of
-animal_mnist's training images of the named classes, 6 epochs, from scratch or from an MAE
-encoder (`init_from`). Register the run with `python -m mll_jax.hub register`.
+animal_mnist's training images of the named classes, with the fine-tuning recipe's budget from
+scratch (configs/finetune.py `EPOCHS`); from an MAE encoder (`init_from`), add
+`finetune.pretrained_overrides` as experiments/hub_experts.py does. Register the run with `python -m mll_jax.hub register`.
 """
 
 import ml_collections
@@ -26,7 +27,6 @@ def get_config(arg=None):
   c = finetune.get_config(",".join(tokens))
   c.task = "expert"
   c.classes = ""  # required: comma-separated class names of the data set
-  c.num_epochs = 6.0
   c.warmup_epochs = 1.0
   c.checkpoint.every_steps = 200
   return ml_collections.ConfigDict(c)

@@ -29,7 +29,7 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from experiments import baselines_report as report  # noqa: E402
-from experiments import smoke, study_cli  # noqa: E402
+from experiments import curves, smoke, study_cli  # noqa: E402
 from mll_jax import config_files, sweep, train  # noqa: E402
 from mll_jax.data import pipeline, run_split, sources  # noqa: E402
 
@@ -103,8 +103,7 @@ def cnn_run(config, labelled: int, settings: dict, workdir: pathlib.Path) -> dic
     config.evals.validation = {"kind": "classification", "split": "holdout",
                                "log_steps": every, "num_examples": 0, "batch_size": 256}
     train.run(config, workdir)
-    metrics = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
-    curve = [(m["step"], m["validation/accuracy"]) for m in metrics if "validation/accuracy" in m]
+    curve = curves.read(workdir)
     result.write_text(json.dumps({"test": sweep.final_metrics(workdir)[METRIC], "curve": curve,
                                   "steps": steps, "batch_size": batch}))
   return json.loads(result.read_text())

@@ -7,22 +7,10 @@ import pathlib
 
 import numpy as np
 
+from experiments import curves as curve_stats
+
 def _cell(values) -> str:
   return f"{np.mean(values):.3f} ± {np.std(values):.3f}"
-
-
-def mean_curve(curves: list[list]) -> tuple[np.ndarray, np.ndarray]:
-  """(steps, mean validation accuracy over seeds) of runs logged at the same steps."""
-  steps = np.array([s for s, _ in curves[0]])
-  return steps, np.mean([[a for _, a in c] for c in curves], axis=0)
-
-
-def flatness(curves: list[list]) -> str:
-  """How flat the mean curve ends: its last value, and the change over its last third."""
-  steps, accuracy = mean_curve(curves)
-  third = accuracy[int(len(accuracy) * 2 / 3):]
-  return (f"{accuracy[-1]:.3f} at step {steps[-1]}, best {accuracy.max():.3f}; change over "
-          f"the last third of the run {third[-1] - third[0]:+.3f}")
 
 
 def write(results: dict, curves: dict, runs: dict, settings: dict, out: pathlib.Path) -> None:
@@ -50,7 +38,7 @@ def write(results: dict, curves: dict, runs: dict, settings: dict, out: pathlib.
             "| fraction | labelled images | CNN steps x batch | CNN validation curve (mean over "
             "seeds) |", "|---|---|---|---|"]
   lines += [f"| {f} | {r['labelled']} | {r['steps']} x {r['batch_size']} | "
-            f"{flatness(curves[f])} |" for f, r in runs.items()]
+            f"{curve_stats.flatness(curves[f])} |" for f, r in runs.items()]
   lines += ["", f"Learning curves: `{stem.name}.png`. Wall clock: {settings['seconds'] / 60:.1f} "
             "min (0 for runs already complete)."]
   stem.with_suffix(".md").write_text("\n".join(lines) + "\n")
@@ -71,7 +59,7 @@ def _plot(curves: dict, data: str, path: pathlib.Path) -> None:
   import matplotlib.pyplot as plt
   fig, ax = plt.subplots(figsize=(6.5, 4.2))
   for fraction, runs in curves.items():
-    steps, accuracy = mean_curve(runs)
+    steps, accuracy = curve_stats.mean_curve(runs)
     ax.plot(steps, accuracy, marker=".", label=f"cnn, {fraction} labels")
   ax.set_xlabel("training step")
   ax.set_ylabel("validation accuracy (held-out part of train)")

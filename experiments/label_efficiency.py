@@ -1,6 +1,6 @@
-"""Label-efficiency study: top-1 test accuracy against label fraction.
+"""Label-efficiency study: top-1 test accuracy against label fraction, on converged models.
 
-    python experiments/label_efficiency.py                 # animal_mnist, 50 min on 2 CPUs
+    python experiments/label_efficiency.py                 # animal_mnist
     python experiments/label_efficiency.py --data=mnist --manual_dir=DIR   # MNIST's IDX files
     python experiments/label_efficiency.py --quick         # a minutes-long smoke run (tests)
 
@@ -9,19 +9,23 @@ Every run uses one model size (`--model`, default `mini`). Methods, at every fra
   mae_finetune     MAE pre-training (every training image, no labels) + fine-tuning
   mae_probe        MAE pre-training + linear probe (frozen trunk, BatchNorm + linear head)
   simclr_finetune  SimCLR pre-training + fine-tuning
-  distill          SimCLRv2's step 3: the best of the above at that fraction (by mean accuracy)
-                   is the teacher; a student of the same size, starting from the teacher's
-                   pre-trained encoder, learns the teacher's predictions on every training image
-The pre-training runs once (seed 0); the seeds vary the labelled subset, the head's
-initialisation and the data order. Adaptation runs get `--epochs` passes over their labelled
-subset, clipped to [--min_steps, --max_steps] steps, so small fractions are not under-trained
-and the study keeps to its hour; distillation runs get `--distill_steps`.
-Writes `<out>/label_efficiency[_<data>].{md,csv,png}`: mean and standard deviation over seeds.
-Finished runs are skipped on a rerun (their `result.json`); a preempted study resumes.
+  distill          SimCLRv2's step 3, at the fractions that leave images unlabelled: the method
+                   with the best validation accuracy at that fraction is the teacher; a student
+                   of the same size, starting from the teacher's pre-trained encoder, learns the
+                   teacher's predictions on every training image
+Every run, pre-training included, holds out `--validation` of the training split (the same
+images in every run). Budgets are the configs' own, in epochs (configs/finetune.py `EPOCHS`),
+sized where the validation curves flatten. Each adaptation run logs its validation accuracy on
+the holdout `--curve_points` times (the learning curves, committed as a PNG) and reads test once,
+at its end. Choices made inside the study (the distillation teacher) use validation accuracy,
+never test. The pre-training runs once (seed 0); the seeds vary the labelled subset, the head's
+initialisation and the data order.
+Writes `<out>/label_efficiency[_<data>].{md,csv,png}` and `..._curves.png`, with the reference
+baselines of experiments/baselines.py beside (run that first on the same data). Finished runs
+are skipped on a rerun (their `result.json`); a preempted study resumes.
 """
 
 import json
-import math
 import pathlib
 import sys
 import time
@@ -32,10 +36,10 @@ from absl import app, flags
 REPO = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from experiments import curves, smoke, study_cli  # noqa: E402
 from experiments import label_efficiency_report as report  # noqa: E402
-from experiments import smoke, study_cli  # noqa: E402
 from mll_jax import config_files, sweep, train  # noqa: E402
-from mll_jax.data import label_fractions  # noqa: E402
+from mll_jax.data import run_split, sources  # noqa: E402
 
 _QUICK = flags.DEFINE_bool("quick", False, "The `mu` model and a few steps: a smoke test.")
 _DATA = flags.DEFINE_enum("data", "animal_mnist", ["animal_mnist", "mnist"], "Data set.")
@@ -43,15 +47,17 @@ _MANUAL_DIR = flags.DEFINE_string("manual_dir", "", "Folder of MNIST's IDX files
 _MODEL = flags.DEFINE_string("model", "mini", "Model size of every run (configs/finetune.py).")
 _WORKDIR = flags.DEFINE_string("study_dir", None, "Runs folder (default runs/label_efficiency_*).")
 _OUT = flags.DEFINE_string("out", str(REPO / "experiments" / "results"), "Results folder.")
-_SEEDS = flags.DEFINE_integer("seeds", None, "Seeds per point (default 3; quick 1).")
-_FRACTIONS = flags.DEFINE_list("fractions", None, "Label fractions (default 1%,5%,10%,100%).")
-_EPOCHS = flags.DEFINE_float("epochs", 50.0, "Passes over the labelled subset per adaptation.")
-_MIN_STEPS = flags.DEFINE_integer("min_steps", 150, "Fewest steps of an adaptation run.")
-_MAX_STEPS = flags.DEFINE_integer("max_steps", 400, "Most steps of an adaptation run.")
-_DISTILL_STEPS = flags.DEFINE_integer("distill_steps", 500, "Steps of each distillation run.")
+_SEEDS = flags.DEFINE_integer("seeds", None, "Seeds per point (default 2; quick 1).")
+_FRACTIONS = flags.DEFINE_list("fractions", None, "Label fractions (default 1%,10%,100%).")
+_METHODS = flags.DEFINE_list("methods", None, "Adaptation methods (default: all four).")
+_DISTILL_FRACTIONS = flags.DEFINE_list(
+    "distill_fractions", None, "Fractions to distil at (default: those below 100%, where "
+    "images are left unlabelled).")
+_VALIDATION = flags.DEFINE_float("validation", 0.1, "Fraction of train held out for validation.")
+_CURVE_POINTS = flags.DEFINE_integer("curve_points", 10, "Validation evaluations per run.")
 _PRETRAIN_EPOCHS = flags.DEFINE_float("pretrain_epochs", None,
                                       "Epochs of MAE and SimCLR pre-training (default: the "
-                                      "configs' 15 on animal_mnist, 2 on MNIST's 60,000).")
+                                      "configs' own for the data set).")
 
 ADAPTATIONS = {  # method -> (config file, pre-training it starts from)
     "scratch": ("finetune", None),
@@ -60,54 +66,65 @@ ADAPTATIONS = {  # method -> (config file, pre-training it starts from)
     "simclr_finetune": ("finetune", "simclr"),
 }
 METRIC = "classification/accuracy"
-CONFIG_DATA = {"animal_mnist": "animal_mnist", "mnist": "mnist"}
+VALIDATION_METRIC = "validation/accuracy"
 
 
 def _config(name: str, settings: dict, **overrides):
-  """`configs/<name>.py` for the study's data and model, with `overrides` applied."""
-  quick = settings["quick"]
-  model = "mu" if quick else settings["model"]
+  """`configs/<name>.py` for the study's data and model, with its holdout and `overrides`."""
+  model = "mu" if settings["quick"] else settings["model"]
   config = config_files.load(REPO / "configs" / f"{name}.py").get_config(
       f"{model},{settings['data']}")
+  overrides = {"data.validation": settings["validation"], **overrides}
   if settings["manual_dir"]:
-    overrides = {"data.manual_dir": settings["manual_dir"], **overrides}
-  if quick:
+    overrides["data.manual_dir"] = settings["manual_dir"]
+  if settings["quick"]:
     overrides = {**smoke.shrink(config), **overrides}
   return sweep.apply_overrides(config, overrides)
 
 
-def adaptation_steps(labelled: int, batch_size: int, settings: dict) -> int:
-  """`epochs` passes over `labelled` images, clipped to the study's step range."""
-  steps = math.ceil(settings["epochs"] * labelled / batch_size)
-  return min(max(steps, settings["min_steps"]), settings["max_steps"])
+def _holdout_evals(config) -> None:
+  """Points a pre-training run's evaluators at the holdout, so that test is read nowhere but
+  at the end of an adaptation run."""
+  for evaluator in config.evals.values():
+    for key in ("split", "test_split"):
+      if key in evaluator:
+        evaluator[key] = "holdout"
 
 
-def _duration(config, steps: int, settings: dict) -> dict:
-  if settings["quick"]:
-    return {}
-  # Warm-up 10% of the run; evaluations only at its end (they cost time, not accuracy).
-  return {"total_steps": steps, "warmup_steps": max(steps // 10, 1),
-          "evals.classification.log_steps": steps, "checkpoint.every_steps": 200}
-
-
-def _run(config, workdir: pathlib.Path) -> float:
-  """Trains (unless finished before) and returns the final test accuracy."""
+def _run(config, workdir: pathlib.Path, training_images: int, settings: dict) -> dict:
+  """Trains (unless finished before); returns test accuracy, final validation accuracy, the
+  validation curve and the step count."""
   result = workdir / "result.json"
   if not result.exists():
+    steps, _ = train.resolve_duration(config, training_images)
+    config = sweep.apply_overrides(config, {
+        "evals.classification.log_steps": steps,  # test: at the end (and step 0) only
+        "checkpoint.every_steps": max(steps // 4, 1)})
+    config.evals.validation = {"kind": "classification", "split": "holdout",
+                               "log_steps": max(steps // settings["curve_points"], 1),
+                               "num_examples": 0, "batch_size": 256}
+    started = time.time()
     train.run(config, workdir)
-    result.write_text(json.dumps({METRIC: sweep.final_metrics(workdir)[METRIC]}))
-  return json.loads(result.read_text())[METRIC]
+    final = sweep.final_metrics(workdir)
+    result.write_text(json.dumps({
+        "test": final[METRIC], "validation": final[VALIDATION_METRIC],
+        "curve": curves.read(workdir), "steps": steps, "seconds": time.time() - started}))
+  return json.loads(result.read_text())
 
 
-def _labelled_counts(settings: dict, fractions: list[str]) -> dict:
-  """Size of each fraction's labelled subset (seed 0; every seed gives the same size)."""
-  from mll_jax.data import sources
+def _training_images(settings: dict, fractions: list[str]) -> dict:
+  """Images each run trains on: `{fraction: labelled images}`, and under `"all"` every
+  training image (the holdout removed), which distillation and pre-training see."""
   config = _config("finetune", settings)
   builder = sources.get_builder(config.data.name, config.data.data_dir or None,
                                 config.data.manual_dir or None)
-  labels = label_fractions.split_labels(sources.data_source(builder, "train"))
+  train_source = sources.data_source(builder, "train")
   names = sources.info(builder).class_names
-  return {f: len(label_fractions.split_labelled(labels, f, 0, names)[0]) for f in fractions}
+  counts = {}
+  for fraction in [*fractions, "all"]:
+    data = sweep.apply_overrides(config, {"data.labels": "" if fraction == "all" else fraction})
+    counts[fraction] = len(run_split.training_source(train_source, data.data, 0, names))
+  return counts
 
 
 def pretrain(study_dir: pathlib.Path, settings: dict) -> dict:
@@ -117,49 +134,73 @@ def pretrain(study_dir: pathlib.Path, settings: dict) -> dict:
     overrides = {}
     if settings["pretrain_epochs"] and not settings["quick"]:
       overrides = {"num_epochs": settings["pretrain_epochs"]}
+    config = _config(name, settings, **overrides)
+    _holdout_evals(config)
     runs[name] = study_dir / f"pretrain_{name}"
     started = time.time()
-    train.run(_config(name, settings, **overrides), runs[name])
+    train.run(config, runs[name])
     settings["timings"][f"pretrain_{name}"] = time.time() - started
   return runs
 
 
+def _adaptation_config(method: str, fraction: str, seed: int, pretrained: dict,
+                       settings: dict):
+  config_name, start = ADAPTATIONS[method]
+  overrides = {"data.labels": fraction, "seed": seed,
+               "init_from": str(pretrained[start]) if start else ""}
+  if start and config_name == "finetune" and not settings["quick"]:
+    finetune = config_files.load(REPO / "configs" / "finetune.py")
+    overrides.update(finetune.pretrained_overrides(settings["data"], fraction))
+  return _config(config_name, settings, **overrides)
+
+
+def _distill_config(teacher: str, fraction: str, seed: int, study_dir: pathlib.Path,
+                    pretrained: dict, settings: dict):
+  tag = _tag(fraction)
+  start = ADAPTATIONS[teacher][1]
+  config = _config("distill", settings)
+  return sweep.apply_overrides(config, {
+      "data.labels": fraction, "seed": seed, "teacher.variant": config.model.variant,
+      # A linear-probe teacher has a BatchNorm before its head.
+      "teacher.head_norm": "batchnorm" if teacher == "mae_probe" else "",
+      "init_from": str(study_dir / f"{teacher}_{tag}_seed{seed}"),
+      "student_init_from": str(pretrained[start]) if start else ""})
+
+
+def _tag(fraction: str) -> str:
+  return fraction.replace("%", "pct").replace("=", "")
+
+
 def run_study(study_dir: pathlib.Path, out: pathlib.Path, settings: dict, seeds: int,
-              fractions: list[str]) -> dict:
-  """Runs every point; returns `{method: {fraction: [accuracy per seed]}}` and writes tables."""
+              fractions: list[str], methods: list[str], distill_fractions: list[str]) -> dict:
+  """Runs every point; returns `{method: {fraction: [run result per seed]}}`, writes reports."""
   settings.setdefault("timings", {})
   started = time.time()
   pretrained = pretrain(study_dir, settings)
-  counts = _labelled_counts(settings, fractions)
-  results = {m: {f: [] for f in fractions} for m in [*ADAPTATIONS, "distill"]}
+  images = _training_images(settings, fractions)
+  runs = {m: {f: [] for f in fractions} for m in methods}
   teachers = {}
   for fraction in fractions:
-    tag = fraction.replace("%", "pct").replace("=", "")
     for seed in range(seeds):
-      for method, (config_name, start) in ADAPTATIONS.items():
-        config = _config(config_name, settings)
-        steps = adaptation_steps(counts[fraction], config.batch_size, settings)
-        config = sweep.apply_overrides(config, {
-            "data.labels": fraction, "seed": seed,
-            "init_from": str(pretrained[start]) if start else "",
-            **_duration(config, steps, settings)})
-        results[method][fraction].append(_run(config, study_dir / f"{method}_{tag}_seed{seed}"))
-    teachers[fraction] = max(ADAPTATIONS, key=lambda m: np.mean(results[m][fraction]))
-    start = ADAPTATIONS[teachers[fraction]][1]
+      for method in methods:
+        config = _adaptation_config(method, fraction, seed, pretrained, settings)
+        runs[method][fraction].append(_run(
+            config, study_dir / f"{method}_{_tag(fraction)}_seed{seed}", images[fraction],
+            settings))
+    if fraction not in distill_fractions:
+      continue
+    # The teacher is chosen on validation accuracy: test is read only to report.
+    teachers[fraction] = max(methods, key=lambda m: np.mean(
+        [r["validation"] for r in runs[m][fraction]]))
+    runs.setdefault("distill", {f: [] for f in fractions})
     for seed in range(seeds):
-      config = _config("distill", settings)
-      config = sweep.apply_overrides(config, {
-          "data.labels": fraction, "seed": seed, "teacher.variant": config.model.variant,
-          # A linear-probe teacher has a BatchNorm before its head.
-          "teacher.head_norm": "batchnorm" if teachers[fraction] == "mae_probe" else "",
-          "init_from": str(study_dir / f"{teachers[fraction]}_{tag}_seed{seed}"),
-          "student_init_from": str(pretrained[start]) if start else "",
-          **_duration(config, settings["distill_steps"], settings)})
-      results["distill"][fraction].append(
-          _run(config, study_dir / f"distill_{tag}_seed{seed}"))
+      config = _distill_config(teachers[fraction], fraction, seed, study_dir, pretrained,
+                               settings)
+      runs["distill"][fraction].append(_run(
+          config, study_dir / f"distill_{_tag(fraction)}_seed{seed}", images["all"], settings))
   settings["timings"]["total"] = time.time() - started
-  report.write(results, teachers, counts, settings, out)
-  return results
+  report.write(runs, teachers, images, settings, out)
+  return runs
 
 
 def main(argv):
@@ -167,17 +208,23 @@ def main(argv):
   train.setup_runtime()
   quick, data = _QUICK.value, _DATA.value
   study_cli.require_mnist_files(data, _MANUAL_DIR.value)
-  settings = {"quick": quick, "data": CONFIG_DATA[data], "model": _MODEL.value,
-              "manual_dir": _MANUAL_DIR.value, "epochs": _EPOCHS.value,
-              "min_steps": _MIN_STEPS.value, "max_steps": _MAX_STEPS.value,
-              "distill_steps": _DISTILL_STEPS.value,
-              "pretrain_epochs": _PRETRAIN_EPOCHS.value or (2.0 if data == "mnist" else None),
+  methods = _METHODS.value or list(ADAPTATIONS)
+  unknown = sorted(set(methods) - set(ADAPTATIONS))
+  if unknown:
+    raise app.UsageError(f"--methods: unknown {', '.join(unknown)}; known: "
+                         f"{', '.join(ADAPTATIONS)}.")
+  fractions = _FRACTIONS.value or (["10%"] if quick else ["1%", "10%", "100%"])
+  settings = {"quick": quick, "data": data, "model": _MODEL.value,
+              "manual_dir": _MANUAL_DIR.value, "validation": _VALIDATION.value,
+              "curve_points": _CURVE_POINTS.value, "pretrain_epochs": _PRETRAIN_EPOCHS.value,
               "command": study_cli.command_line(sys.argv)}
   suffix = ("_quick" if quick else "") + ("" if data == "animal_mnist" else f"_{data}")
   study_dir = pathlib.Path(_WORKDIR.value or f"runs/label_efficiency{suffix}")
+  distill_fractions = (_DISTILL_FRACTIONS.value if _DISTILL_FRACTIONS.value is not None
+                       else [f for f in fractions if f != "100%"])
   run_study(study_dir.absolute(), pathlib.Path(_OUT.value), settings,
-            seeds=_SEEDS.value or (1 if quick else 3),
-            fractions=_FRACTIONS.value or (["10%"] if quick else ["1%", "5%", "10%", "100%"]))
+            seeds=_SEEDS.value or (1 if quick else 2), fractions=fractions, methods=methods,
+            distill_fractions=distill_fractions)
 
 
 if __name__ == "__main__":

@@ -1,93 +1,183 @@
-"""The label-efficiency study's outputs: a markdown table with the claims checked, a CSV of every
-run and a plot. Kept apart from the study's runner so each file has one job."""
+"""The label-efficiency study's outputs: a markdown table with the reference baselines beside and
+the claims checked, a CSV of every run, the accuracy plot and the validation learning curves.
+Kept apart from the study's runner so each file has one job."""
 
 import csv
 import pathlib
 
 import numpy as np
 
+from experiments import curves as curve_stats
+
 PRETRAINED_FINETUNES = ("mae_finetune", "simclr_finetune")
+BASELINE_METHODS = ("knn_pixels", "logreg_pixels", "cnn")
+
+
 def _cell(values) -> str:
-  return f"{np.mean(values):.3f} ± {np.std(values):.3f}"
+  return f"{np.mean(values):.3f} ± {np.std(values):.3f}" if len(values) else "—"
 
 
-def claims(results: dict, teachers: dict) -> list[str]:
-  """The issue's two claims, per fraction, with the numbers either way.
+def _tests(runs: list[dict]) -> list[float]:
+  return [r["test"] for r in runs]
+
+
+def read_baselines(path: pathlib.Path) -> dict:
+  """`{method: {fraction: [test accuracy per seed]}}` from experiments/baselines.py's CSV, or
+  {} when it has not been run."""
+  if not path.exists():
+    return {}
+  table = {}
+  with path.open() as f:
+    for row in csv.DictReader(f):
+      table.setdefault(row["method"], {}).setdefault(row["fraction"], []).append(
+          float(row["accuracy"]))
+  return table
+
+
+def claims(runs: dict, teachers: dict, baselines: dict) -> list[str]:
+  """The study's claims, per fraction, with the numbers either way.
 
   Pre-training helps when the best pre-trained fine-tune's mean beats scratch's mean by more
   than the larger of the two seed spreads (standard deviations). Distillation holds when the
-  student's mean is not below its teacher's mean (same size, so the teacher is the baseline).
+  student's mean is not below its teacher's. Every method must beat 1-NN on raw pixels; on
+  100% labels fine-tuning must not lose to the linear probe (as in MAE).
   """
   lines = []
-  for fraction in results["scratch"]:
-    scratch = results["scratch"][fraction]
-    best = max(PRETRAINED_FINETUNES, key=lambda m: np.mean(results[m][fraction]))
-    margin = np.mean(results[best][fraction]) - np.mean(scratch)
-    spread = max(np.std(results[best][fraction]), np.std(scratch))
-    verdict = "holds" if margin > spread else "does NOT hold"
-    lines.append(f"- {fraction}: pre-training + fine-tuning ({best}) minus scratch = "
-                 f"{margin:+.3f}, seed spread {spread:.3f}: the claim {verdict}.")
-    teacher = teachers[fraction]
-    gap = np.mean(results["distill"][fraction]) - np.mean(results[teacher][fraction])
-    per_seed = np.subtract(results["distill"][fraction], results[teacher][fraction])
-    verdict = "holds" if gap >= 0 else "does NOT hold"
-    lines.append(f"  distill minus its teacher ({teacher}) = {gap:+.3f} (per seed "
-                 f"{', '.join(f'{d:+.3f}' for d in per_seed)}): no loss {verdict}.")
+  fractions = list(next(iter(runs.values())))
+  for fraction in fractions:
+    mean = {m: np.mean(_tests(runs[m][fraction])) for m in runs if runs[m][fraction]}
+    finetunes = [m for m in PRETRAINED_FINETUNES if m in mean]
+    if "scratch" in mean and finetunes:
+      best = max(finetunes, key=mean.get)
+      spread = max(np.std(_tests(runs[best][fraction])), np.std(_tests(runs["scratch"][fraction])))
+      margin = mean[best] - mean["scratch"]
+      verdict = "holds" if margin > spread else "does NOT hold"
+      lines.append(f"- {fraction}: pre-training + fine-tuning ({best}) minus scratch = "
+                   f"{margin:+.3f}, seed spread {spread:.3f}: pre-training helps — {verdict}.")
+    if fraction in teachers and "distill" in mean:
+      teacher = teachers[fraction]
+      per_seed = np.subtract(_tests(runs["distill"][fraction]), _tests(runs[teacher][fraction]))
+      verdict = "holds" if per_seed.mean() >= 0 else "does NOT hold"
+      lines.append(f"- {fraction}: distill minus its teacher ({teacher}) = {per_seed.mean():+.3f} "
+                   f"(per seed {', '.join(f'{d:+.3f}' for d in per_seed)}): no loss — {verdict}.")
+    knn = baselines.get("knn_pixels", {}).get(fraction)
+    if knn:
+      losers = [m for m in mean if mean[m] <= np.mean(knn)]
+      lines.append(f"- {fraction}: every method beats 1-NN on pixels ({np.mean(knn):.3f}) — " +
+                   ("holds." if not losers else f"does NOT hold for {', '.join(losers)}."))
+    if fraction == "100%" and "mae_probe" in mean and finetunes:
+      best = max(finetunes, key=mean.get)
+      verdict = "holds" if mean[best] >= mean["mae_probe"] else "does NOT hold"
+      lines.append(f"- 100%: fine-tuning ({best}, {mean[best]:.3f}) does not lose to the linear "
+                   f"probe ({mean['mae_probe']:.3f}) — {verdict}.")
   return lines
 
 
-def write(results: dict, teachers: dict, counts: dict, settings: dict, out: pathlib.Path) -> None:
-  """`<out>/label_efficiency[_quick][_mnist].{md,csv,png}`."""
+def _curve_rows(runs: dict) -> list[str]:
+  rows = ["| method | fraction | steps | validation curve (mean over seeds) |", "|---|---|---|---|"]
+  for method, by_fraction in runs.items():
+    for fraction, seeds in by_fraction.items():
+      if seeds:
+        rows.append(f"| {method} | {fraction} | {seeds[0]['steps']} | "
+                    f"{curve_stats.flatness([r['curve'] for r in seeds])} |")
+  return rows
+
+
+def write(runs: dict, teachers: dict, images: dict, settings: dict, out: pathlib.Path) -> None:
+  """`<out>/label_efficiency[_quick][_<data>].{md,csv,png}` and `..._curves.png`."""
   out.mkdir(parents=True, exist_ok=True)
   suffix = ("_quick" if settings["quick"] else "") + \
       ("" if settings["data"] == "animal_mnist" else f"_{settings['data']}")
   stem = out / f"label_efficiency{suffix}"
-  fractions = list(counts)
-  methods = list(results)
-  seeds = len(results["scratch"][fractions[0]])
+  baselines = read_baselines(out / f"baselines{suffix}.csv")
+  fractions = [f for f in images if f != "all"]
+  seeds = max(len(s) for by_fraction in runs.values() for s in by_fraction.values())
   timings = settings.get("timings", {})
   lines = [f"# Label efficiency on {settings['data']} (top-1 test accuracy)", "",
            f"Command: `{settings['command']}`", "",
            f"Model: `{'mu' if settings['quick'] else settings['model']}` ViT for every run; "
-           f"{seeds} seed(s) per cell, mean ± standard deviation over seeds.", "",
+           f"{seeds} seed(s) per cell, mean ± standard deviation over seeds. "
+           f"{settings['validation']:.0%} of the training split is held out for validation in "
+           "every run (pre-training included); test is read once, at the end of each run.", "",
            "| method | " + " | ".join(fractions) + " |", "|---|" + "---|" * len(fractions)]
-  lines += [f"| {m} | " + " | ".join(_cell(results[m][f]) for f in fractions) + " |"
-            for m in methods]
+  lines += [f"| {m} | " + " | ".join(_cell(_tests(runs[m][f])) for f in fractions) + " |"
+            for m in runs]
+  lines += [f"| *baseline:* {m} | " + " | ".join(_cell(baselines[m].get(f, [])) for f in fractions)
+            + " |" for m in BASELINE_METHODS if m in baselines]
+  if not baselines:
+    lines += ["", f"(No baselines: run `python experiments/baselines.py` on {settings['data']} "
+              "to print them beside.)"]
   lines += ["", "Labelled images per fraction: " +
-            ", ".join(f"{f}: {n}" for f, n in counts.items()) + ".",
-            "Distillation teachers (best method per fraction): " +
-            ", ".join(f"{f}: {t}" for f, t in teachers.items()) + ".", "",
-            "## The claims", "", *claims(results, teachers)]
+            ", ".join(f"{f}: {images[f]}" for f in fractions) +
+            f"; distillation and pre-training see all {images['all']} training images.",
+            "Distillation teachers (best validation accuracy per fraction): " +
+            (", ".join(f"{f}: {t}" for f, t in teachers.items()) or "none") + ".", "",
+            "## The claims", "", *claims(runs, teachers, baselines), "",
+            "## Budgets and learning curves", "",
+            f"Validation accuracy on the holdout, {settings['curve_points']} points per run: "
+            f"`{stem.name}_curves.png`. A change near 0 over the last third means the run "
+            "ended on a flat curve.", "", *_curve_rows(runs)]
   if timings:
     lines += ["", "Wall clock: " + ", ".join(f"{k} {v / 60:.1f} min" for k, v in timings.items())
-              + " (pre-training times are 0 when the runs were already complete)."]
+              + " (0 for runs already complete)."]
   stem.with_suffix(".md").write_text("\n".join(lines) + "\n")
   with stem.with_suffix(".csv").open("w", newline="") as f:
     writer = csv.writer(f)
-    writer.writerow(["method", "fraction", "labelled", "seed", "accuracy"])
-    for m in methods:
-      for fraction, values in results[m].items():
-        writer.writerows([m, fraction, counts[fraction], s, v] for s, v in enumerate(values))
-  _plot(results, fractions, settings["data"], stem.with_suffix(".png"))
+    writer.writerow(["method", "fraction", "labelled", "seed", "accuracy", "validation", "steps"])
+    for m, by_fraction in runs.items():
+      for fraction, seeds in by_fraction.items():
+        writer.writerows([m, fraction, images[fraction], s, r["test"], r["validation"],
+                          r["steps"]] for s, r in enumerate(seeds))
+  _plot(runs, baselines, fractions, settings["data"], stem.with_suffix(".png"))
+  _plot_curves(runs, settings["data"], out / f"{stem.name}_curves.png")
   print("\n".join(lines))
 
 
-def _plot(results: dict, fractions: list[str], data: str, path: pathlib.Path) -> None:
+def _plot(runs: dict, baselines: dict, fractions: list[str], data: str,
+          path: pathlib.Path) -> None:
   import matplotlib
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
   fig, ax = plt.subplots(figsize=(6.5, 4.2))
   xs = np.arange(len(fractions))
-  for i, (method, by_fraction) in enumerate(results.items()):
-    means = [np.mean(by_fraction[f]) for f in fractions]
-    stds = [np.std(by_fraction[f]) for f in fractions]
+  for i, (method, by_fraction) in enumerate(runs.items()):
+    kept = [j for j, f in enumerate(fractions) if by_fraction[f]]
+    means = [np.mean(_tests(by_fraction[fractions[j]])) for j in kept]
+    stds = [np.std(_tests(by_fraction[fractions[j]])) for j in kept]
     # A small horizontal offset per method keeps overlapping error bars readable.
-    ax.errorbar(xs + 0.04 * (i - 2), means, yerr=stds, marker="o", capsize=3, label=method)
+    ax.errorbar(xs[kept] + 0.04 * (i - 2), means, yerr=stds, marker="o", capsize=3,
+                label=method)
+  for method in BASELINE_METHODS:
+    if method in baselines:
+      ax.plot(xs, [np.mean(baselines[method].get(f, [np.nan])) for f in fractions], ls="--",
+              color="grey", marker="x", alpha=0.7)
+      ax.annotate(method, (xs[-1], np.mean(baselines[method].get(fractions[-1], [np.nan]))),
+                  fontsize=7, color="grey", xytext=(4, 0), textcoords="offset points")
   ax.set_xticks(xs, fractions)
   ax.set_xlabel("labelled fraction of the training split")
   ax.set_ylabel("top-1 test accuracy")
-  ax.set_title(f"{data}: label efficiency (mean ± std over seeds)")
+  ax.set_title(f"{data}: label efficiency (mean ± std over seeds; grey: baselines)")
   ax.legend(fontsize=8)
   fig.tight_layout()
   fig.savefig(path, dpi=120)
+  plt.close(fig)
+
+
+def _plot_curves(runs: dict, data: str, path: pathlib.Path) -> None:
+  import matplotlib
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+  fractions = list(next(iter(runs.values())))
+  fig, axes = plt.subplots(1, len(fractions), figsize=(4.2 * len(fractions), 3.8), squeeze=False)
+  for ax, fraction in zip(axes[0], fractions):
+    for method, by_fraction in runs.items():
+      if by_fraction[fraction]:
+        steps, values = curve_stats.mean_curve([r["curve"] for r in by_fraction[fraction]])
+        ax.plot(steps, values, marker=".", label=method)
+    ax.set_title(f"{data}, {fraction} labels")
+    ax.set_xlabel("training step")
+    ax.set_ylabel("validation accuracy (holdout)")
+    ax.legend(fontsize=7)
+  fig.tight_layout()
+  fig.savefig(path, dpi=110)
   plt.close(fig)

@@ -139,7 +139,8 @@ def position_at_step(data_iterator, step: int) -> None:
 def step_dir(path: str | os.PathLike, what: str = "The path") -> pathlib.Path:
   """One step's checkpoint folder from a training workdir, its `checkpoints/` folder (the
   latest step) or a step folder itself."""
-  path = pathlib.Path(path).expanduser()
+  # Absolute: orbax reads a relative path's metadata as missing (and returns None).
+  path = pathlib.Path(path).expanduser().absolute()
   if (path / "checkpoints").is_dir():
     path = path / "checkpoints"
   if not (path / "state").is_dir():

@@ -53,3 +53,34 @@ def test_digits_are_never_flipped(file):
     assert "flip" not in config.data.augment.split("+"), (file, data)
   animals = module.get_config("animal_mnist")
   assert animals.data.augment  # every config names its augmentation
+
+
+@pytest.mark.parametrize("data", ["animal_mnist", "mnist"])
+@pytest.mark.parametrize("labels", ["1%", "10%", "100%", "k=5"])
+def test_small_data_budgets_are_epochs_by_data_set_and_label_fraction(data, labels):
+  finetune = _load(REPO_ROOT / "configs" / "finetune.py")
+  config = finetune.get_config(f"mini,{data},labels={labels}")
+  assert config.total_steps == 0  # the budget is in epochs
+  assert config.num_epochs == finetune.budget_epochs(data, labels, pretrained=False) > 0
+  from_pretrained = finetune.pretrained_overrides(data, labels)["num_epochs"]
+  assert 0 < from_pretrained <= config.num_epochs
+  probe = _load(REPO_ROOT / "configs" / "linear_probe.py").get_config(
+      f"mini,{data},labels={labels}")
+  assert probe.num_epochs == from_pretrained
+
+
+def test_fewer_labels_get_more_passes_and_bigger_data_fewer():
+  finetune = _load(REPO_ROOT / "configs" / "finetune.py")
+  for pretrained in (False, True):
+    by_data = {d: [finetune.budget_epochs(d, f, pretrained) for f in ("1%", "10%", "100%")]
+               for d in ("animal_mnist", "mnist")}
+    for epochs in by_data.values():
+      assert epochs == sorted(epochs, reverse=True) and len(set(epochs)) == 3
+    assert all(m < a for m, a in zip(by_data["mnist"], by_data["animal_mnist"]))
+
+
+def test_scratch_recipe_has_no_layer_decay_and_fine_tuning_has():
+  finetune = _load(REPO_ROOT / "configs" / "finetune.py")
+  assert finetune.get_config("mini,animal_mnist").optim.layer_decay == 1.0
+  assert finetune.pretrained_overrides("animal_mnist", "10%")["optim.layer_decay"] < 1.0
+  assert finetune.get_config("vit_b16,imagenet2012").optim.layer_decay == 0.65

@@ -1,15 +1,19 @@
-"""The label-efficiency study's --quick mode runs end to end and writes its table and plot."""
+"""The label-efficiency study's --quick mode runs end to end and writes its table (with the
+reference baselines beside), CSV, plot and validation learning curves."""
 
 import csv
-import os
 import subprocess
 import sys
 
 from conftest import REPO_ROOT, TEST_CACHE
 
 
-def test_quick_study_writes_table_csv_and_plot(tmp_path, subprocess_env):
+def test_quick_study_writes_table_csv_plot_and_curves(tmp_path, subprocess_env):
   out = tmp_path / "results"
+  out.mkdir()
+  # As experiments/baselines.py writes it: the study prints these rows beside its own.
+  (out / "baselines_quick.csv").write_text(
+      "method,fraction,labelled,seed,accuracy\nknn_pixels,10%,720,0,0.25\ncnn,10%,720,0,0.5\n")
   proc = subprocess.run(
       [sys.executable, "experiments/label_efficiency.py", "--quick", f"--out={out}",
        f"--study_dir={tmp_path / 'runs'}", f"--compilation_cache={TEST_CACHE}"],
@@ -18,6 +22,12 @@ def test_quick_study_writes_table_csv_and_plot(tmp_path, subprocess_env):
   table = (out / "label_efficiency_quick.md").read_text()
   for method in ("scratch", "mae_finetune", "mae_probe", "simclr_finetune", "distill"):
     assert f"| {method} |" in table
+  assert "| *baseline:* knn_pixels | 0.250 ± 0.000 |" in table
+  assert "every method beats 1-NN on pixels (0.250)" in table
   rows = list(csv.DictReader((out / "label_efficiency_quick.csv").open()))
   assert len(rows) == 5 and all(0.0 <= float(r["accuracy"]) <= 1.0 for r in rows)
+  assert all(0.0 <= float(r["validation"]) <= 1.0 for r in rows)
+  # Every run's validation curve is in the table, and plotted.
+  assert table.count("change over the last third") == 5
   assert (out / "label_efficiency_quick.png").stat().st_size > 1000
+  assert (out / "label_efficiency_quick_curves.png").stat().st_size > 1000

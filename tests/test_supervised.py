@@ -43,6 +43,19 @@ def test_init_from_an_mae_run_loads_the_encoder_and_a_fresh_head(make_config,
   assert np.abs(tuned["head/kernel"]).max() < 1e-3  # the fresh, near-zero head
 
 
+def test_init_from_a_relative_step_folder(make_config, make_finetune_config, tmp_path,
+                                          monkeypatch):
+  # orbax reads a relative path's metadata as missing; the README's `runs/mae-XXXX` is relative.
+  train.run(make_config(total_steps=3), tmp_path / "mae")
+  monkeypatch.chdir(tmp_path)
+  config = make_finetune_config(init_from="mae/checkpoints/3", total_steps=1, log_steps=1,
+                                **{"optim.base_lr": 0.0})
+  train.run(config, tmp_path / "ft")
+  tuned, mae_params = _read_params(tmp_path / "ft", 1), _read_params(tmp_path / "mae", 3)
+  _assert_same({k: tuned[k] for k in tuned if k.startswith("encoder/")},
+               {k: mae_params[k] for k in tuned if k.startswith("encoder/")})
+
+
 def test_init_from_another_architecture_lists_the_mismatches(make_config, make_finetune_config,
                                                              tmp_path):
   train.run(make_config(total_steps=3), tmp_path / "mae")
@@ -113,6 +126,21 @@ def test_a_validation_split_carved_from_train_is_evaluated(make_finetune_config,
   train.run(config, tmp_path / "run")
   final = sweep.final_metrics(tmp_path / "run")
   assert final["validation/examples"] == 800  # 10% of animal_mnist's 8,000 training images
+
+
+def test_evaluators_read_the_training_split_without_its_holdout(make_finetune_config):
+  from mll_jax.data import holdout, pipeline, sources
+  from mll_jax.evaluators.context import EvalContext
+  config = make_finetune_config(**{"data.validation": 0.1})
+  builder = sources.get_builder(config.data.name, config.data.data_dir)
+  ctx = EvalContext(config, None, builder, None, None)
+  rest, held = holdout.carve(sources.data_source(builder, "train"), config.data,
+                             sources.info(builder).class_names)
+  assert len(rest) == 7200 and len(held) == 800
+  # A few-shot probe scored on the holdout fits on the rest, never on the held-out images.
+  for split, expected in (("train", rest), ("holdout", held)):
+    np.testing.assert_array_equal(ctx.arrays(split, 0)["image"],
+                                  pipeline.eval_arrays(expected, size=28, channels=1)["image"])
 
 
 @pytest.mark.parametrize("overrides,message", [

@@ -35,7 +35,7 @@ class EvalContext:
   def arrays(self, split: str, max_examples: int, seed: int = 0) -> dict:
     """A deterministic subset of `split` as numpy arrays, in the model's image format;
     `split="holdout"` is the part of the training split that `config.data.validation` holds
-    out (see data/holdout.py)."""
+    out (see data/holdout.py), and the run's training split is read without it."""
     source = self._source(split)
     return pipeline.eval_arrays(source,
                                 size=self.config.data.image_size,
@@ -43,13 +43,18 @@ class EvalContext:
                                 max_examples=max_examples, seed=seed)
 
   def _source(self, split: str):
-    if split != holdout.HOLDOUT:
+    train_split = self.config.data.train_split
+    if split not in (holdout.HOLDOUT, train_split):
       return class_subsets.apply(sources.data_source(self.builder, split), self.class_indices)
-    train = class_subsets.apply(sources.data_source(self.builder, self.config.data.train_split),
+    train = class_subsets.apply(sources.data_source(self.builder, train_split),
                                 self.class_indices)
     names = self.builder.info.features["label"].names
     names = [names[i] for i in self.class_indices] if self.class_indices else names
-    _, held_out = holdout.carve(train, self.config.data, names)
+    # The run's training split without its holdout: a few-shot probe scored on the holdout
+    # must not fit on the very images it scores.
+    rest, held_out = holdout.carve(train, self.config.data, names)
+    if split == train_split:
+      return rest
     if held_out is None:
       raise ValueError("An evaluator reads split 'holdout', but config.data.validation is 0: "
                        "set it to the fraction of the training split to hold out (e.g. 0.1).")

@@ -1,0 +1,33 @@
+"""Validation learning curves of a study's runs: reading them from a run's metrics, averaging
+them over seeds, and saying how flat they end. Shared by the study reports."""
+
+import json
+import pathlib
+
+import numpy as np
+
+
+def read(workdir: pathlib.Path, metric: str = "validation/accuracy") -> list[tuple[int, float]]:
+  """`[(step, value)]` of `metric` in a run's metrics.jsonl, in step order."""
+  lines = (workdir / "metrics.jsonl").read_text().splitlines()
+  return [(m["step"], m[metric]) for m in map(json.loads, lines) if metric in m]
+
+
+def mean_curve(curves: list[list]) -> tuple[np.ndarray, np.ndarray]:
+  """(steps, mean value over seeds) of runs logged at the same steps."""
+  steps = np.array([s for s, _ in curves[0]])
+  return steps, np.mean([[a for _, a in c] for c in curves], axis=0)
+
+
+def last_third_change(curves: list[list]) -> float:
+  """Change of the mean curve over the last third of the run: near 0 when it ends flat."""
+  _, values = mean_curve(curves)
+  third = values[int(len(values) * 2 / 3):]
+  return float(third[-1] - third[0])
+
+
+def flatness(curves: list[list]) -> str:
+  """How flat the mean curve ends: its last value, its best, and its last third's change."""
+  steps, values = mean_curve(curves)
+  return (f"{values[-1]:.3f} at step {steps[-1]}, best {values.max():.3f}; change over "
+          f"the last third of the run {last_third_change(curves):+.3f}")
