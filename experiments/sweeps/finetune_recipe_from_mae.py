@@ -2,7 +2,7 @@
 decay x learning rate, scored on the validation holdout (never test).
 
     python -m mll_jax.sweep --config=configs/finetune.py:mini,animal_mnist,labels=10% \\
-        --sweep=experiments/sweeps/recipe_finetune_from_mae.py \\
+        --sweep=experiments/sweeps/finetune_recipe_from_mae.py \\
         --config.init_from=runs/probe/mae_mini_100ep/checkpoints/1125 --config.num_epochs=60 \\
         --config.data.validation=0.1 --config.evals.classification.split=holdout \\
         --config.evals.classification.log_steps=34

@@ -2,7 +2,7 @@
 scored on the validation holdout (never test).
 
     python -m mll_jax.sweep --config=configs/linear_probe.py:mini,animal_mnist,labels=10% \\
-        --sweep=experiments/sweeps/recipe_linear_probe.py \\
+        --sweep=experiments/sweeps/linear_probe_recipe.py \\
         --config.init_from=runs/probe/mae_mini_100ep/checkpoints/1125 \\
         --config.data.validation=0.1 --config.evals.classification.split=holdout \\
         --config.evals.classification.log_steps=68
