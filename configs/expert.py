@@ -6,7 +6,8 @@
 Args as configs/finetune.py (model, data set, labels=...); default the `mini` ViT on all of
 animal_mnist's training images of the named classes, with the fine-tuning recipe's budget from
 scratch (configs/finetune.py `EPOCHS`); from an MAE encoder (`init_from`), add
-`finetune.pretrained_overrides` as experiments/hub_experts.py does. Register the run with `python -m mll_jax.hub register`.
+`finetune.pretrained_overrides` as experiments/hub_experts.py does. Register the run with
+`python -m mll_jax.hub register`.
 """
 
 import ml_collections
