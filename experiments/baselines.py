@@ -31,7 +31,7 @@ sys.path.insert(0, str(REPO))
 from experiments import baselines_report as report  # noqa: E402
 from experiments import curves, smoke, study_cli  # noqa: E402
 from mll_jax import config_files, sweep, train  # noqa: E402
-from mll_jax.data import pipeline, run_split, sources  # noqa: E402
+from mll_jax.data import label_fractions, pipeline, run_split, sources  # noqa: E402
 
 _QUICK = flags.DEFINE_bool("quick", False, "The `cnn_mu` model and a few steps: a smoke test.")
 _DATA = flags.DEFINE_enum("data", "animal_mnist", ["animal_mnist", "mnist"], "Data set.")
@@ -91,7 +91,7 @@ def cnn_run(config, labelled: int, settings: dict, workdir: pathlib.Path) -> dic
   """Trains the CNN (unless finished before); returns its test accuracy and its curve."""
   result = workdir / "result.json"
   if not result.exists():
-    batch = min(config.batch_size, 1 << int(math.log2(labelled)))
+    batch = label_fractions.batch_size_for(config.batch_size, labelled)
     steps = max(math.ceil(settings["cnn_epochs"] * labelled / batch), settings["cnn_min_steps"])
     if settings["quick"]:
       steps = config.total_steps

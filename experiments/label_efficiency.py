@@ -39,7 +39,7 @@ sys.path.insert(0, str(REPO))
 from experiments import curves, smoke, study_cli  # noqa: E402
 from experiments import label_efficiency_report as report  # noqa: E402
 from mll_jax import config_files, sweep, train  # noqa: E402
-from mll_jax.data import run_split, sources  # noqa: E402
+from mll_jax.data import label_fractions, run_split, sources  # noqa: E402
 
 _QUICK = flags.DEFINE_bool("quick", False, "The `mu` model and a few steps: a smoke test.")
 _DATA = flags.DEFINE_enum("data", "animal_mnist", ["animal_mnist", "mnist"], "Data set.")
@@ -184,6 +184,7 @@ def run_study(study_dir: pathlib.Path, out: pathlib.Path, settings: dict, seeds:
     for seed in range(seeds):
       for method in methods:
         config = _adaptation_config(method, fraction, seed, pretrained, settings)
+        config.batch_size = label_fractions.batch_size_for(config.batch_size, images[fraction])
         runs[method][fraction].append(_run(
             config, study_dir / f"{method}_{_tag(fraction)}_seed{seed}", images[fraction],
             settings))

@@ -84,3 +84,8 @@ def test_scratch_recipe_has_no_layer_decay_and_fine_tuning_has():
   assert finetune.get_config("mini,animal_mnist").optim.layer_decay == 1.0
   assert finetune.pretrained_overrides("animal_mnist", "10%")["optim.layer_decay"] < 1.0
   assert finetune.get_config("vit_b16,imagenet2012").optim.layer_decay == 0.65
+
+
+def test_one_percent_of_animal_mnist_fits_in_a_batch():
+  finetune = _load(REPO_ROOT / "configs" / "finetune.py")
+  assert finetune.get_config("mini,animal_mnist,labels=1%").batch_size <= 70

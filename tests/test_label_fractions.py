@@ -68,3 +68,14 @@ def test_holdout_is_balanced_disjoint_and_fixed_whatever_the_run_seed():
   assert holdout.carve(source, ml_collections.ConfigDict({"validation": 0.0}))[1] is None
   with pytest.raises(ValueError, match=r"config.data.validation=1.5 must be in \[0, 1\)"):
     holdout.carve(source, ml_collections.ConfigDict({"validation": 1.5}))
+
+
+@pytest.mark.parametrize("batch,labelled,expected", [(128, 70, 64), (128, 720, 128),
+                                                     (64, 64, 64), (128, 1, 1)])
+def test_batch_size_fits_a_small_labelled_subset(batch, labelled, expected):
+  assert lf.batch_size_for(batch, labelled) == expected
+
+
+def test_an_empty_subset_cannot_be_batched():
+  with pytest.raises(ValueError, match="0 images"):
+    lf.batch_size_for(128, 0)
