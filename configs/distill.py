@@ -39,6 +39,7 @@ def get_config(arg=None):
     c.model.drop_path = 0.0
   # Passes over every training image (the unlabelled ones too): MNIST has 7.5x the images.
   c.num_epochs = 3.0 if c.data.name == "idx/mnist" else 15.0
+  c.budget_sized_for = dict(labels=None, num_epochs=c.num_epochs)  # not sized by the labels
   c.optim.update(layer_decay=1.0, freeze=("^teacher/",))
   c.init_from = ""             # the teacher's training run (required)
   c.student_init_from = ""     # optional: a pre-training run whose encoder starts the student

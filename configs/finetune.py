@@ -113,6 +113,10 @@ def get_config(arg=None):
     c.batch_size = 64  # 1% is 80 images (70 with a validation holdout): under one batch of 128
   c.total_steps = 0
   c.num_epochs = 100.0 if big else budget_epochs(data, labels, pretrained=False)
+  # The labels the budget above was sized for: a later `data.labels` override that leaves
+  # num_epochs alone is refused at training start (train.resolve_duration), since it would
+  # silently keep this budget (the 10% one, by default) for another fraction.
+  c.budget_sized_for = dict(labels=labels, num_epochs=c.num_epochs)
   c.warmup_steps = 0
   c.warmup_epochs = 5.0
   # MAE fine-tuning: AdamW(0.9, 0.999), base lr 5e-4 (ViT-B), layer-wise decay 0.65, wd 0.05.

@@ -25,6 +25,7 @@ def get_config(arg=None):
   c.data.crop_scale = (0.08, 1.0) if big else (0.7, 1.0)
   c.num_epochs = 90.0 if big else finetune.budget_epochs(
       finetune.parse_arg(arg)[1], c.data.labels, pretrained=True)
+  c.budget_sized_for.num_epochs = c.num_epochs
   c.warmup_epochs = 10.0 if big else 5.0
   c.batch_size = 16384 if big else 64
   # MAE: LARS, base lr 0.1 (x batch / 256), no weight decay, 90 epochs, 10 warm-up. LARS's

@@ -69,11 +69,15 @@ METRIC = "classification/accuracy"
 VALIDATION_METRIC = "validation/accuracy"
 
 
-def _config(name: str, settings: dict, **overrides):
-  """`configs/<name>.py` for the study's data and model, with its holdout and `overrides`."""
+def _config(name: str, settings: dict, labels: str = "", **overrides):
+  """`configs/<name>.py` for the study's data and model (and `labels`), with its holdout and
+  `overrides`.
+
+  The labels go into the config's arg, not into `data.labels` afterwards: the config sizes its
+  budget (and batch) by them, and an override of `data.labels` would keep the 10% budget."""
   model = "mu" if settings["quick"] else settings["model"]
-  config = config_files.load(REPO / "configs" / f"{name}.py").get_config(
-      f"{model},{settings['data']}")
+  arg = f"{model},{settings['data']}" + (f",labels={labels}" if labels else "")
+  config = config_files.load(REPO / "configs" / f"{name}.py").get_config(arg)
   overrides = {"data.validation": settings["validation"], **overrides}
   if settings["manual_dir"]:
     overrides["data.manual_dir"] = settings["manual_dir"]
@@ -146,12 +150,11 @@ def pretrain(study_dir: pathlib.Path, settings: dict) -> dict:
 def _adaptation_config(method: str, fraction: str, seed: int, pretrained: dict,
                        settings: dict):
   config_name, start = ADAPTATIONS[method]
-  overrides = {"data.labels": fraction, "seed": seed,
-               "init_from": str(pretrained[start]) if start else ""}
+  overrides = {"seed": seed, "init_from": str(pretrained[start]) if start else ""}
   if start and config_name == "finetune" and not settings["quick"]:
     finetune = config_files.load(REPO / "configs" / "finetune.py")
     overrides.update(finetune.pretrained_overrides(settings["data"], fraction))
-  return _config(config_name, settings, **overrides)
+  return _config(config_name, settings, labels=fraction, **overrides)
 
 
 def _distill_config(teacher: str, fraction: str, seed: int, study_dir: pathlib.Path,

@@ -57,6 +57,8 @@ def resolve_duration(config, train_examples: int) -> tuple[int, int]:
   """`(total_steps, warmup_steps)` from steps if given, else from epochs of the train split."""
   # Epochs count images, not whole batches: 600 epochs of 72 labelled images at batch 64 are
   # 675 steps (flooring to one batch per epoch would give 600, a tenth fewer passes).
+  if not config.total_steps:
+    check_budget_labels(config)
   steps_per_epoch = train_examples / config.batch_size
   total = config.total_steps or math.ceil(config.num_epochs * steps_per_epoch)
   warmup = config.warmup_steps or math.ceil(config.warmup_epochs * steps_per_epoch)
@@ -65,6 +67,22 @@ def resolve_duration(config, train_examples: int) -> tuple[int, int]:
                    f"config.total_steps={config.total_steps}): set config.num_epochs or "
                    "config.total_steps > 0.")
   return total, min(warmup, total)
+
+
+def check_budget_labels(config) -> None:
+  """Refuses a run whose `data.labels` was changed after its config file sized `num_epochs`
+  for other labels (`config.budget_sized_for`), unless `num_epochs` was set too."""
+  sized = config.get("budget_sized_for")
+  if not sized or sized.get("labels") is None:
+    return
+  labels = config.data.get("labels", "")
+  if labels != sized.labels and config.num_epochs == sized.num_epochs:
+    raise RunError(
+        f"config.data.labels is {labels!r}, but config.num_epochs={config.num_epochs} is the "
+        f"budget the config file sized for labels={sized.labels!r}. Put the labels in the "
+        f"config arg instead (e.g. --config=configs/finetune.py:mini,animal_mnist,"
+        f"labels={labels}), which sizes the budget and batch for them, or set "
+        "--config.num_epochs (or --config.total_steps) yourself.")
 
 
 def check_workdir(workdir: pathlib.Path) -> None:

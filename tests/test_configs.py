@@ -89,3 +89,25 @@ def test_scratch_recipe_has_no_layer_decay_and_fine_tuning_has():
 def test_one_percent_of_animal_mnist_fits_in_a_batch():
   finetune = _load(REPO_ROOT / "configs" / "finetune.py")
   assert finetune.get_config("mini,animal_mnist,labels=1%").batch_size <= 70
+
+
+@pytest.mark.parametrize("config_file", ["finetune", "linear_probe"])
+def test_labels_changed_after_the_budget_was_sized_are_refused(config_file):
+  from mll_jax import sweep, train
+  config = _load(REPO_ROOT / "configs" / f"{config_file}.py").get_config("mini,animal_mnist")
+  stale = sweep.apply_overrides(config, {"data.labels": "1%"})
+  with pytest.raises(train.RunError, match=r"labels='10%'.*labels=1%"):
+    train.resolve_duration(stale, 70)
+  # With its own budget, or its labels in the arg, the run goes ahead.
+  own = sweep.apply_overrides(config, {"data.labels": "1%", "num_epochs": 30.0})
+  assert train.resolve_duration(own, own.batch_size)[0] == 30
+  sized = _load(REPO_ROOT / "configs" / f"{config_file}.py").get_config(
+      "mini,animal_mnist,labels=1%")
+  assert train.resolve_duration(sized, sized.batch_size)[0] == sized.num_epochs
+
+
+def test_distillation_budget_is_not_sized_by_labels():
+  from mll_jax import sweep, train
+  config = _load(REPO_ROOT / "configs" / "distill.py").get_config("mini,animal_mnist")
+  config = sweep.apply_overrides(config, {"data.labels": "1%"})
+  assert train.resolve_duration(config, 128)[0] == config.num_epochs

@@ -1,9 +1,21 @@
-"""Fine-tuning from scratch at several label fractions and seeds.
+"""Fine-tuning from scratch at several label fractions and seeds, each fraction with the
+budget configs/finetune.py sizes for it (`data.labels` alone would keep the 10% budget, and
+training refuses that).
 
     python -m mll_jax.sweep --config=configs/finetune.py --sweep=experiments/sweeps/finetune_labels.py
 """
 
+import pathlib
+
+from mll_jax import config_files
+
+FRACTIONS = ["1%", "10%", "100%"]
+finetune = config_files.load(pathlib.Path(__file__).resolve().parents[2] / "configs" / "finetune.py")
+
 
 def get_sweep():
-  return {"grid": {"data.labels": ["1%", "5%", "10%", "100%"], "seed": [0, 1, 2]},
+  return {"grid": {"seed": [0, 1, 2]},
+          "zip": {"data.labels": FRACTIONS,
+                  "num_epochs": [finetune.budget_epochs("animal_mnist", f, pretrained=False)
+                                 for f in FRACTIONS]},
           "metrics": ["classification/accuracy"]}
