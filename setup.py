@@ -36,8 +36,9 @@ setup(
         # torch 2.13.0 pinned exactly: a looser range pulls the newest CUDA build (GBs). The
         # timm parity test also needs `pip install --no-deps timm` (its torchvision dependency
         # has no CPU build here; tests/torchvision_stub.py stands in for it).
+        # jax[tpu] brings libtpu, whose compiler the TPU-pod compile test uses (no TPU needed).
         "test": ["pytest>=8,<10", "matplotlib>=3.7,<4", "torch==2.13.0", "pyyaml>=6",
-                 "nltk>=3.8,<4",
+                 "nltk>=3.8,<4", "jax[tpu]>=0.8,<0.11",
                  "cvxpy>=1.4,<2"],  # an independent interior-point solve to check CHCO against
         # Rebuilding the SDAG from WordNet (python -m mll_jax.hub.wordnet_graph); the data
         # files come from the system (Debian: apt-get install wordnet-base wordnet-sense-index).

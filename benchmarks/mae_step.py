@@ -1,11 +1,13 @@
-"""Train-step images/s of the default MAE config in mll_jax vs the same model in PyTorch.
+"""Train-step and encoder-inference images/s of the default MAE config in mll_jax (float32
+and bfloat16 compute) vs the same model in PyTorch (float32 eager, and bfloat16 CPU autocast).
 
     python benchmarks/mae_step.py [--config=configs/mae.py] [--repeats=5] [--steps=20]
 
-Both run in this process on the same machine, one after the other, on the same random uint8
-batches; each figure is the median over `repeats` timed windows of `steps` steps after a
-warm-up (compilation excluded). Also reported: CPU seconds per wall second (how many cores
-each framework keeps busy). Prints both and the ratio mll_jax / PyTorch.
+Every variant runs in this process on the same random uint8 batches. After a warm-up of each
+(compilation excluded), the timed windows alternate: one window of every variant per round,
+`repeats` rounds, so background load lands on all sides alike; each figure is the median over
+rounds. Also reported: CPU seconds per wall second (how many cores each keeps busy), and the
+bfloat16 / float32 ratio of mll_jax that picks the CPU default of `config.model.dtype`.
 """
 
 import os
@@ -26,48 +28,73 @@ from mll_jax.data import sources  # noqa: E402
 from mll_jax.models import mae as mae_model, vit  # noqa: E402
 
 _CONFIG = config_flags.DEFINE_config_file("config", "configs/mae.py", "Config to benchmark.")
-_REPEATS = flags.DEFINE_integer("repeats", 5, "Timed windows per framework.")
+_REPEATS = flags.DEFINE_integer("repeats", 5, "Rounds: timed windows per variant.")
 _STEPS = flags.DEFINE_integer("steps", 20, "Steps per timed window.")
 _TORCH_THREADS = flags.DEFINE_integer("torch_threads", 0, "torch threads (0: torch's default).")
-_ONLY_JAX = flags.DEFINE_bool("only_jax", False, "Skip the PyTorch baseline (for profiling).")
+_ONLY_JAX = flags.DEFINE_bool("only_jax", False, "Skip the PyTorch baselines (for profiling).")
 
 
-def _time_windows(step, batches, repeats, steps_per_window, sync):
-  """Median images/s and median CPU-s per wall-s over `repeats` windows."""
-  for b in batches[:3]:  # warm-up (and compilation)
-    sync(step(b))
-  rates, busy = [], []
-  for _ in range(repeats):
+class Variant:
+  """One timed function: `run(batch)` returns something `sync` waits for."""
+
+  def __init__(self, run, sync):
+    self.run, self.sync = run, sync
+    self.rates, self.busy = [], []
+
+  def warm_up(self, batches):
+    for b in batches[:3]:  # compilation, allocator and thread-pool warm-up
+      self.sync(self.run(b))
+
+  def window(self, batches, steps_per_window):
     cpu0, t0 = time.process_time(), time.perf_counter()
     out = None
     for i in range(steps_per_window):
-      out = step(batches[i % len(batches)])
-    sync(out)
+      out = self.run(batches[i % len(batches)])
+    self.sync(out)
     wall = time.perf_counter() - t0
-    rates.append(steps_per_window * len(batches[0]) / wall)
-    busy.append((time.process_time() - cpu0) / wall)
-  return statistics.median(rates), statistics.median(busy)
+    self.rates.append(steps_per_window * len(batches[0]) / wall)
+    self.busy.append((time.process_time() - cpu0) / wall)
+
+  @property
+  def rate(self) -> float:
+    return statistics.median(self.rates)
 
 
-def bench_jax(config, batches):
+def alternate(variants: dict, batches, repeats: int, steps_per_window: int) -> None:
+  """Warm every variant up, then time one window of each per round."""
+  for v in variants.values():
+    v.warm_up(batches)
+  for _ in range(repeats):
+    for v in variants.values():
+      v.window(batches, steps_per_window)
+
+
+def jax_variants(config, batches, dtype: str) -> tuple[Variant, Variant, float]:
+  """The train step and the encoder forward in `dtype`, and XLA's FLOPs per train step."""
+  config = config.copy_and_resolve_references()
+  config.model.dtype = dtype
   mesh = sharding.make_mesh((("data", 1), ("fsdp", 1)), jax.devices()[:1])
   info = sources.DatasetInfo("bench", tuple(str(i) for i in range(10)),
                              batches[0].shape[1:], {})
   tx = optim.make(config.optim, config.batch_size, 1000, 10)
-  compiled = steps.build(tasks.get(config.task), config, info, tx, mesh)
+  task = tasks.get(config.task)
+  compiled = steps.build(task, config, info, tx, mesh)
   flops = aot.compile_train_step(compiled, config, mesh).flops_per_device  # one device here
   state = [compiled.init()]
 
-  def step(images):
+  def train(images):
     batch = sharding.global_batch({"image": images}, compiled.batch_sharding)
     state[0], metrics = compiled.train_step(state[0], batch)
     return metrics["loss"]
 
-  return (*_time_windows(step, batches, _REPEATS.value, _STEPS.value, jax.block_until_ready),
-          flops)
+  features = jax.jit(lambda variables, images: compiled.apply(variables, task.features, images))
+  # A copy: the train step donates the state's buffers.
+  variables = jax.tree.map(lambda x: x.copy(), steps.variables(state[0]))
+  encode = lambda images: features(variables, images)
+  return (Variant(train, jax.block_until_ready), Variant(encode, jax.block_until_ready), flops)
 
 
-def bench_torch(config, batches):
+def torch_variants(config, bfloat16: bool) -> tuple[Variant, Variant]:
   import torch
   from benchmarks import torch_mae
   if _TORCH_THREADS.value:
@@ -76,8 +103,8 @@ def bench_torch(config, batches):
   model = torch_mae.TorchMAE(vit.encoder_size(m.variant), mae_model.DECODER_SIZES[m.decoder],
                              config.data.image_size, config.data.channels, m.patch_size,
                              m.mask_ratio)
-  step = torch_mae.train_step_fn(model)
-  return _time_windows(step, batches, _REPEATS.value, _STEPS.value, lambda x: x)
+  return (Variant(torch_mae.train_step_fn(model, bfloat16=bfloat16), lambda x: x),
+          Variant(torch_mae.encode_fn(model, bfloat16=bfloat16), lambda x: x))
 
 
 def main(argv):
@@ -92,27 +119,55 @@ def main(argv):
         f"torch {torch.__version__} ({torch.get_num_threads()} threads)")
   print(f"model: MAE {config.model.variant} patch {config.model.patch_size}, decoder "
         f"{config.model.decoder}, batch {shape}")
-  jax_rate, jax_busy, flops = bench_jax(config, batches)
-  achieved = flops * jax_rate / config.batch_size  # FLOP/s: XLA's FLOPs per step x steps/s
+  train, infer, flops = {}, {}, {}
+  for dtype in ("float32", "bfloat16"):
+    train[f"mll_jax {dtype}"], infer[f"mll_jax {dtype}"], flops[dtype] = jax_variants(
+        config, batches, dtype)
+  if not _ONLY_JAX.value:
+    for name, bf16 in (("PyTorch float32", False), ("PyTorch bf16 autocast", True)):
+      train[name], infer[name] = torch_variants(config, bf16)
+  alternate({**{f"train {k}": v for k, v in train.items()},
+             **{f"infer {k}": v for k, v in infer.items()}}, batches, _REPEATS.value,
+            _STEPS.value)
+
   device = jax.devices()[0]
   peak = peak_flops(device.device_kind) if device.platform != "cpu" else None
-  print(f"mll_jax  train step: {jax_rate:8.1f} images/s (median of {_REPEATS.value}), "
-        f"{jax_busy:.2f} CPU-s per wall-s, {achieved / 1e9:.1f} GFLOP/s"
-        + (f", MFU {achieved / peak:.1%} of {device.device_kind}'s {peak / 1e12:.0f} TFLOP/s"
-           if peak else ""))
-  figures = {"mll_jax": (jax_rate, "images/s"), "mll_jax FLOP/s": (achieved, "FLOP/s")}
-  ratios = {"MFU": achieved / peak} if peak else {}
+  figures, ratios = {}, {}
+  for what, table in (("train step", train), ("encoder inference", infer)):
+    for name, v in table.items():
+      line = (f"{name:24s} {what}: {v.rate:8.1f} images/s (median of {_REPEATS.value}), "
+              f"{statistics.median(v.busy):.2f} CPU-s per wall-s")
+      if what == "train step" and name.startswith("mll_jax"):
+        achieved = flops[name.split()[1]] * v.rate / config.batch_size
+        line += f", {achieved / 1e9:.1f} GFLOP/s"
+        if peak:
+          line += f", MFU {achieved / peak:.1%} of {device.device_kind}'s {peak / 1e12:.0f} TFLOP/s"
+          ratios[f"MFU {name}"] = achieved / peak
+      print(line)
+      figures[f"{name} {what}"] = (v.rate, "images/s")
+  rate = lambda table, name: table[name].rate if name in table else float("nan")
+  ratios["train bfloat16 / float32 (mll_jax)"] = \
+      rate(train, "mll_jax bfloat16") / rate(train, "mll_jax float32")
   if not _ONLY_JAX.value:
-    torch_rate, torch_busy = bench_torch(config, batches)
-    print(f"PyTorch  train step: {torch_rate:8.1f} images/s (median of {_REPEATS.value}), "
-          f"{torch_busy:.2f} CPU-s per wall-s")
-    print(f"ratio mll_jax / PyTorch: {jax_rate / torch_rate:.2f}x")
-    figures["PyTorch"] = (torch_rate, "images/s")
-    ratios["mll_jax / PyTorch"] = jax_rate / torch_rate
-  report.emit("MAE train step", f"MAE {config.model.variant} patch {config.model.patch_size}, "
-              f"decoder {config.model.decoder}, batch {shape}, 1 {device.platform} device "
-              f"({device.device_kind}); median of {_REPEATS.value} windows of {_STEPS.value} "
-              "steps", figures, ratios)
+    ratios.update({
+        "train mll_jax float32 / PyTorch float32":
+            rate(train, "mll_jax float32") / rate(train, "PyTorch float32"),
+        "train mll_jax bfloat16 / PyTorch float32":
+            rate(train, "mll_jax bfloat16") / rate(train, "PyTorch float32"),
+        "train mll_jax bfloat16 / PyTorch bf16 autocast":
+            rate(train, "mll_jax bfloat16") / rate(train, "PyTorch bf16 autocast"),
+        "inference mll_jax float32 / PyTorch float32":
+            rate(infer, "mll_jax float32") / rate(infer, "PyTorch float32"),
+        "inference mll_jax bfloat16 / PyTorch bf16 autocast":
+            rate(infer, "mll_jax bfloat16") / rate(infer, "PyTorch bf16 autocast"),
+    })
+  for name, value in ratios.items():
+    print(f"ratio {name}: {value:.2f}" + ("" if name.startswith("MFU") else "x"))
+  report.emit("MAE train step and encoder inference",
+              f"MAE {config.model.variant} patch {config.model.patch_size}, decoder "
+              f"{config.model.decoder}, batch {shape}, 1 {device.platform} device "
+              f"({device.device_kind}); {_REPEATS.value} alternating rounds of one "
+              f"{_STEPS.value}-step window per variant, medians", figures, ratios)
 
 
 # Dense bf16 peak FLOP/s per chip from the vendors' data sheets (MFU's denominator). The ViT

@@ -96,15 +96,38 @@ class TorchMAE(nn.Module):
     return (loss * mask).sum() / mask.sum()
 
 
-def train_step_fn(model, lr=1e-3):
-  """An eager AdamW(0.9, 0.95) step: forward, backward, update."""
+  def encode(self, images):
+    """Every patch through the encoder (no masking), mean-pooled: the labelling forward."""
+    x = self.patch_embed(self.patchify(images.float() / 127.5 - 1.0)) + self.pos[1:]
+    cls = (self.cls_token + self.pos[:1]).expand(x.shape[0], -1, -1)
+    return self.encoder(torch.cat([cls, x], dim=1))[:, 1:].mean(1)
+
+
+def _autocast(bfloat16: bool):
+  # PyTorch's CPU AMP: matmuls in bfloat16, its float32 list (norms, softmax, losses) in float32.
+  return torch.autocast("cpu", dtype=torch.bfloat16, enabled=bfloat16)
+
+
+def train_step_fn(model, lr=1e-3, bfloat16: bool = False):
+  """An eager AdamW(0.9, 0.95) step: forward, backward, update; `bfloat16` runs the forward
+  under CPU autocast (parameters and optimizer stay float32, as in the JAX policy)."""
   opt = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.95), weight_decay=0.05)
 
   def step(images: np.ndarray) -> float:
     opt.zero_grad(set_to_none=True)
-    loss = model(torch.from_numpy(images))
+    with _autocast(bfloat16):
+      loss = model(torch.from_numpy(images))
     loss.backward()
     opt.step()
     return loss.item()
 
   return step
+
+
+def encode_fn(model, bfloat16: bool = False):
+  """Eager, gradient-free encoder inference returning the pooled features."""
+  def encode(images: np.ndarray):
+    with torch.inference_mode(), _autocast(bfloat16):
+      return model.encode(torch.from_numpy(images)).float().sum().item()
+
+  return encode

@@ -9,6 +9,8 @@ Args (comma-separated): a model (mu, tiny, vit_b16, ...), a data set (as configs
 
 import ml_collections
 
+from mll_jax.models import layer_plan
+
 MODELS = {"mu": ("mu", 4), "mini": ("mini", 4), "tiny": ("tiny", 4), "vit_s16": ("S/16", 16),
           "vit_b16": ("B/16", 16), "vit_l16": ("L/16", 16), "vit_h14": ("H/14", 14),
           "cnn_mu": ("cnn_mu", 0), "cnn_s": ("cnn_s", 0), "cnn_m": ("cnn_m", 0)}
@@ -82,12 +84,13 @@ def model_config(model: str, data: str) -> dict:
   """`config.model` of a model arg: the ViT's (patch 2 on 8x8 digits) or the CNN's."""
   variant, patch = MODELS[model]
   if is_cnn(model):
-    return dict(family="cnn", variant=variant, head_init_std=0.01)
+    return dict(family="cnn", variant=variant, head_init_std=0.01, dtype="auto")
   # fc_norm=True would put the LayerNorm after pooling as MAE's fine-tuning does (a fresh
   # norm); False keeps the pre-trained encoder's final norm, so an MAE checkpoint loads whole.
   return dict(family="vit", variant=variant,
               patch_size=2 if data == "digits" and patch == 4 else patch, pool="gap",
-              drop_path=0.1, head_init_std=2e-5, fc_norm=False, qkv_bias=True)
+              drop_path=0.1, head_init_std=2e-5, fc_norm=False, qkv_bias=True,
+              **layer_plan.EXECUTION_DEFAULTS)
 
 
 def get_config(arg=None):

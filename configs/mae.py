@@ -11,6 +11,8 @@ imagenet2012 (TFDS sets must be prepared by the user).
 
 import ml_collections
 
+from mll_jax.models import layer_plan
+
 MODELS = {  # arg -> (variant, patch size, decoder)
     "mu": ("mu", 4, "mu"),
     "mini": ("mini", 4, "tiny"),  # a small student / the label-efficiency study's model
@@ -59,7 +61,7 @@ def get_config(arg=None):
   c.task = "mae"
   c.seed = 0
   c.model = dict(variant=variant, patch_size=patch, decoder=decoder, mask_ratio=0.75,
-                 norm_pix_loss=True)
+                 norm_pix_loss=True, **layer_plan.EXECUTION_DEFAULTS)
   if data == "digits" and model in ("mu", "tiny"):
     c.model.patch_size = 2
   c.data = dict(name=data_name, data_dir="", manual_dir="", train_split="train",

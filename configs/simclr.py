@@ -6,6 +6,7 @@ Args as configs/mae.py: a model and a data set, e.g. `configs/simclr.py:tiny,ani
 import ml_collections
 
 from mll_jax import config_files
+from mll_jax.models import layer_plan
 
 _mae = config_files.sibling(__file__, "mae.py")
 MODELS, DATA = _mae.MODELS, _mae.DATA
@@ -17,7 +18,7 @@ def get_config(arg=None):
   big = c.data.name == "imagenet2012"
   c.task = "simclr"
   c.model = dict(variant=c.model.variant, patch_size=c.model.patch_size, proj_hidden=512,
-                 proj_dim=128, proj_depth=3)
+                 proj_dim=128, proj_depth=3, **layer_plan.EXECUTION_DEFAULTS)
   c.data.views = 2
   c.data.crop_scale = (0.08, 1.0) if big else (0.2, 1.0)
   c.temperature = 0.2

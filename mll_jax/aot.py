@@ -15,6 +15,7 @@ import ml_collections
 import numpy as np
 from jax.sharding import Mesh
 
+from mll_jax import tpu_pods
 from mll_jax.data import transforms
 
 
@@ -31,6 +32,16 @@ class CompileReport:
   code_bytes: int
   flops_per_device: float  # one step, from XLA's cost analysis
   compile_seconds: float
+  bytes_accessed_per_device: float = float("nan")  # HBM traffic, from the cost analysis
+  platform: str = ""       # the devices compiled for: "cpu", or a pod slice like "v5p-128"
+  chip: "tpu_pods.Chip | None" = None
+  dtype: str = ""
+
+  def roofline(self) -> "tpu_pods.Roofline | None":
+    """Step-time lower bounds on the target chip (TPU targets only)."""
+    if self.chip is None:
+      return None
+    return tpu_pods.roofline(self.flops_per_device, self.bytes_accessed_per_device, self.chip)
 
   @property
   def peak_bytes_per_device(self) -> int:
@@ -39,17 +50,31 @@ class CompileReport:
 
   def text(self) -> str:
     gib = lambda b: f"{b / 2**30:.2f} GiB"
-    return "\n".join([
+    lines = [
         f"Compiled the train step for mesh {self.mesh} ({self.devices} devices, "
-        f"{jax.default_backend()}) in {self.compile_seconds:.1f} s; global batch "
-        f"{self.global_batch}.",
+        f"{self.platform or jax.default_backend()}) in {self.compile_seconds:.1f} s; global "
+        f"batch {self.global_batch}" + (f"; compute dtype {self.dtype}." if self.dtype else "."),
         f"Per-device memory: {gib(self.peak_bytes_per_device)} "
         f"(arguments {gib(self.argument_bytes)}, outputs {gib(self.output_bytes)}, "
         f"aliased {gib(self.alias_bytes)}, temporaries {gib(self.temp_bytes)}, "
         f"code {self.code_bytes / 2**20:.1f} MiB)",
         f"FLOPs per step: {self.flops_per_device:.4g} per device, "
         f"{self.flops_per_device * self.devices:.4g} in all",
-    ])
+    ]
+    bound = self.roofline()
+    if bound is not None:
+      hbm = self.chip.hbm_bytes
+      fits = "fits" if self.peak_bytes_per_device <= hbm else "DOES NOT FIT"
+      lines += [
+          f"HBM per chip: {gib(self.peak_bytes_per_device)} of {gib(hbm)} "
+          f"({self.peak_bytes_per_device / hbm:.0%}): {fits}.",
+          f"Roofline step time: {bound.step_seconds * 1e3:.1f} ms (compute "
+          f"{bound.compute_seconds * 1e3:.1f} ms at {self.chip.peak_bf16_flops / 1e12:.0f} "
+          f"TFLOP/s, HBM {bound.memory_seconds * 1e3:.1f} ms at "
+          f"{self.chip.hbm_bytes_per_second / 1e12:.2f} TB/s); MFU bound "
+          f"{bound.mfu_bound(self.flops_per_device, self.chip):.0%} (XLA's FLOPs, recompute "
+          "included)."]
+    return "\n".join(lines)
 
 
 def batch_spec(config: ml_collections.ConfigDict, batch_sharding) -> dict:
@@ -64,7 +89,8 @@ def batch_spec(config: ml_collections.ConfigDict, batch_sharding) -> dict:
                                   sharding=batch_sharding) for k, v in out.items()}
 
 
-def compile_train_step(compiled, config: ml_collections.ConfigDict, mesh: Mesh) -> CompileReport:
+def compile_train_step(compiled, config: ml_collections.ConfigDict, mesh: Mesh,
+                       pod: "tpu_pods.PodSlice | None" = None, slices: int = 1) -> CompileReport:
   """Lowers and compiles `compiled.train_step` on abstract inputs and reads XLA's analyses."""
   started = time.perf_counter()
   lowered = compiled.train_step.lower(compiled.abstract_state,
@@ -81,4 +107,7 @@ def compile_train_step(compiled, config: ml_collections.ConfigDict, mesh: Mesh) 
       output_bytes=int(memory.output_size_in_bytes),
       alias_bytes=int(memory.alias_size_in_bytes), temp_bytes=int(memory.temp_size_in_bytes),
       code_bytes=int(memory.generated_code_size_in_bytes),
-      flops_per_device=float(cost.get("flops", float("nan"))), compile_seconds=seconds)
+      flops_per_device=float(cost.get("flops", float("nan"))), compile_seconds=seconds,
+      bytes_accessed_per_device=float(cost.get("bytes accessed", float("nan"))),
+      platform=(pod.name if slices == 1 else f"{slices} x {pod.name}") if pod else "",
+      chip=pod.chip if pod else None, dtype=str(config.model.get("dtype", "")))

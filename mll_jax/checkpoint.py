@@ -18,6 +18,7 @@ import jax
 import orbax.checkpoint as ocp
 
 from mll_jax import sharding
+from mll_jax.models import layer_plan
 
 log = logging.getLogger(__name__)
 
@@ -167,6 +168,10 @@ def plan_init(path: str | os.PathLike, abstract_variables, fresh: tuple[str, ...
   normalisation would change the function (a linear probe loaded without its BatchNorm).
   `into` names a top-level key of the model (e.g. a distillation model's `teacher`) that the
   checkpoint fills. Mismatches raise CheckpointError listing them.
+
+  A checkpoint whose transformer blocks are in the other layout (scanned `blocks/...` stacked
+  on a layer axis, or `blocks/0/...`; `config.model.scan_layers`) is read in its own layout
+  and converted by `restore_init`.
   """
   path = step_dir(path, "config.init_from")
   fresh_patterns = [re.compile(p) for p in fresh]
@@ -181,6 +186,13 @@ def plan_init(path: str | os.PathLike, abstract_variables, fresh: tuple[str, ...
   stored_tree = checkpointer.metadata(path / "state").item_metadata.tree
   where = f"config.init_from={str(path)!r}"
   target = {"params": _subtree(pick(abstract_variables["params"]), wanted)}
+  stored_scanned = layer_plan.has_stacked_blocks(_shapes_by_path(stored_tree["params"]))
+  model_scanned = layer_plan.has_stacked_blocks(_shapes_by_path(target["params"]))
+  convert = ""
+  if model_scanned != stored_scanned:  # read in the checkpoint's layout, convert afterwards
+    convert = "stack" if model_scanned else "unstack"
+    to_stored = layer_plan.unstack_blocks if model_scanned else layer_plan.stack_blocks
+    target["params"] = to_stored(target["params"])
   _check_same_structure(stored_tree["params"], target["params"], where,
                         "Point init_from at a checkpoint of the configured model, or list the "
                         "params to start fresh in config.init_fresh.", allow_extra=True)
@@ -195,7 +207,7 @@ def plan_init(path: str | os.PathLike, abstract_variables, fresh: tuple[str, ...
   state_to_load = _subtree(model_state, lambda name: name in _shapes_by_path(stored_state))
   if state_to_load:
     target["model_state"] = state_to_load
-  return InitPlan(path, target, into)
+  return InitPlan(path, target, into, convert)
 
 
 def restore_init(plan: "InitPlan") -> dict:
@@ -205,15 +217,20 @@ def restore_init(plan: "InitPlan") -> dict:
   restored = ocp.PyTreeCheckpointer().restore(plan.path / "state", args=ocp.args.PyTreeRestore(
       item=plan.target, restore_args=ocp.checkpoint_utils.construct_restore_args(plan.target),
       partial_restore=True))
+  if plan.convert:
+    to_model = layer_plan.stack_blocks if plan.convert == "stack" else layer_plan.unstack_blocks
+    restored["params"] = to_model(restored["params"])
   return {k: ({plan.into: v} if plan.into else v) for k, v in restored.items()}
 
 
 @dataclasses.dataclass(frozen=True)
 class InitPlan:
-  """A checked initialisation source: the step folder, what to read from it, where it goes."""
+  """A checked initialisation source: the step folder, what to read from it, where it goes,
+  and the block-layout conversion to apply ("", "stack" or "unstack")."""
   path: pathlib.Path
   target: dict
   into: str
+  convert: str = ""
 
 
 def _subtree(tree, keep, prefix: str = ""):

@@ -4,9 +4,11 @@ import re
 
 import jax
 import ml_collections
+import numpy as np
 import optax
 
 from mll_jax import sharding
+from mll_jax.models import layer_plan
 
 
 def learning_rate(optim: ml_collections.ConfigDict, batch_size: int) -> float:
@@ -28,9 +30,14 @@ def decay_mask(params):
   """Weight decay applies to matrices only (MAE rule).
 
   Biases, norm scales and the cls / mask tokens (shape `[1, 1, width]`) hold a single row of
-  values and are exempt: a leaf decays when it has more elements than its last dimension.
+  values and are exempt: a leaf decays when it has more elements than its last dimension. In a
+  scanned block stack the leading layer axis does not count (a stack of biases is exempt).
   """
-  return jax.tree.map(lambda p: p.size > p.shape[-1], params)
+  def one(path, p):
+    shape = p.shape[1:] if layer_plan.is_stacked(sharding.path_to_str(path)) else p.shape
+    return int(np.prod(shape)) > shape[-1]
+
+  return jax.tree_util.tree_map_with_path(one, params)
 
 
 _BLOCK = re.compile(r"(?:^|/)blocks/(\d+)/")
@@ -61,14 +68,22 @@ def lr_multipliers(optim: ml_collections.ConfigDict) -> optax.GradientTransforma
 
   def scale(updates, params=None):
     del params
-    paths = [sharding.path_to_str(p) for p, _ in jax.tree_util.tree_flatten_with_path(updates)[0]]
-    num_layers = max([int(m.group(1)) + 1 for p in paths if p.startswith("encoder/")
-                      for m in [_BLOCK.search(p)] if m] or [0])
+    leaves = [(sharding.path_to_str(p), u)
+              for p, u in jax.tree_util.tree_flatten_with_path(updates)[0]]
+    num_layers = max([int(m.group(1)) + 1 for p, _ in leaves if p.startswith("encoder/")
+                      for m in [_BLOCK.search(p)] if m] +
+                     [u.shape[0] for p, u in leaves
+                      if p.startswith("encoder/") and layer_plan.is_stacked(p)] or [0])
 
     def one(path, update):
       name = sharding.path_to_str(path)
       if any(f.search(name) for f in frozen):
         return update * 0.0
+      if name.startswith("encoder/") and layer_plan.is_stacked(name):
+        # A scanned stack: layer i of the leading axis gets block i's multiplier.
+        ids = np.arange(update.shape[0]) + 1
+        scales = (decay ** (num_layers + 1 - ids)).reshape((-1,) + (1,) * (update.ndim - 1))
+        return update * scales.astype(update.dtype)
       return update * decay ** (num_layers + 1 - layer_id(name, num_layers))
 
     return jax.tree_util.tree_map_with_path(one, updates)

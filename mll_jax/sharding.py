@@ -14,6 +14,8 @@ import jax
 import numpy as np
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec as P
 
+from mll_jax.models import layer_plan
+
 
 def mesh_shape(mesh_config: Sequence[tuple[str, int]], num_devices: int) -> dict[str, int]:
   """Resolves `-1` and checks the product against the devices present."""
@@ -63,7 +65,7 @@ def path_to_str(path) -> str:
   return "/".join(parts)
 
 
-def _spec_for(shape: tuple[int, ...], rule: str, mesh: Mesh) -> P:
+def _spec_for(shape: tuple[int, ...], rule: str, mesh: Mesh, first_dim: int = 0) -> P:
   if rule == "replicate" or not shape:
     return P()
   if rule not in mesh.shape:
@@ -71,8 +73,10 @@ def _spec_for(shape: tuple[int, ...], rule: str, mesh: Mesh) -> P:
                      f"{dict(mesh.shape)}; use a mesh axis name or 'replicate'.")
   axis_size = mesh.shape[rule]
   # FSDP: shard the largest dimension the axis divides; leaves nothing divides stay whole.
+  # A scanned block stack (first_dim=1) keeps its layer axis whole: each scan iteration reads
+  # one layer, which must not be spread over the devices.
   for dim in np.argsort(shape)[::-1]:
-    if shape[dim] % axis_size == 0 and shape[dim] >= axis_size:
+    if dim >= first_dim and shape[dim] % axis_size == 0 and shape[dim] >= axis_size:
       spec = [None] * len(shape)
       spec[dim] = rule
       return P(*spec)
@@ -87,7 +91,8 @@ def tree_shardings(abstract_tree, rules: Sequence[tuple[str, str]], mesh: Mesh):
     name = path_to_str(path)
     for pattern, spec in compiled:
       if pattern.search(name):
-        return NamedSharding(mesh, _spec_for(tuple(leaf.shape), spec, mesh))
+        return NamedSharding(mesh, _spec_for(tuple(leaf.shape), spec, mesh,
+                                             first_dim=int(layer_plan.is_stacked(name))))
     return NamedSharding(mesh, P())
 
   return jax.tree_util.tree_map_with_path(leaf_sharding, abstract_tree)

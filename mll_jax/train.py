@@ -23,9 +23,10 @@ from absl import logging as absl_logging
 from ml_collections import config_flags
 
 from mll_jax import (aot, checkpoint, evaluators, multihost, optim, run_log, sharding,
-                     steps, tasks)
+                     steps, tasks, tpu_pods)
 from mll_jax.data import class_subsets, pipeline, run_split, sources, transforms
 from mll_jax.evaluators import context as eval_context
+from mll_jax.models import precision
 
 # Public: mll_jax.sweep reuses them (absl flags can be defined only once per process).
 CONFIG_FLAG = config_flags.DEFINE_config_file(
@@ -36,6 +37,12 @@ WORKDIR_FLAG = flags.DEFINE_string(
 _COMPILE_ONLY = flags.DEFINE_bool(
     "compile_only", False, "Compile the train step for the configured mesh and report its "
     "per-device memory and FLOPs; train nothing (checks a pod configuration before launch).")
+_TOPOLOGY = flags.DEFINE_string(
+    "topology", "", "With --compile_only: compile for this TPU pod slice instead (e.g. v5p-128, "
+    "v5e-256, v4-32; needs pip install \"jax[tpu]\"), and report HBM per chip against its "
+    "capacity, FLOPs, a roofline step time and an MFU bound.")
+_TOPOLOGY_SLICES = flags.DEFINE_integer(
+    "topology_slices", 1, "With --topology: the number of such slices (data parallel across).")
 _CACHE = flags.DEFINE_string(
     "compilation_cache", "~/.cache/mll_jax/jax_cache", "JAX persistent compilation cache ('' off).")
 
@@ -213,11 +220,11 @@ def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike, devices=N
   return last_eval
 
 
-def _task_and_mesh(config, devices):
+def _task_and_mesh(config, devices, mesh=None):
   task = tasks.get(config.task)
   if hasattr(task, "validate"):
     task.validate(config)
-  mesh = sharding.make_mesh(config.mesh, devices)
+  mesh = mesh or sharding.make_mesh(config.mesh, devices)
   sharding.check_batch_size(config.batch_size, mesh)
   return task, mesh
 
@@ -239,10 +246,21 @@ def _build_steps(task, config, info, mesh, train_examples: int):
   return total_steps, compiled
 
 
-def compile_only(config: ml_collections.ConfigDict, devices=None) -> aot.CompileReport:
+def compile_only(config: ml_collections.ConfigDict, devices=None, topology: str = "",
+                 topology_slices: int = 1) -> aot.CompileReport:
   """Lowers and compiles the train step for the configured mesh, running nothing and reading
-  no data (the data set's metadata suffices), and returns its memory and FLOPs."""
-  task, mesh = _task_and_mesh(config, devices)
+  no data (the data set's metadata suffices), and returns its memory and FLOPs.
+
+  `topology` (a TPU pod slice name, `tpu_pods`) compiles with the TPU compiler for
+  `topology_slices` such slices instead of for `devices`; `config.model.dtype="auto"` then
+  resolves for TPU, not for this host."""
+  mesh, pod = None, None
+  if topology:
+    pod = tpu_pods.pod_slice(topology)
+    mesh = tpu_pods.pod_mesh(config.mesh, pod, topology_slices)
+    config = ml_collections.ConfigDict(config.to_dict())  # the caller's config stays as it was
+    config.model.dtype = precision.dtype_name(config.model.get("dtype", "auto"), "tpu")
+  task, mesh = _task_and_mesh(config, devices, mesh)
   builder = sources.get_builder(config.data.name, config.data.data_dir or None,
                                 config.data.manual_dir or None, prepare=False)
   info, _ = _class_info(config, builder)
@@ -251,7 +269,7 @@ def compile_only(config: ml_collections.ConfigDict, devices=None) -> aot.Compile
   # not depend on it.
   _, compiled = _build_steps(task, config, info, mesh,
                              info.split_sizes.get(split) or config.batch_size)
-  return aot.compile_train_step(compiled, config, mesh)
+  return aot.compile_train_step(compiled, config, mesh, pod, topology_slices)
 
 
 def _plan_inits(task, config, compiled) -> list:
@@ -294,8 +312,12 @@ def main(argv):
   setup_runtime()
   config = CONFIG_FLAG.value
   try:
+    if _TOPOLOGY.value and not _COMPILE_ONLY.value:
+      raise RunError(f"--topology={_TOPOLOGY.value} compiles for a TPU pod without one; it "
+                     "needs --compile_only (this host cannot run the pod's program).")
     if _COMPILE_ONLY.value:
-      report = compile_only(config)
+      report = compile_only(config, topology=_TOPOLOGY.value,
+                            topology_slices=_TOPOLOGY_SLICES.value)
       if multihost.is_main_process():
         print(report.text(), flush=True)
       return

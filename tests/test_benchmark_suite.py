@@ -17,7 +17,11 @@ def test_quick_suite_reports_every_benchmark(tmp_path, subprocess_env):
   for name in ("mae_step", "input_pipeline", "labeling_throughput", "chco_solve",
                "reuse_throughput"):
     assert f"`benchmarks/{name}.py`" in report, report
-  for ratio in ("mll_jax / PyTorch", "pipeline / step", "label_model / jit_loop",
+  for ratio in ("train mll_jax float32 / PyTorch float32",
+                "train mll_jax bfloat16 / PyTorch float32",
+                "train mll_jax bfloat16 / PyTorch bf16 autocast",
+                "inference mll_jax float32 / PyTorch float32",
+                "train bfloat16 / float32 (mll_jax)", "pipeline / step", "label_model / jit_loop",
                 "one at a time / batched", "reference / batched (per task)",
                 "fused (vmap) / sequential", "fused (map) / sequential"):
     assert f"| ratio {ratio} | **" in report, (ratio, report)

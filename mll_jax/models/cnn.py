@@ -12,9 +12,10 @@ statistics); without, evaluation (running statistics).
 import dataclasses
 
 import jax
+import jax.numpy as jnp
 from flax import nnx
 
-from mll_jax.models import vit
+from mll_jax.models import precision, vit
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,10 +43,13 @@ def cnn_size(variant: str) -> CNNSize:
 class ConvBNReLU(nnx.Module):
   """3x3 convolution (no bias: the BatchNorm has one), BatchNorm, ReLU."""
 
-  def __init__(self, in_channels: int, out_channels: int, *, rngs: nnx.Rngs):
+  def __init__(self, in_channels: int, out_channels: int, *, dtype=jnp.float32,
+               rngs: nnx.Rngs):
     self.conv = nnx.Conv(in_channels, out_channels, kernel_size=(3, 3), padding="SAME",
-                         use_bias=False, kernel_init=nnx.initializers.he_normal(), rngs=rngs)
-    self.norm = nnx.BatchNorm(out_channels, momentum=0.9, epsilon=1e-5, rngs=rngs)
+                         use_bias=False, kernel_init=nnx.initializers.he_normal(), dtype=dtype,
+                         rngs=rngs)
+    # Batch statistics are computed in float32 and kept float32 whatever `dtype`.
+    self.norm = nnx.BatchNorm(out_channels, momentum=0.9, epsilon=1e-5, dtype=dtype, rngs=rngs)
 
   def __call__(self, x: jax.Array, training: bool) -> jax.Array:
     return jax.nn.relu(self.norm(self.conv(x), use_running_average=not training))
@@ -53,9 +57,11 @@ class ConvBNReLU(nnx.Module):
 
 class CNN(nnx.Module):
   """The convolutional trunk. Returns `(pre_logits, aux)` like `vit.ViT`: `aux["encoded"]` is
-  the last feature map, `aux["pre_logits"]` its global average."""
+  the last feature map, `aux["pre_logits"]` its global average (float32 whatever the compute
+  `dtype`)."""
 
-  def __init__(self, variant: str, *, image_size: int, channels: int, rngs: nnx.Rngs):
+  def __init__(self, variant: str, *, image_size: int, channels: int, dtype=jnp.float32,
+               rngs: nnx.Rngs):
     self.size = cnn_size(variant)
     stages = len(self.size.widths)
     if image_size < 2 ** stages:
@@ -65,7 +71,7 @@ class CNN(nnx.Module):
     blocks, fan_in = [], channels
     for width in self.size.widths:
       for _ in range(self.size.convs_per_stage):
-        blocks.append(ConvBNReLU(fan_in, width, rngs=rngs))
+        blocks.append(ConvBNReLU(fan_in, width, dtype=dtype, rngs=rngs))
         fan_in = width
     self.blocks = nnx.List(blocks)
 
@@ -77,7 +83,7 @@ class CNN(nnx.Module):
       x = block(x, training)
       if (i + 1) % per_stage == 0:
         x = nnx.max_pool(x, window_shape=(2, 2), strides=(2, 2), padding="SAME")
-    pre_logits = x.mean(axis=(1, 2))
+    pre_logits = precision.to_float32(x.mean(axis=(1, 2)))
     return pre_logits, {"encoded": x, "pre_logits": pre_logits}
 
 
@@ -86,8 +92,10 @@ class CNNClassifier(nnx.Module):
   `{"encoder": ..., "head": ...}`, `(logits, aux)`, `frozen_trunk` for linear probing."""
 
   def __init__(self, variant: str, *, num_classes: int, image_size: int, channels: int,
-               head_init_std: float = 0.01, frozen_trunk: bool = False, rngs: nnx.Rngs):
-    self.encoder = CNN(variant, image_size=image_size, channels=channels, rngs=rngs)
+               head_init_std: float = 0.01, frozen_trunk: bool = False, dtype=jnp.float32,
+               rngs: nnx.Rngs):
+    self.encoder = CNN(variant, image_size=image_size, channels=channels, dtype=dtype,
+                       rngs=rngs)
     self.frozen_trunk = frozen_trunk
     self.head = nnx.Linear(self.encoder.width, num_classes,
                            kernel_init=nnx.initializers.normal(head_init_std),

@@ -1,9 +1,10 @@
 """ViT encoder + MLP projection head for contrastive pre-training (SimCLR)."""
 
 import jax
+import jax.numpy as jnp
 from flax import nnx
 
-from mll_jax.models import vit
+from mll_jax.models import layer_plan, vit
 
 
 class ProjectionMLP(nnx.Module):
@@ -26,13 +27,16 @@ class ProjectionMLP(nnx.Module):
 
 
 class ContrastiveViT(nnx.Module):
-  """`{"encoder", "projection"}`; returns `(projection, aux)` with the encoder's pre_logits."""
+  """`{"encoder", "projection"}`; returns `(projection, aux)` with the encoder's pre_logits.
+  `dtype` and `layers` go to the encoder; the projection head runs in float32 (the encoder's
+  pooled output is float32), so NT-Xent sees float32."""
 
   def __init__(self, variant: str, *, image_size: int, channels: int,
                patch_size: int | None = None, proj_hidden: int = 512, proj_dim: int = 128,
-               proj_depth: int = 3, rngs: nnx.Rngs):
+               proj_depth: int = 3, dtype=jnp.float32,
+               layers: layer_plan.LayerPlan = layer_plan.PLAIN, rngs: nnx.Rngs):
     self.encoder = vit.ViT(variant, image_size=image_size, channels=channels,
-                           patch_size=patch_size, rngs=rngs)
+                           patch_size=patch_size, dtype=dtype, layers=layers, rngs=rngs)
     self.projection = ProjectionMLP(self.encoder.size.width, proj_hidden, proj_dim, proj_depth,
                                     rngs=rngs)
 

@@ -1,9 +1,10 @@
 """Classification heads on the ViT encoder."""
 
 import jax
+import jax.numpy as jnp
 from flax import nnx
 
-from mll_jax.models import vit
+from mll_jax.models import layer_plan, vit
 
 
 class Classifier(nnx.Module):
@@ -13,16 +14,20 @@ class Classifier(nnx.Module):
   `head_norm="batchnorm"` puts a BatchNorm without affine parameters in front of the head and
   `frozen_trunk=True` stops gradients at the pooled features: MAE's linear-probe protocol.
   Calling with a `key` is training mode (drop path, batch statistics); without, evaluation.
+  `dtype` and `layers` go to the encoder; the head and its BatchNorm run in float32 on the
+  float32 pooled features, so the logits are float32.
   """
 
   def __init__(self, variant: "str | vit.Size", *, num_classes: int, image_size: int,
                channels: int, patch_size: int | None = None, pool: str = "gap",
                drop_path_rate: float = 0.0, head_init_std: float = 2e-5, head_norm: str = "",
                frozen_trunk: bool = False, posemb: str = "sincos", fc_norm: bool = False,
-               qkv_bias: bool = True, rngs: nnx.Rngs):
+               qkv_bias: bool = True, dtype=jnp.float32,
+               layers: layer_plan.LayerPlan = layer_plan.PLAIN, rngs: nnx.Rngs):
     self.encoder = vit.ViT(variant, image_size=image_size, channels=channels,
                            patch_size=patch_size, pool=pool, drop_path_rate=drop_path_rate,
-                           posemb=posemb, fc_norm=fc_norm, qkv_bias=qkv_bias, rngs=rngs)
+                           posemb=posemb, fc_norm=fc_norm, qkv_bias=qkv_bias, dtype=dtype,
+                           layers=layers, rngs=rngs)
     if head_norm not in ("", "batchnorm"):
       raise ValueError(f"head_norm must be '' or 'batchnorm', got {head_norm!r}.")
     self.frozen_trunk = frozen_trunk

@@ -10,8 +10,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from mll_jax.models import posembed
-from mll_jax.models import vit
+from mll_jax.models import layer_plan, posembed, precision, vit
 
 DECODER_SIZES = {
     "mu": vit.Size(width=32, depth=1, heads=2, mlp_dim=64),
@@ -78,39 +77,43 @@ def reconstruction_loss(pred: jax.Array, target: jax.Array, mask: jax.Array,
 
 
 class MAE(nnx.Module):
-  """ViT encoder + lightweight decoder; `__call__` returns `(loss, aux)`."""
+  """ViT encoder + lightweight decoder; `__call__` returns `(loss, aux)`. `dtype` and `layers`
+  apply to encoder and decoder alike; predictions and the loss are float32."""
 
   def __init__(self, variant: str, *, image_size: int, channels: int,
                patch_size: int | None = None, decoder: str = "standard",
-               mask_ratio: float = 0.75, norm_pix_loss: bool = True, rngs: nnx.Rngs):
+               mask_ratio: float = 0.75, norm_pix_loss: bool = True, dtype=jnp.float32,
+               layers: layer_plan.LayerPlan = layer_plan.PLAIN, rngs: nnx.Rngs):
     if decoder not in DECODER_SIZES:
       raise ValueError(f"Unknown decoder {decoder!r}; known: {', '.join(DECODER_SIZES)}.")
     if not 0.0 <= mask_ratio < 1.0:
       raise ValueError(f"mask_ratio must be in [0, 1), got {mask_ratio}.")
     self.encoder = vit.ViT(variant, image_size=image_size, channels=channels,
-                           patch_size=patch_size, rngs=rngs)
+                           patch_size=patch_size, dtype=dtype, layers=layers, rngs=rngs)
     dec = DECODER_SIZES[decoder]
     self.decoder_width = dec.width
     self.mask_ratio = mask_ratio
     self.norm_pix_loss = norm_pix_loss
     patch = self.encoder.patch_size
-    self.decoder_embed = vit._xavier_linear(self.encoder.size.width, dec.width, rngs)
+    self.decoder_embed = vit._xavier_linear(self.encoder.size.width, dec.width, rngs, dtype)
     self.mask_token = nnx.Param(nnx.initializers.normal(0.02)(rngs.params(), (1, 1, dec.width)))
-    self.decoder = vit.Transformer(dec, rngs=rngs)
-    self.decoder_pred = vit._xavier_linear(dec.width, patch * patch * channels, rngs)
+    self.decoder = vit.Transformer(dec, dtype=dtype, layers=layers, rngs=rngs)
+    self.decoder_pred = vit._xavier_linear(dec.width, patch * patch * channels, rngs, dtype)
 
   def decode(self, encoded: jax.Array, ids_restore: jax.Array,
              ids_shuffle: jax.Array) -> jax.Array:
     """Encoded visible tokens (with cls) -> predicted pixels of every patch."""
     x = self.decoder_embed(encoded)
     batch, length = ids_restore.shape
-    masked = jnp.broadcast_to(self.mask_token[...], (batch, length + 1 - x.shape[1], x.shape[2]))
+    masked = jnp.broadcast_to(self.mask_token[...].astype(x.dtype),
+                              (batch, length + 1 - x.shape[1], x.shape[2]))
     patches = jnp.concatenate([x[:, 1:], masked], axis=1)
     patches = permute_tokens(patches, ids_restore, ids_shuffle)
     x = jnp.concatenate([x[:, :1], patches], axis=1)
     grid = self.encoder.grid
-    x = x + jnp.asarray(posembed.sincos_2d(grid, grid, self.decoder_width, with_cls=True))
-    return self.decoder_pred(self.decoder(x))[:, 1:]
+    x = x + jnp.asarray(posembed.sincos_2d(grid, grid, self.decoder_width, with_cls=True),
+                        x.dtype)
+    return precision.to_float32(self.decoder_pred(self.decoder(x))[:, 1:])
 
   def __call__(self, images: jax.Array, mask_key: jax.Array):
     tokens = self.encoder.embed_patches(images)

@@ -11,7 +11,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from mll_jax.models import posembed
+from mll_jax.models import layer_plan, posembed, precision
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,75 +71,108 @@ def check_image_size(image_size: int, patch_size: int) -> None:
         f"patch size (config.model.patch_size).")
 
 
-def _xavier_linear(fan_in: int, fan_out: int, rngs: nnx.Rngs) -> nnx.Linear:
+def _xavier_linear(fan_in: int, fan_out: int, rngs: nnx.Rngs,
+                   dtype=jnp.float32) -> nnx.Linear:
+  """A linear layer with float32 parameters computing in `dtype`."""
   return nnx.Linear(fan_in, fan_out, kernel_init=nnx.initializers.xavier_uniform(),
-                    bias_init=nnx.initializers.zeros_init(), rngs=rngs)
+                    bias_init=nnx.initializers.zeros_init(), dtype=dtype, rngs=rngs)
 
 
 class Attention(nnx.Module):
   """Multi-head self-attention with a fused qkv projection (timm layout); `qkv_bias=False`
   as timm's `VisionTransformer(qkv_bias=False)`."""
 
-  def __init__(self, width: int, heads: int, *, qkv_bias: bool = True, rngs: nnx.Rngs):
+  def __init__(self, width: int, heads: int, *, qkv_bias: bool = True, dtype=jnp.float32,
+               implementation: str | None = None, rngs: nnx.Rngs):
     self.heads = heads
+    self.implementation = implementation  # jax.nn.dot_product_attention's kernel choice
     self.qkv = nnx.Linear(width, 3 * width, use_bias=qkv_bias,
                           kernel_init=nnx.initializers.xavier_uniform(),
-                          bias_init=nnx.initializers.zeros_init(), rngs=rngs)
-    self.proj = _xavier_linear(width, width, rngs)
+                          bias_init=nnx.initializers.zeros_init(), dtype=dtype, rngs=rngs)
+    self.proj = _xavier_linear(width, width, rngs, dtype)
 
   def __call__(self, x: jax.Array) -> jax.Array:
     q, k, v = jnp.split(self.qkv(x), 3, axis=-1)
     split_heads = lambda t: einops.rearrange(t, "b t (n h) -> b t n h", n=self.heads)
-    out = jax.nn.dot_product_attention(split_heads(q), split_heads(k), split_heads(v))
+    out = jax.nn.dot_product_attention(split_heads(q), split_heads(k), split_heads(v),
+                                       implementation=self.implementation)
     return self.proj(einops.rearrange(out, "b t n h -> b t (n h)"))
 
 
-def drop_path(x: jax.Array, rate: float, key: jax.Array | None) -> jax.Array:
+def drop_path(x: jax.Array, rate: "float | jax.Array", key: jax.Array | None) -> jax.Array:
   """Stochastic depth: drops a residual branch per example with probability `rate`.
 
   A function of an explicit key (None at evaluation), so models stay pure and a resumed run
   draws the same drops.
   """
-  if key is None or rate == 0.0:
+  if key is None or (isinstance(rate, float) and rate == 0.0):
     return x
   keep = jax.random.bernoulli(key, 1.0 - rate, (x.shape[0],) + (1,) * (x.ndim - 1))
-  return jnp.where(keep, x / (1.0 - rate), 0.0)
+  # The rate may be a traced float32 (a scanned stack's): keep x in its own dtype.
+  return jnp.where(keep, x / jnp.asarray(1.0 - rate, x.dtype), jnp.zeros((), x.dtype))
 
 
 class Block(nnx.Module):
   """Pre-norm transformer block: x + attn(ln(x)), then x + mlp(ln(x)), with drop path."""
 
   def __init__(self, width: int, heads: int, mlp_dim: int, *, drop_path_rate: float = 0.0,
-               qkv_bias: bool = True, rngs: nnx.Rngs):
+               qkv_bias: bool = True, dtype=jnp.float32, attention: str | None = None,
+               rngs: nnx.Rngs):
     self.drop_path_rate = drop_path_rate
-    self.norm1 = nnx.LayerNorm(width, epsilon=1e-6, rngs=rngs)
-    self.attn = Attention(width, heads, qkv_bias=qkv_bias, rngs=rngs)
-    self.norm2 = nnx.LayerNorm(width, epsilon=1e-6, rngs=rngs)
-    self.fc1 = _xavier_linear(width, mlp_dim, rngs)
-    self.fc2 = _xavier_linear(mlp_dim, width, rngs)
+    # LayerNorm statistics are float32 whatever `dtype` (flax promotes them).
+    self.norm1 = nnx.LayerNorm(width, epsilon=1e-6, dtype=dtype, rngs=rngs)
+    self.attn = Attention(width, heads, qkv_bias=qkv_bias, dtype=dtype,
+                          implementation=attention, rngs=rngs)
+    self.norm2 = nnx.LayerNorm(width, epsilon=1e-6, dtype=dtype, rngs=rngs)
+    self.fc1 = _xavier_linear(width, mlp_dim, rngs, dtype)
+    self.fc2 = _xavier_linear(mlp_dim, width, rngs, dtype)
 
-  def __call__(self, x: jax.Array, key: jax.Array | None = None) -> jax.Array:
+  def __call__(self, x: jax.Array, key: jax.Array | None = None,
+               rate: "float | jax.Array | None" = None) -> jax.Array:
+    """`rate` overrides the block's drop-path rate (a scanned stack passes each layer's)."""
+    rate = self.drop_path_rate if rate is None else rate
     keys = jax.random.split(key) if key is not None else (None, None)
-    x = x + drop_path(self.attn(self.norm1(x)), self.drop_path_rate, keys[0])
+    x = x + drop_path(self.attn(self.norm1(x)), rate, keys[0])
     mlp = self.fc2(jax.nn.gelu(self.fc1(self.norm2(x)), approximate=False))
-    return x + drop_path(mlp, self.drop_path_rate, keys[1])
+    return x + drop_path(mlp, rate, keys[1])
 
 
 class Transformer(nnx.Module):
   """A stack of blocks followed by a final LayerNorm (none with `final_norm=False`, when the
-  model normalises after pooling instead); drop path grows linearly with depth."""
+  model normalises after pooling instead); drop path grows linearly with depth.
+
+  `layers` (a `layer_plan.LayerPlan`) says how the blocks run: rematerialised or not, with
+  which attention kernel, and as a Python loop over `blocks/0..depth-1` or one `nnx.scan` over
+  blocks stacked on a leading axis (`blocks/...` of shape `[depth, ...]`). Both layouts compute
+  the same function; `layer_plan.stack_blocks` / `unstack_blocks` convert checkpoints.
+  """
 
   def __init__(self, size: Size, *, drop_path_rate: float = 0.0, qkv_bias: bool = True,
-               final_norm: bool = True, rngs: nnx.Rngs):
-    rates = [drop_path_rate * i / max(size.depth - 1, 1) for i in range(size.depth)]
-    self.blocks = nnx.List([Block(size.width, size.heads, size.mlp_dim, drop_path_rate=r,
-                                  qkv_bias=qkv_bias, rngs=rngs) for r in rates])
-    self.norm = nnx.LayerNorm(size.width, epsilon=1e-6, rngs=rngs) if final_norm else None
+               final_norm: bool = True, dtype=jnp.float32,
+               layers: "layer_plan.LayerPlan" = layer_plan.PLAIN, rngs: nnx.Rngs):
+    self.rates = tuple(drop_path_rate * i / max(size.depth - 1, 1) for i in range(size.depth))
+    self.layers = layers
+    make_block = lambda rate, block_rngs: Block(
+        size.width, size.heads, size.mlp_dim, drop_path_rate=rate, qkv_bias=qkv_bias,
+        dtype=dtype, attention=layers.attention_implementation, rngs=block_rngs)
+    if layers.scan:
+      # One block's graph with every parameter stacked on a leading `depth` axis; the per-layer
+      # drop-path rates go in as a scanned input instead of a per-block constant.
+      self.blocks = layer_plan.stacked(lambda r: make_block(0.0, r), size.depth, rngs)
+    else:
+      self.blocks = nnx.List([make_block(rate, rngs) for rate in self.rates])
+    self.norm = nnx.LayerNorm(size.width, epsilon=1e-6, dtype=dtype, rngs=rngs) \
+        if final_norm else None
 
   def __call__(self, x: jax.Array, key: jax.Array | None = None) -> jax.Array:
-    keys = jax.random.split(key, len(self.blocks)) if key is not None else [None] * len(self.blocks)
-    for block, block_key in zip(self.blocks, keys):
-      x = block(x, block_key)
+    depth = len(self.rates)
+    keys = jax.random.split(key, depth) if key is not None else None
+    if self.layers.scan:
+      x = layer_plan.scan_blocks(self.blocks, x, keys, jnp.asarray(self.rates), self.layers)
+    else:
+      run = layer_plan.rematerialised(lambda block, h, k: block(h, k), self.layers)
+      for i, block in enumerate(self.blocks):
+        x = run(block, x, None if keys is None else keys[i])
     return x if self.norm is None else self.norm(x)
 
 
@@ -153,20 +186,26 @@ class ViT(nnx.Module):
   `fc_norm=True` moves the final LayerNorm behind the pooling: the tokens leave the transformer
   unnormalised and the pooled vector is normalised (`fc_norm`), as in timm's
   `global_pool="avg"` (its default `fc_norm`) and MAE's fine-tuning (`global_pool=True`).
+
+  `dtype` is the compute dtype (`precision.compute_dtype`); parameters are float32 always.
+  `layers` sets remat and scan (`layer_plan`).
   """
 
   def __init__(self, variant: "str | Size", *, image_size: int, channels: int,
                patch_size: int | None = None, pool: str = "gap", drop_path_rate: float = 0.0,
                posemb: str = "sincos", fc_norm: bool = False, qkv_bias: bool = True,
+               dtype=jnp.float32, layers: layer_plan.LayerPlan = layer_plan.PLAIN,
                rngs: nnx.Rngs):
     self.size = encoder_size(variant)
+    self.dtype = dtype
     self.patch_size = patch_size or self.size.patch_size
     check_image_size(image_size, self.patch_size)
     if pool not in ("gap", "cls"):
       raise ValueError(f"pool must be 'gap' or 'cls', got {pool!r}.")
     self.grid = image_size // self.patch_size
     self.pool = pool
-    self.patch_embed = _xavier_linear(self.patch_size ** 2 * channels, self.size.width, rngs)
+    self.patch_embed = _xavier_linear(self.patch_size ** 2 * channels, self.size.width, rngs,
+                                      dtype)
     self.cls_token = nnx.Param(nnx.initializers.normal(0.02)(rngs.params(), (1, 1, self.size.width)))
     if posemb not in ("sincos", "learn"):
       raise ValueError(f"posemb must be 'sincos' (MAE) or 'learn' (timm ViTs), got {posemb!r}.")
@@ -175,8 +214,9 @@ class ViT(nnx.Module):
         rngs.params(), (1, self.grid * self.grid + 1, self.size.width)))
         if posemb == "learn" else None)
     self.transformer = Transformer(self.size, drop_path_rate=drop_path_rate, qkv_bias=qkv_bias,
-                                   final_norm=not fc_norm, rngs=rngs)
-    self.fc_norm = nnx.LayerNorm(self.size.width, epsilon=1e-6, rngs=rngs) if fc_norm else None
+                                   final_norm=not fc_norm, dtype=dtype, layers=layers, rngs=rngs)
+    self.fc_norm = nnx.LayerNorm(self.size.width, epsilon=1e-6, dtype=dtype, rngs=rngs) \
+        if fc_norm else None
 
   @property
   def num_patches(self) -> int:
@@ -191,18 +231,22 @@ class ViT(nnx.Module):
   def embed_patches(self, images: jax.Array) -> jax.Array:
     """Images -> patch tokens with their position embeddings (no cls token)."""
     patches = patchify(normalize_images(images), self.patch_size)
-    return self.patch_embed(patches) + self.position_table()[1:]
+    # The float32 position table would promote the tokens back to float32.
+    return (self.patch_embed(patches) + self.position_table()[1:]).astype(self.dtype)
 
   def encode_tokens(self, tokens: jax.Array, key: jax.Array | None = None) -> jax.Array:
     """Prepends the cls token (with its position) and runs the transformer."""
     cls = self.cls_token[...] + self.position_table()[:1]
-    cls = jnp.broadcast_to(cls, (tokens.shape[0], 1, tokens.shape[-1]))
+    cls = jnp.broadcast_to(cls, (tokens.shape[0], 1, tokens.shape[-1])).astype(tokens.dtype)
     return self.transformer(jnp.concatenate([cls, tokens], axis=1), key)
 
   def __call__(self, images: jax.Array, key: jax.Array | None = None):
-    """`key` enables drop path (training); None is the deterministic evaluation mode."""
+    """`key` enables drop path (training); None is the deterministic evaluation mode. The
+    pooled `pre_logits` come back float32 whatever the compute dtype (heads, probes and
+    losses read them); `encoded` stays in the compute dtype."""
     encoded = self.encode_tokens(self.embed_patches(images), key)
     pre_logits = encoded[:, 1:].mean(axis=1) if self.pool == "gap" else encoded[:, 0]
     if self.fc_norm is not None:
       pre_logits = self.fc_norm(pre_logits)
+    pre_logits = precision.to_float32(pre_logits)
     return pre_logits, {"encoded": encoded, "pre_logits": pre_logits}

@@ -5,6 +5,7 @@ import ml_collections
 from flax import nnx
 
 from mll_jax.data import sources
+from mll_jax.models import layer_plan
 from mll_jax.models import mae as mae_model
 
 
@@ -16,7 +17,7 @@ def make_model(config: ml_collections.ConfigDict, info: sources.DatasetInfo,
   return mae_model.MAE(
       m.variant, image_size=config.data.image_size, channels=config.data.channels,
       patch_size=m.get("patch_size") or None, decoder=m.decoder, mask_ratio=m.mask_ratio,
-      norm_pix_loss=m.norm_pix_loss, rngs=rngs)
+      norm_pix_loss=m.norm_pix_loss, **layer_plan.execution(m), rngs=rngs)
 
 
 def loss(model: mae_model.MAE, batch: dict, key: jax.Array, config=None):

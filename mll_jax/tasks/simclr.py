@@ -11,7 +11,7 @@ import optax
 from flax import nnx
 
 from mll_jax.data import sources
-from mll_jax.models import contrastive
+from mll_jax.models import contrastive, layer_plan
 
 
 def make_model(config: ml_collections.ConfigDict, info: sources.DatasetInfo,
@@ -22,7 +22,7 @@ def make_model(config: ml_collections.ConfigDict, info: sources.DatasetInfo,
   return contrastive.ContrastiveViT(
       m.variant, image_size=config.data.image_size, channels=config.data.channels,
       patch_size=m.get("patch_size") or None, proj_hidden=m.proj_hidden, proj_dim=m.proj_dim,
-      proj_depth=m.proj_depth, rngs=rngs)
+      proj_depth=m.proj_depth, **layer_plan.execution(m), rngs=rngs)
 
 
 def nt_xent(z1: jax.Array, z2: jax.Array, temperature: float):

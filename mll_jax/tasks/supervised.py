@@ -12,7 +12,7 @@ import optax
 from flax import nnx
 
 from mll_jax.data import sources
-from mll_jax.models import cnn, heads, vit
+from mll_jax.models import cnn, heads, layer_plan, vit
 
 
 def classifier(m: ml_collections.ConfigDict, config: ml_collections.ConfigDict,
@@ -21,14 +21,20 @@ def classifier(m: ml_collections.ConfigDict, config: ml_collections.ConfigDict,
   """The classifier that the model config `m` (`config.model`, or a teacher's) describes:
   a ViT (`m.family="vit"`, the default) or a CNN (`m.family="cnn"`, `m.variant` a CNN size)."""
   family = m.get("family", "vit")
+  execution = layer_plan.execution(m)
   if family == "cnn":
     if m.get("head_norm", ""):
       raise ValueError("config.model.head_norm is a ViT option; a CNN classifier has none "
                        "(its trunk has BatchNorm).")
+    if execution["layers"] != layer_plan.PLAIN:
+      raise ValueError("config.model.remat and config.model.scan_layers are transformer "
+                       "options; a CNN has no block stack to rematerialise or scan. Leave "
+                       "them at 'none' and False.")
     return cnn.CNNClassifier(m.variant, num_classes=info.num_classes,
                              image_size=config.data.image_size, channels=config.data.channels,
                              head_init_std=m.get("head_init_std", 0.01),
-                             frozen_trunk=m.get("frozen_trunk", False), rngs=rngs)
+                             frozen_trunk=m.get("frozen_trunk", False),
+                             dtype=execution["dtype"], rngs=rngs)
   if family != "vit":
     raise ValueError(f"config.model.family must be 'vit' or 'cnn', got {family!r}.")
   return heads.Classifier(
@@ -37,7 +43,8 @@ def classifier(m: ml_collections.ConfigDict, config: ml_collections.ConfigDict,
       pool=m.get("pool", "gap"), drop_path_rate=m.get("drop_path", 0.0),
       head_init_std=m.get("head_init_std", 2e-5), head_norm=m.get("head_norm", ""),
       frozen_trunk=m.get("frozen_trunk", False), posemb=m.get("posemb", "sincos"),
-      fc_norm=m.get("fc_norm", False), qkv_bias=m.get("qkv_bias", True), rngs=rngs)
+      fc_norm=m.get("fc_norm", False), qkv_bias=m.get("qkv_bias", True), **execution,
+      rngs=rngs)
 
 
 def make_model(config: ml_collections.ConfigDict, info: sources.DatasetInfo,

@@ -1,0 +1,129 @@
+"""Does bfloat16 compute reach the float32 result? The default MAE run and a fine-tune, each in
+float32 and in bfloat16 (`config.model.dtype`), over seeds, compared against the seed spread.
+
+    python experiments/precision_parity.py [--seeds=2] [--quick]
+
+Points: `configs/mae.py` as the README's first command runs it (the `tiny` MAE on
+animal_mnist), judged by its final few-shot accuracy and reconstruction loss on the holdout
+(the same 10% of train for every run), and `configs/finetune.py:mini,animal_mnist,labels=10%`
+from scratch, judged by test accuracy. A claim holds when the difference of the two means is
+no larger than the larger of the two seed spreads (max - min over seeds). Writes
+`experiments/results/precision_parity.md` with each run's images/s as trained.
+"""
+
+import json
+import pathlib
+import statistics
+import sys
+import time
+
+from absl import app, flags
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from experiments import smoke, study_cli  # noqa: E402
+from mll_jax import config_files, sweep, train  # noqa: E402
+
+_SEEDS = flags.DEFINE_integer("seeds", 2, "Seeds per point.")
+_QUICK = flags.DEFINE_bool("quick", False, "The `mu` model and a few steps: a smoke test.")
+_WORKDIR = flags.DEFINE_string("study_dir", None, "Runs folder (default runs/precision_parity).")
+_OUT = flags.DEFINE_string("out", str(REPO / "experiments" / "results"), "Results folder.")
+
+DTYPES = ("float32", "bfloat16")
+# name -> (config file, arg, quick arg, metrics judged: (key, higher is better))
+POINTS = {
+    "MAE pre-training": ("mae", "tiny,animal_mnist", "mu,animal_mnist",
+                         (("fewshot/10shot", True), ("reconstruction/loss", False))),
+    "fine-tune from scratch, 10% labels": (
+        "finetune", "mini,animal_mnist,labels=10%", "mu,animal_mnist,labels=10%",
+        (("classification/accuracy", True),)),
+}
+
+
+def _config(file: str, arg: str, dtype: str, seed: int, quick: bool):
+  config = config_files.load(REPO / "configs" / f"{file}.py").get_config(arg)
+  overrides = {"model.dtype": dtype, "seed": seed, "data.validation": 0.1}
+  if file == "mae":  # the pre-training's evaluators read the holdout, never test
+    for evaluator in config.evals.values():
+      for key in ("split", "test_split"):
+        if key in evaluator:
+          evaluator[key] = "holdout"
+  if quick:
+    overrides = {**smoke.shrink(config), **overrides}
+    if "fewshot" in config.evals:
+      overrides["evals.fewshot.shots"] = (10,)
+  return sweep.apply_overrides(config, overrides)
+
+
+def _run(config, workdir: pathlib.Path) -> dict:
+  """Trains unless finished; final metrics, wall seconds and images/s of the training steps."""
+  result = workdir / "result.json"
+  if not result.exists():
+    started = time.time()
+    train.run(config, workdir)
+    final = sweep.final_metrics(workdir)
+    rates = [json.loads(line).get("images_per_sec") for line in
+             (workdir / "metrics.jsonl").read_text().splitlines()]
+    rates = [r for r in rates if r]
+    result.write_text(json.dumps({**final, "seconds": time.time() - started,
+                                  "images_per_sec": statistics.median(rates) if rates else 0}))
+  return json.loads(result.read_text())
+
+
+def _spread(values: list[float]) -> float:
+  return max(values) - min(values) if values else float("nan")
+
+
+def report(results: dict, seeds: int, command: str) -> str:
+  """The markdown table and the verdict per metric."""
+  lines = ["# bfloat16 vs float32 compute (mean ± std over seeds)", "", f"Command: `{command}`",
+           "", f"{seeds} seed(s) per cell; parameters and optimizer state are float32 in both. "
+           "A metric holds when |mean bf16 - mean f32| is no larger than the larger seed "
+           "spread (max - min).", "",
+           "| run | metric | float32 | bfloat16 | difference | seed spread | verdict |",
+           "|---|---|---|---|---|---|---|"]
+  for name, (_, _, _, metrics) in POINTS.items():
+    for key, _ in metrics:
+      values = {d: [r[key] for r in results[name][d]] for d in DTYPES}
+      difference = statistics.mean(values["bfloat16"]) - statistics.mean(values["float32"])
+      spread = max(_spread(values[d]) for d in DTYPES)
+      verdict = "within the seed spread" if abs(difference) <= spread else "**outside**"
+      cell = lambda v: (f"{statistics.mean(v):.4f} ± {statistics.pstdev(v):.4f}")
+      lines.append(f"| {name} | {key} | {cell(values['float32'])} | "
+                   f"{cell(values['bfloat16'])} | {difference:+.4f} | {spread:.4f} | "
+                   f"{verdict} |")
+  lines += ["", "| run | dtype | training images/s (median of log steps) | wall min per run |",
+            "|---|---|---|---|"]
+  for name in POINTS:
+    for d in DTYPES:
+      runs = results[name][d]
+      lines.append(f"| {name} | {d} | "
+                   f"{statistics.mean(r['images_per_sec'] for r in runs):.0f} | "
+                   f"{statistics.mean(r['seconds'] for r in runs) / 60:.1f} |")
+  return "\n".join(lines) + "\n"
+
+
+def main(argv):
+  del argv
+  train.setup_runtime()
+  quick = _QUICK.value
+  study_dir = pathlib.Path(_WORKDIR.value or
+                           f"runs/precision_parity{'_quick' if quick else ''}").absolute()
+  results = {}
+  for name, (file, arg, quick_arg, _) in POINTS.items():
+    results[name] = {d: [] for d in DTYPES}
+    for seed in range(_SEEDS.value):
+      for dtype in DTYPES:  # alternating, so machine load drifts onto both alike
+        config = _config(file, quick_arg if quick else arg, dtype, seed, quick)
+        tag = f"{file}_{dtype}_seed{seed}"
+        results[name][dtype].append(_run(config, study_dir / tag))
+  text = report(results, _SEEDS.value, study_cli.command_line(sys.argv))
+  out = pathlib.Path(_OUT.value)
+  out.mkdir(parents=True, exist_ok=True)
+  (out / f"precision_parity{'_quick' if quick else ''}.md").write_text(text)
+  print(text)
+
+
+if __name__ == "__main__":
+  app.run(main)

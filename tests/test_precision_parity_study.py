@@ -1,0 +1,24 @@
+"""experiments/precision_parity.py's --quick mode runs every point in float32 and bfloat16 and
+writes its table with a verdict per metric."""
+
+import subprocess
+import sys
+
+from conftest import REPO_ROOT, TEST_CACHE
+
+
+def test_quick_precision_parity_writes_the_table(tmp_path, subprocess_env):
+  out = tmp_path / "results"
+  proc = subprocess.run(
+      [sys.executable, "experiments/precision_parity.py", "--quick", "--seeds=1",
+       f"--out={out}", f"--study_dir={tmp_path / 'runs'}", f"--compilation_cache={TEST_CACHE}"],
+      cwd=REPO_ROOT, env=subprocess_env, capture_output=True, text=True, timeout=900)
+  assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+  table = (out / "precision_parity_quick.md").read_text()
+  for metric in ("fewshot/10shot", "reconstruction/loss", "classification/accuracy"):
+    rows = [line for line in table.splitlines() if f"| {metric} |" in line]
+    assert len(rows) == 1 and ("within the seed spread" in rows[0] or "outside" in rows[0])
+  # Each run's config asked for its dtype.
+  configs = sorted((tmp_path / "runs").glob("*/config.json"))
+  assert len(configs) == 4
+  assert sum('"dtype": "bfloat16"' in c.read_text() for c in configs) == 2
