@@ -29,6 +29,7 @@ setup(
         "importlib_resources>=6",    # TFDS imports it for builders in packages but does not declare it
         "tqdm>=4.60,<5",
         "safetensors>=0.4,<1",       # weight import (models/convert.py)
+        "tensorboardX>=2.6,<3",      # TensorBoard event files without TensorFlow (run_log.py)
     ],
     extras_require={
         "cuda": ["jax[cuda12]>=0.8,<0.11"],

@@ -3,10 +3,14 @@ combination in one jitted function, same-architecture models stacked) against ca
 selected model's own jitted function in turn and combining on the host. The stacked models run
 by `vmap` (one batched program) and by `lax.map` (one after another in the graph), both timed.
 
-    python benchmarks/reuse_throughput.py [--models=4] [--variant=mini] [--batch=256]
+    python benchmarks/reuse_throughput.py [--experts=mini,mini,mini,mini] [--batch=256]
+    python benchmarks/reuse_throughput.py --experts=resnet18,resnet18,mini,mini,tiny,tiny
 
-The models are freshly initialised experts of one architecture in a temporary hub (speed does
-not depend on the weights); every head is selected with random weights. Each figure is the
+`--experts` names each expert's variant: a ViT size (mu, mini, tiny, ...) or a convolutional
+one (resnet18, resnet_mu, cnn_mu, ...; ResNets get the small 28x28 stem), so a mixed selection
+is as easy to time as a single-architecture one. The models are freshly initialised experts in
+a temporary hub (speed does not depend on the weights); every head is selected with random
+weights. Each figure is the
 median images/s over `--repeats` passes over `--images` images after a warm-up pass.
 """
 
@@ -24,9 +28,10 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from benchmarks import report  # noqa: E402
 from mll_jax.hub import functional, registry, reuse, selection  # noqa: E402
+from mll_jax.models import vit  # noqa: E402
 
-_MODELS = flags.DEFINE_integer("models", 4, "Selected models.")
-_VARIANT = flags.DEFINE_string("variant", "mini", "ViT variant of every model.")
+_EXPERTS = flags.DEFINE_list("experts", ["mini"] * 4,
+                             "Variant of each selected expert (ViT or convolutional).")
 _IMAGES = flags.DEFINE_integer("images", 2048, "Images per pass.")
 _BATCH = flags.DEFINE_integer("batch", 256, "Images per call.")
 _REPEATS = flags.DEFINE_integer("repeats", 5, "Timed passes (median).")
@@ -45,16 +50,32 @@ def _rate(fn, images, batch, repeats):
   return len(images) / statistics.median(times)
 
 
+def architecture(variant: str) -> dict:
+  """A 3-class expert on 28x28 grey images: a ViT with 4x4 patches, or a convolutional
+  trunk (ResNets with the small-image stem)."""
+  if variant in vit.ENCODER_SIZES:
+    model = {"variant": variant, "patch_size": 4, "pool": "gap"}
+  else:
+    model = {"family": "cnn", "variant": variant,
+             **({"stem": "small"} if variant.startswith("resnet") else {})}
+  return {"task": "expert", "model": model, "image_size": 28, "channels": 1, "num_classes": 3}
+
+
+def describe(experts: list[str]) -> str:
+  """`2 resnet18 + 2 mini` in the order first named."""
+  counts = {v: experts.count(v) for v in dict.fromkeys(experts)}
+  return " + ".join(f"{n} {v}" for v, n in counts.items()) + " experts"
+
+
 def main(argv):
   del argv
-  arch = {"task": "expert", "model": {"variant": _VARIANT.value, "patch_size": 4, "pool": "gap"},
-          "image_size": 28, "channels": 1, "num_classes": 3}
+  experts = _EXPERTS.value
   rng = np.random.default_rng(0)
   images = rng.integers(0, 256, (_IMAGES.value, 28, 28, 1)).astype(np.uint8)
   with tempfile.TemporaryDirectory() as directory:
     hub = registry.Hub(directory)
-    refs = [hub.register(f"m{i}", arch, functional.init_variables(arch, seed=i),
-                         ["a", "b", "c"]).ref for i in range(_MODELS.value)]
+    refs = [hub.register(f"m{i}", architecture(v), functional.init_variables(architecture(v), seed=i),
+                         ["a", "b", "c"]).ref for i, v in enumerate(experts)]
     heads = tuple((ref, c) for ref in refs for c in range(3))
     weights = rng.normal(size=(len(heads), 5)).astype(np.float32)
     chosen = selection.Selection(tuple("vwxyz"), (True,) * 5, heads, weights,
@@ -73,7 +94,8 @@ def main(argv):
       np.testing.assert_allclose(graph.predict(images[:64]), sequential(images[:64]), atol=1e-3)
       rates[f"fused ({loop})"] = _rate(graph.predict, images, _BATCH.value, _REPEATS.value)
     rates["sequential"] = _rate(sequential, images, _BATCH.value, _REPEATS.value)
-  print(f"Reuse throughput, {_MODELS.value} {_VARIANT.value} ViT experts (one architecture), "
+  families = len(set(experts))
+  print(f"Reuse throughput, {describe(experts)} ({families} architecture(s)), "
         f"batch {_BATCH.value}, {jax.device_count()} {jax.default_backend()} device(s); "
         f"median of {_REPEATS.value} passes over {_IMAGES.value} images:")
   for name, rate in rates.items():
@@ -83,7 +105,7 @@ def main(argv):
   for name, ratio in ratios.items():
     print(f"  ratio {name}: {ratio:.2f}x")
   report.emit(
-      "Fused reuse", f"{_MODELS.value} {_VARIANT.value} ViT experts, batch {_BATCH.value}, "
+      "Fused reuse" + (", mixed architectures" if families > 1 else ""), f"{describe(experts)}, batch {_BATCH.value}, "
       f"{jax.device_count()} {jax.default_backend()} device(s), median of {_REPEATS.value} "
       f"passes over {_IMAGES.value} images",
       {name: (rate, "images/s") for name, rate in rates.items()},

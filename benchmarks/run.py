@@ -7,7 +7,8 @@ each ratio against the baseline measured in the same run.
 Benchmarks: mae_step (MAE train step vs the same model in PyTorch; MFU on an accelerator),
 input_pipeline (grain input images/s vs train step images/s), labeling_throughput, chco_solve
 (1,000 tasks batched vs one at a time vs a numpy reference), reuse_throughput (fused reuse graph
-vs each model's own jitted function in turn). A benchmark that fails is reported as failed with
+vs each model's own jitted function in turn) and reuse_mixed (the same on a selection of
+ResNet-18s and ViTs of two sizes). A benchmark that fails is reported as failed with
 its last output lines, and the others still run. `--quick` shrinks every benchmark to a smoke
 run (the test suite runs it); its figures mean nothing.
 """
@@ -33,17 +34,24 @@ _QUICK = flags.DEFINE_bool("quick", False, "Smoke-sized runs (for tests).")
 _ONLY = flags.DEFINE_list("only", None, "Run just these benchmarks.")
 _TIMEOUT = flags.DEFINE_integer("timeout", 1800, "Seconds allowed per benchmark.")
 
-# name -> (full arguments, quick arguments)
+# name -> (script in benchmarks/, full arguments, quick arguments)
 BENCHMARKS = {
-    "mae_step": ([], ["--config=configs/mae.py:mu", "--config.batch_size=16", "--repeats=1",
-                      "--steps=2"]),
-    "input_pipeline": ([], ["--config=configs/mae.py:mu", "--config.batch_size=16",
-                            "--repeats=1", "--steps=2"]),
-    "labeling_throughput": ([], ["--variant=mu", "--images=128", "--repeats=1",
-                                 "--eager_images=64"]),
-    "chco_solve": ([], ["--tasks=8", "--max_steps=20", "--repeats=1", "--reference_tasks=1"]),
-    "reuse_throughput": ([], ["--models=2", "--variant=mu", "--images=64", "--batch=32",
-                              "--repeats=1"]),
+    "mae_step": ("mae_step", [], ["--config=configs/mae.py:mu", "--config.batch_size=16",
+                                  "--repeats=1", "--steps=2"]),
+    "input_pipeline": ("input_pipeline", [], ["--config=configs/mae.py:mu",
+                                              "--config.batch_size=16", "--repeats=1",
+                                              "--steps=2"]),
+    "labeling_throughput": ("labeling_throughput", [], ["--variant=mu", "--images=128",
+                                                        "--repeats=1", "--eager_images=64"]),
+    "chco_solve": ("chco_solve", [], ["--tasks=8", "--max_steps=20", "--repeats=1",
+                                      "--reference_tasks=1"]),
+    "reuse_throughput": ("reuse_throughput", [], ["--experts=mu,mu", "--images=64",
+                                                  "--batch=32", "--repeats=1"]),
+    # A mixed hub's selection: ResNets beside ViTs of two sizes (issue 14).
+    "reuse_mixed": ("reuse_throughput", ["--experts=resnet18,resnet18,mini,mini,tiny,tiny",
+                                         "--images=1024"],
+                    ["--experts=resnet_mu,resnet_mu,mu,mu,cnn_mu", "--images=64",
+                     "--batch=32", "--repeats=1"]),
 }
 PACKAGES = ("jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "grain", "tensorflow-datasets",
             "numpy", "torch")
@@ -80,12 +88,14 @@ def versions() -> str:
   return ", ".join(found)
 
 
-def run_one(name: str, args: list[str], workdir: pathlib.Path, timeout: int) -> dict:
-  """Runs `benchmarks/<name>.py`; its JSON report, or `{"failed": ...}` with its output tail."""
+def run_one(name: str, script: str, args: list[str], workdir: pathlib.Path,
+            timeout: int) -> dict:
+  """Runs `benchmarks/<script>.py`; its JSON report (with `script`), or `{"failed": ...}` with
+  its output tail."""
   result = workdir / f"{name}.json"
   started = time.perf_counter()
   try:
-    proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / f"{name}.py"), *args,
+    proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / f"{script}.py"), *args,
                            f"--report_json={result}"], cwd=REPO, capture_output=True,
                           text=True, timeout=timeout)
     output, code = proc.stdout + proc.stderr, proc.returncode
@@ -95,8 +105,8 @@ def run_one(name: str, args: list[str], workdir: pathlib.Path, timeout: int) -> 
   print(f"[{name}] {'ok' if code == 0 else 'FAILED'} in {seconds:.0f} s", flush=True)
   if code != 0 or not result.exists():
     tail = "\n".join(str(output).strip().splitlines()[-8:])
-    return {"failed": f"exit code {code}", "output": tail, "seconds": seconds}
-  return {**json.loads(result.read_text()), "seconds": seconds}
+    return {"failed": f"exit code {code}", "output": tail, "seconds": seconds, "script": script}
+  return {**json.loads(result.read_text()), "seconds": seconds, "script": script}
 
 
 def markdown(results: dict, quick: bool) -> str:
@@ -109,7 +119,7 @@ def markdown(results: dict, quick: bool) -> str:
            "Each figure is a median over repeated timed windows after a warm-up (compilation "
            "excluded); each ratio is against a baseline measured in the same run.", ""]
   for name, result in results.items():
-    lines += [f"## {result.get('title', name)} (`benchmarks/{name}.py`)", ""]
+    lines += [f"## {result.get('title', name)} (`benchmarks/{result['script']}.py`)", ""]
     if "failed" in result:
       lines += [f"**Failed** ({result['failed']}). Last output:", "", "```",
                 result["output"], "```", ""]
@@ -141,9 +151,9 @@ def main(argv):
   results = {}
   with tempfile.TemporaryDirectory() as workdir:
     for name in names:
-      full, quick = BENCHMARKS[name]
-      results[name] = run_one(name, quick if _QUICK.value else full, pathlib.Path(workdir),
-                              _TIMEOUT.value)
+      script, full, quick = BENCHMARKS[name]
+      results[name] = run_one(name, script, quick if _QUICK.value else full,
+                              pathlib.Path(workdir), _TIMEOUT.value)
   out = pathlib.Path(_OUT.value)
   out.parent.mkdir(parents=True, exist_ok=True)
   out.write_text(markdown(results, _QUICK.value) + "\n")

@@ -1,4 +1,4 @@
-"""A hub expert: a ViT classifier on a named subset of a data set's classes.
+"""A hub expert: a classifier (ViT or convolutional) on a named subset of a data set's classes.
 
     python -m mll_jax.train --config=configs/expert.py --config.classes=cat,dog,horse \
         [--config.init_from=runs/mae-XXXXXXXX]
@@ -13,6 +13,7 @@ scratch (configs/finetune.py `EPOCHS`); from an MAE encoder (`init_from`), add
 import ml_collections
 
 from mll_jax import config_files
+from mll_jax.models import resnet
 
 finetune = config_files.sibling(__file__, "finetune.py")
 MODELS, DATA = finetune.MODELS, finetune.DATA
@@ -21,7 +22,7 @@ MODELS, DATA = finetune.MODELS, finetune.DATA
 def get_config(arg=None):
   """The fine-tuning config on a class subset; `classes` must be set."""
   tokens = [t for t in (arg or "").split(",") if t]
-  if not any(t in MODELS for t in tokens):
+  if not any(t in MODELS or resnet.is_resnet(t) for t in tokens):
     tokens.append("mini")
   if not any(t.startswith("labels=") for t in tokens):
     tokens.append("labels=100%")

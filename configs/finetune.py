@@ -9,7 +9,7 @@ Args (comma-separated): a model (mu, tiny, vit_b16, ...), a data set (as configs
 
 import ml_collections
 
-from mll_jax.models import layer_plan
+from mll_jax.models import layer_plan, resnet
 
 MODELS = {"mu": ("mu", 4), "mini": ("mini", 4), "tiny": ("tiny", 4), "vit_s16": ("S/16", 16),
           "vit_b16": ("B/16", 16), "vit_l16": ("L/16", 16), "vit_h14": ("H/14", 14),
@@ -65,23 +65,29 @@ def parse_arg(arg):
   for token in filter(None, (arg or "").split(",")):
     if token.startswith("labels="):
       labels = token[len("labels="):]
-    elif token in MODELS:
+    elif token in MODELS or resnet.is_resnet(token):
       model = token
     elif token in DATA:
       data = token
     else:
       raise ValueError(f"configs/finetune.py: unknown arg {token!r}; models: "
-                       f"{', '.join(MODELS)}; data: {', '.join(DATA)}; or labels=10%.")
+                       f"{', '.join(MODELS)}, resnet{{18,34,50,101,152}}[x{{width}}][_sk], "
+                       f"resnet_mu; data: {', '.join(DATA)}; or labels=10%.")
   return model, data, labels
 
 
 def is_cnn(model: str) -> bool:
-  """Whether a model arg names the CNN family."""
-  return model.startswith("cnn_")
+  """Whether a model arg names the convolutional family (plain CNNs and ResNets)."""
+  return model.startswith("cnn_") or resnet.is_resnet(model)
 
 
 def model_config(model: str, data: str) -> dict:
   """`config.model` of a model arg: the ViT's (patch 2 on 8x8 digits) or the CNN's."""
+  if resnet.is_resnet(model):
+    # The small-image stem (3x3/1 conv, no max pooling) keeps 28x28-64x64 inputs from being
+    # pooled to a few pixels by the ImageNet stem.
+    stem = "small" if DATA[data][1] <= 64 else "imagenet"
+    return dict(family="cnn", variant=model, head_init_std=0.01, stem=stem, dtype="auto")
   variant, patch = MODELS[model]
   if is_cnn(model):
     return dict(family="cnn", variant=variant, head_init_std=0.01, dtype="auto")

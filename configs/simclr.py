@@ -1,24 +1,34 @@
-"""SimCLR contrastive pre-training of a ViT (two views, NT-Xent, 3-layer projection head).
+"""SimCLR contrastive pre-training of a ViT or a ResNet (two views, NT-Xent, 3-layer
+projection head).
 
-Args as configs/mae.py: a model and a data set, e.g. `configs/simclr.py:tiny,animal_mnist`.
+Args as configs/mae.py: a model and a data set, e.g. `configs/simclr.py:tiny,animal_mnist`, or a
+ResNet, e.g. `configs/simclr.py:resnet18,cifar10` (SimCLRv2's backbone family).
 """
 
 import ml_collections
 
 from mll_jax import config_files
-from mll_jax.models import layer_plan
+from mll_jax.models import layer_plan, resnet
 
 _mae = config_files.sibling(__file__, "mae.py")
 MODELS, DATA = _mae.MODELS, _mae.DATA
 
 
 def get_config(arg=None):
-  """SimCLR config sharing the MAE config's model / data vocabulary and evaluators."""
-  c = _mae.get_config(arg)
+  """SimCLR config sharing the MAE config's model / data vocabulary and evaluators; a ResNet
+  arg (`resnet18`, `resnet50x2_sk`, ...) pre-trains that trunk instead of a ViT."""
+  tokens = [t for t in (arg or "").split(",") if t]
+  trunk = next((t for t in tokens if resnet.is_resnet(t)), None)
+  c = _mae.get_config(",".join(t for t in tokens if not resnet.is_resnet(t)))
   big = c.data.name == "imagenet2012"
   c.task = "simclr"
-  c.model = dict(variant=c.model.variant, patch_size=c.model.patch_size, proj_hidden=512,
-                 proj_dim=128, proj_depth=3, **layer_plan.EXECUTION_DEFAULTS)
+  projection = dict(proj_hidden=512, proj_dim=128, proj_depth=3)
+  if trunk:  # SimCLRv2's backbone; the small stem on 28x28-64x64 images
+    c.model = dict(family="cnn", variant=trunk, dtype="auto",
+                   stem="small" if c.data.image_size <= 64 else "imagenet", **projection)
+  else:
+    c.model = dict(family="vit", variant=c.model.variant, patch_size=c.model.patch_size,
+                   **projection, **layer_plan.EXECUTION_DEFAULTS)
   c.data.views = 2
   c.data.crop_scale = (0.08, 1.0) if big else (0.2, 1.0)
   c.temperature = 0.2

@@ -102,6 +102,14 @@ class Study:
             "models": len(chosen.models), "mflops": chosen.flops_per_image / 1e6,
             "selected": chosen.models}
 
+  def families(self, refs) -> dict:
+    """`{family: count}` of the models `refs` (the hub's architectures: vit, cnn)."""
+    counts = {}
+    for ref in refs:
+      family = self.hub.show(ref).architecture["model"].get("family", "vit")
+      counts[family] = counts.get(family, 0) + 1
+    return counts
+
   def single_best(self, data, classes) -> dict:
     """The one model that covers the most target classes, ties broken by the best CHCO fit
     (no penalty) on the task's pool images: chosen without test images."""
@@ -173,8 +181,9 @@ def run(settings: dict) -> dict:
                                    **{k: v for k, v in out.items() if k != "selected"}})
     for lam in settings["lambdas"]:
       out = study.zero_shot(data, classes, lam=lam)
-      results["lambda"].append({"lam": lam, "task": key,
-                                **{k: v for k, v in out.items() if k != "selected"}})
+      # Which families CHCO keeps as the cost weighs more (a mixed hub, issue 14).
+      out["families"] = study.families(out.pop("selected", ()))
+      results["lambda"].append({"lam": lam, "task": key, **out})
   for row in results["scaling"]:
     row.pop("selected", None)
   return results

@@ -42,11 +42,15 @@ def write(results: dict, settings: dict, stem: pathlib.Path) -> None:
                 f"{np.mean([r['models'] for r in rows]):.1f} | "
                 f"{_mean_std([r['mflops'] for r in rows])} |")
   lams = sorted({r["lam"] for r in results["lambda"]})
-  curve = ["| lambda | accuracy | models | MFLOPs/image |", "|---|---|---|---|"]
+  families = sorted({f for r in results["lambda"] for f in r.get("families", {})})
+  curve = ["| lambda | accuracy | models | " + "".join(f"{f} models | " for f in families)
+           + "MFLOPs/image |", "|---|---|---|" + "---|" * len(families) + "---|"]
   for lam in lams:
     rows = [r for r in results["lambda"] if r["lam"] == lam]
+    by_family = "".join(f"{np.mean([r.get('families', {}).get(f, 0) for r in rows]):.1f} | "
+                        for f in families)
     curve.append(f"| {lam:g} | {_mean_std([r['accuracy'] for r in rows])} | "
-                 f"{np.mean([r['models'] for r in rows]):.1f} | "
+                 f"{np.mean([r['models'] for r in rows]):.1f} | {by_family}"
                  f"{_mean_std([r['mflops'] for r in rows])} |")
   lines = ["# Hub scaling: zero-shot accuracy of reused experts", "",
            f"Command: `{settings['command']}`", "",
@@ -60,7 +64,7 @@ def write(results: dict, settings: dict, stem: pathlib.Path) -> None:
   with stem.with_suffix(".csv").open("w", newline="") as f:
     writer = csv.writer(f)
     writer.writerow(["part", "method", "ordering", "size", "lam", "task", "accuracy", "models",
-                     "mflops"])
+                     "mflops", "families"])
     for r in results["scaling"]:
       writer.writerow(["scaling", r["method"], r["ordering"], r["size"], settings["lam"],
                        r["task"], r["accuracy"], r["models"], r["mflops"]])
@@ -69,7 +73,8 @@ def write(results: dict, settings: dict, stem: pathlib.Path) -> None:
                        r["models"], r["mflops"]])
     for r in results["lambda"]:
       writer.writerow(["lambda", "chco", "", "", r["lam"], r["task"], r["accuracy"],
-                       r["models"], r["mflops"]])
+                       r["models"], r["mflops"],
+                       ";".join(f"{f}:{n}" for f, n in sorted(r.get("families", {}).items()))])
   _plot(curves, results["lambda"], stem.with_suffix(".png"))
   print("\n".join(lines))
 

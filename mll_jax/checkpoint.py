@@ -7,6 +7,7 @@ older one is tried, with a message saying so.
 """
 
 import dataclasses
+import errno
 import logging
 import os
 import pathlib
@@ -27,6 +28,28 @@ class CheckpointError(RuntimeError):
   """No usable checkpoint where one was asked for; the message says what to do."""
 
 
+class DiskFull(CheckpointError):
+  """A checkpoint did not fit on its disk; the message says how much it needs and where."""
+
+
+def _is_disk_full(error: BaseException) -> bool:
+  """ENOSPC anywhere in the exception's chain (orbax re-raises it as RESOURCE_EXHAUSTED)."""
+  seen = set()
+  while error is not None and id(error) not in seen:
+    seen.add(id(error))
+    if isinstance(error, OSError) and error.errno == errno.ENOSPC:
+      return True
+    text = str(error)
+    if "RESOURCE_EXHAUSTED" in text or "No space left on device" in text:
+      return True
+    error = error.__cause__ or error.__context__
+  return False
+
+
+def _state_bytes(state) -> int:
+  return sum(int(getattr(x, "nbytes", 0)) for x in jax.tree.leaves(state))
+
+
 class Checkpointer:
   """Periodic, asynchronous saves of `{"state", "data", "config"}` under `workdir/checkpoints`."""
 
@@ -35,6 +58,7 @@ class Checkpointer:
     self.workdir = pathlib.Path(workdir)
     self.directory = self.workdir / "checkpoints"
     self.every_steps = every_steps
+    self._saving = (None, 0)  # (step, bytes) of the latest save started, for DiskFull
     self._options = ocp.CheckpointManagerOptions(
         max_to_keep=keep, keep_period=keep_every or None, create=True,
         enable_async_checkpointing=True)
@@ -51,15 +75,65 @@ class Checkpointer:
     return self.every_steps > 0 and step % self.every_steps == 0
 
   def save(self, step: int, state, data_iterator, config_json: dict) -> None:
-    """Starts an asynchronous save (the arrays are copied off the device before it returns)."""
-    self.manager.save(step, args=ocp.args.Composite(
-        state=ocp.args.StandardSave(state),
-        data=grain.checkpoint.CheckpointSave(data_iterator),
-        config=ocp.args.JsonSave(config_json)), force=True)
+    """Starts an asynchronous save (the arrays are copied off the device before it returns).
+
+    Raises DiskFull, before writing, when the disk has less room than the state needs, and
+    when a write fails for want of space (the partial checkpoint is removed; older ones stay).
+    """
+    # A failed earlier save (asynchronous, so its error waits for the next call) is reported
+    # as itself, before this one is judged against the space it left.
+    self.wait()
+    needed = _state_bytes(state)
+    free = shutil.disk_usage(self.directory if self.directory.exists() else self.workdir).free
+    if free < needed:
+      raise self._disk_full(step, needed, free)
+    self._saving = (step, needed)
+    try:
+      self.manager.save(step, args=ocp.args.Composite(
+          state=ocp.args.StandardSave(state),
+          data=grain.checkpoint.CheckpointSave(data_iterator),
+          config=ocp.args.JsonSave(config_json)), force=True)
+    except Exception as e:
+      self._raise_if_disk_full(e)
+      raise
 
   def wait(self) -> None:
-    """Blocks until every started save is on disk."""
-    self.manager.wait_until_finished()
+    """Blocks until every started save is on disk (DiskFull if one ran out of space)."""
+    try:
+      self.manager.wait_until_finished()
+    except Exception as e:
+      self._raise_if_disk_full(e)
+      raise
+
+  def _raise_if_disk_full(self, error: Exception) -> None:
+    if not _is_disk_full(error):
+      return
+    self._settle()
+    # orbax writes into `<step>.orbax-checkpoint-tmp-*` and renames when complete: what is
+    # left of the failed one goes; every finished checkpoint stays.
+    for partial in self.directory.glob("*.orbax-checkpoint-tmp*"):
+      shutil.rmtree(partial, ignore_errors=True)
+    step, needed = self._saving
+    raise self._disk_full(step, needed, shutil.disk_usage(self.directory).free) from None
+
+  def _settle(self) -> None:
+    """Lets the saves under way finish (or fail) before judging what is on disk."""
+    try:
+      self.manager.wait_until_finished()
+    except Exception:  # noqa: BLE001 - the disk-full error is what gets reported
+      pass
+
+  def _disk_full(self, step, needed: int, free: int) -> DiskFull:
+    self._settle()
+    mib = lambda b: f"{b / 2**20:,.1f} MiB"
+    kept = self.manager.all_steps()
+    return DiskFull(
+        f"The disk is full: the checkpoint of step {step} needs about {mib(needed)} in "
+        f"{self.directory}, which has {mib(free)} free. "
+        + (f"The last good checkpoint (step {max(kept)}) is kept; free space there and rerun "
+           "the same command to resume from it." if kept else
+           "No checkpoint was written; free space there (or choose another --workdir) and "
+           "rerun."))
 
   def latest_step(self) -> int | None:
     return self.manager.latest_step()
@@ -120,8 +194,10 @@ class Checkpointer:
     self.manager = self._open()
 
   def close(self) -> None:
-    self.manager.wait_until_finished()
-    self.manager.close()
+    try:
+      self.wait()
+    finally:
+      self.manager.close()
 
 
 def position_at_step(data_iterator, step: int) -> None:

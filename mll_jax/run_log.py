@@ -1,11 +1,19 @@
-"""Console progress bar, one line per log step, and `workdir/metrics.jsonl`."""
+"""Console progress bar, one line per log step, `workdir/metrics.jsonl` (the source of truth
+for every table) and TensorBoard event files beside it in `workdir/tensorboard/`.
+
+The event files come from tensorboardX, a maintained writer that needs no TensorFlow;
+`tensorboard --logdir runs` then shows every run (and every sweep point, each in its own
+workdir) with its loss, learning rate, throughput and evaluators."""
 
 import json
 import pathlib
 import time
 
 import jax
+from tensorboardX import SummaryWriter
 from tqdm import tqdm
+
+TENSORBOARD_DIR = "tensorboard"
 
 
 class RunLog:
@@ -18,6 +26,9 @@ class RunLog:
     self._window_start = (time.perf_counter(), start_step)
     self.bar = tqdm(total=total_steps, initial=start_step, dynamic_ncols=True, unit="step",
                     disable=not self.enabled, mininterval=1.0)
+    # flush_secs: a crashed or killed run still leaves its curves readable.
+    self.tensorboard = (SummaryWriter(str(workdir / TENSORBOARD_DIR), flush_secs=10)
+                        if self.enabled else None)
 
   def step(self, step: int, metrics: dict) -> None:
     """Advances the bar to `step` and shows the latest loss."""
@@ -42,6 +53,9 @@ class RunLog:
       return
     with self.path.open("a") as f:
       f.write(json.dumps({"step": step, **metrics}) + "\n")
+    for name, value in metrics.items():
+      if isinstance(value, (int, float)) and not isinstance(value, bool):
+        self.tensorboard.add_scalar(name, value, step)
     if echo:
       shown = "  ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
                         for k, v in metrics.items())
@@ -53,3 +67,5 @@ class RunLog:
 
   def close(self) -> None:
     self.bar.close()
+    if self.tensorboard is not None:
+      self.tensorboard.close()

@@ -22,8 +22,8 @@ from absl import app, flags
 from absl import logging as absl_logging
 from ml_collections import config_flags
 
-from mll_jax import (aot, checkpoint, evaluators, multihost, optim, run_log, sharding,
-                     steps, tasks, tpu_pods)
+from mll_jax import (aot, checkpoint, config_checks, evaluators, multihost, optim, run_log,
+                     sharding, steps, tasks, tpu_pods, workdir_lock)
 from mll_jax.data import class_subsets, pipeline, run_split, sources, transforms
 from mll_jax.evaluators import context as eval_context
 from mll_jax.models import precision
@@ -150,6 +150,14 @@ def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike, devices=N
   init_plans = None if resuming else _plan_inits(task, config, compiled)
 
   workdir.mkdir(parents=True, exist_ok=True)
+  with workdir_lock.hold(workdir, jax.process_index()):
+    return _train(config, workdir, task, mesh, compiled, iterator, evals, init_plans,
+                  total_steps)
+
+
+def _train(config, workdir, task, mesh, compiled, iterator, evals, init_plans,
+           total_steps) -> dict:
+  """`run` from its first write on, under the workdir's lock."""
   if multihost.is_main_process():
     (workdir / "config.json").write_text(json.dumps(config_json(config), indent=2))
   ckpt = checkpoint.Checkpointer(workdir, config.checkpoint.every_steps,
@@ -221,6 +229,7 @@ def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike, devices=N
 
 
 def _task_and_mesh(config, devices, mesh=None):
+  config_checks.check(config)
   task = tasks.get(config.task)
   if hasattr(task, "validate"):
     task.validate(config)
@@ -326,7 +335,8 @@ def main(argv):
   except Preempted as e:  # a clean, resumable stop
     print(str(e), flush=True)
     sys.exit(0)
-  except (RunError, ValueError, FileNotFoundError, checkpoint.CheckpointError) as e:
+  except (RunError, ValueError, FileNotFoundError, checkpoint.CheckpointError,
+          workdir_lock.WorkdirBusy) as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(2)
 

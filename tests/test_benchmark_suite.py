@@ -17,6 +17,7 @@ def test_quick_suite_reports_every_benchmark(tmp_path, subprocess_env):
   for name in ("mae_step", "input_pipeline", "labeling_throughput", "chco_solve",
                "reuse_throughput"):
     assert f"`benchmarks/{name}.py`" in report, report
+  assert "## Fused reuse, mixed architectures (`benchmarks/reuse_throughput.py`)" in report
   for ratio in ("train mll_jax float32 / PyTorch float32",
                 "train mll_jax bfloat16 / PyTorch float32",
                 "train mll_jax bfloat16 / PyTorch bf16 autocast",

@@ -29,11 +29,15 @@ def test_quick_hub_build(tmp_path, subprocess_env):
   assert rerun.returncode == 0 and len(registry.Hub(tmp_path / "hub").entries()) == 3
 
 
-def test_quick_hub_scaling_study_on_a_quick_hub(tmp_path, subprocess_env):
+def test_quick_hub_scaling_study_on_a_quick_mixed_hub(tmp_path, subprocess_env):
   env = subprocess_env
   build = [sys.executable, "experiments/build_hub.py", "--quick", f"--hub_dir={tmp_path / 'hub'}",
-           f"--compilation_cache={TEST_CACHE}"]
-  assert subprocess.run(build, cwd=REPO_ROOT, env=env, capture_output=True).returncode == 0
+           "--architectures=mixed", f"--compilation_cache={TEST_CACHE}"]
+  built = subprocess.run(build, cwd=REPO_ROOT, env=env, capture_output=True, text=True)
+  assert built.returncode == 0, built.stdout[-3000:] + built.stderr[-3000:]
+  hub = registry.Hub(tmp_path / "hub")
+  assert {e.ref: e.architecture["model"].get("family", "vit") for e in hub.entries()} == {
+      "pets@1": "vit", "farm@1": "cnn", "savanna@1": "vit"}
   out = tmp_path / "results"
   proc = subprocess.run([sys.executable, "experiments/hub_scaling.py", "--quick",
                          f"--hub_dir={tmp_path / 'hub'}", f"--out={out}",
@@ -41,9 +45,11 @@ def test_quick_hub_scaling_study_on_a_quick_hub(tmp_path, subprocess_env):
                         cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=900)
   assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
   table = (out / "hub_scaling_quick.md").read_text()
-  for part in ("| chco |", "| topk |", "| random |", "| single |", "| lambda |"):
+  for part in ("| chco |", "| topk |", "| random |", "| single |", "| lambda |",
+               "| vit models |"):
     assert part in table
   rows = list(csv.DictReader((out / "hub_scaling_quick.csv").open()))
   assert {r["part"] for r in rows} == {"scaling", "baseline", "lambda"}
   assert all(0.0 <= float(r["accuracy"]) <= 1.0 for r in rows)
+  assert all(r["families"] for r in rows if r["part"] == "lambda" and int(r["models"]))
   assert (out / "hub_scaling_quick.png").stat().st_size > 1000

@@ -68,6 +68,31 @@ def test_idx_builder_reads_a_folder_of_idx_files(tmp_path):
   assert sources.data_source(builder, "train")[0]["image"].shape == (28, 28, 1)
 
 
+def test_a_changed_idx_folder_is_never_served_from_the_stale_cache(tmp_path):
+  data_dir = str(tmp_path / "data")
+  first, second = tmp_path / "first", tmp_path / "second"
+  first.mkdir()
+  second.mkdir()
+  _write_mnist_like(first, n_train=60)
+  _write_mnist_like(second, n_train=90)
+  sources.get_builder("idx/mnist", data_dir=data_dir, manual_dir=str(first))
+  copy = tmp_path / "copy_of_first"  # the same files elsewhere are the same source
+  copy.mkdir()
+  for path in first.iterdir():
+    (copy / path.name).write_bytes(path.read_bytes())
+  assert sources.info(sources.get_builder("idx/mnist", data_dir=data_dir,
+                                          manual_dir=str(copy))).split_sizes["train"] == 60
+  with pytest.raises(sources.DataError, match=rf"prepared from {first}.*but "
+                                              rf"--manual_dir={second} holds other files.*"
+                                              r"--rebuild"):
+    sources.get_builder("idx/mnist", data_dir=data_dir, manual_dir=str(second))
+  rebuilt = sources.get_builder("idx/mnist", data_dir=data_dir, manual_dir=str(second),
+                                rebuild=True)
+  assert sources.info(rebuilt).split_sizes["train"] == 90
+  with pytest.raises(sources.DataError, match=rf"prepared from {second}"):
+    sources.get_builder("idx/mnist", data_dir=data_dir, manual_dir=str(first))
+
+
 def test_unknown_data_set_names_the_offline_ones(tmp_path):
   with pytest.raises(sources.DataError, match="Unknown data set 'no_such_set'.*animal_mnist"):
     sources.get_builder("no_such_set", data_dir=str(tmp_path))

@@ -70,3 +70,23 @@ def test_hub_cli_errors_are_one_line(expert_run, tmp_path, subprocess_env):
   out = _hub(hub_dir, subprocess_env, "pools", "--data=animal_mnist", "--cap=2")
   out = _hub(hub_dir, subprocess_env, "select", "--classes=zebra,horse", ok=False)
   assert "error: The hub has no labelled models" in out
+
+
+def test_evaluate_refuses_unknown_classes_and_empty_selections(expert_run, tmp_path,
+                                                               subprocess_env):
+  hub_dir = tmp_path / "hub"
+  _hub(hub_dir, subprocess_env, "pools", "--data=animal_mnist", "--cap=4")
+  _hub(hub_dir, subprocess_env, "register", "equines", f"--workdir={expert_run}")
+  out = _hub(hub_dir, subprocess_env, "evaluate", "--classes=unicorn,cow",
+             "--data=animal_mnist", ok=False)
+  assert "error: animal_mnist has no class 'unicorn'; its classes:" in out
+  assert "Traceback" not in out
+  # A penalty no head's gain outweighs: nothing is kept, and no accuracy is reported.
+  out = _hub(hub_dir, subprocess_env, "evaluate", "--classes=zebra,horse",
+             "--data=animal_mnist", "--lam=1e6", ok=False)
+  assert "Selected (chco): 0 model(s)" in out
+  assert "error: No model was kept: at --lam=1e+06" in out and "keeps" in out
+  assert "No accuracy is reported for an empty selection." in out
+  assert "Zero-shot accuracy" not in out and "Traceback" not in out
+  out = _hub(hub_dir, subprocess_env, "select", "--classes=zebra,horse", "--lam=1e6")
+  assert "No model was kept" in out

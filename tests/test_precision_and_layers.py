@@ -184,7 +184,8 @@ def test_finetune_scanned_bfloat16_with_remat_from_an_unscanned_mae_run(make_con
                                                                        make_finetune_config,
                                                                        tmp_path):
   train.run(make_config(total_steps=3), tmp_path / "mae")
-  config = make_finetune_config(init_from=str(tmp_path / "mae"), total_steps=2, log_steps=1,
+  config = make_finetune_config(init_from=str(tmp_path / "mae"), total_steps=2, warmup_steps=1,
+                                log_steps=1,
                                 **{"optim.base_lr": 0.0, "model.scan_layers": True,
                                    "model.remat": "full", "model.dtype": "bfloat16"})
   train.run(config, tmp_path / "ft")

@@ -147,3 +147,62 @@ def test_rank_refuses_unknown_metrics_and_empty_hubs(hub_with_models, tmp_path):
     ranking.rank(hub_with_models, _images(8), np.zeros(8), "auc")
   with pytest.raises(ValueError, match="is empty: nothing to rank"):
     ranking.rank(registry.Hub(tmp_path / "empty"), _images(8), np.zeros(8))
+
+
+RESNET_ARCH = dict(ARCH, model={"family": "cnn", "variant": "resnet_mu", "stem": "small"})
+CNN_ARCH = dict(ARCH, model={"family": "cnn", "variant": "cnn_mu"})
+
+
+def _with_random_statistics(variables, seed):
+  """Variables whose BatchNorm statistics are not the initial 0 / 1 (so a loss shows)."""
+  rng = np.random.default_rng(seed)
+  stats = jax.tree.map(lambda s: (rng.uniform(0.5, 1.5, s.shape) if s.ndim else s)
+                       .astype(np.float32), variables["model_state"])
+  return dict(variables, model_state=stats)
+
+
+@pytest.fixture(scope="module")
+def mixed_hub(tmp_path_factory, pools):
+  hub = registry.Hub(tmp_path_factory.mktemp("mixed_hub"))
+  hub.set_pools(pools)
+  hub.register("vit", ARCH, functional.init_variables(ARCH, seed=0), ["x", "y"])
+  for i, (name, arch) in enumerate([("res", RESNET_ARCH), ("res2", RESNET_ARCH),
+                                    ("conv", CNN_ARCH)]):
+    variables = _with_random_statistics(functional.init_variables(arch, seed=i + 1), seed=i)
+    hub.register(name, arch, variables, ["x", "y"])
+  return hub
+
+
+def test_batchnorm_statistics_survive_register_and_load(mixed_hub):
+  stored = _with_random_statistics(functional.init_variables(RESNET_ARCH, seed=1), seed=0)
+  _, loaded = mixed_hub.load("res")
+  for a, b in zip(jax.tree.leaves(stored["model_state"]), jax.tree.leaves(loaded["model_state"])):
+    np.testing.assert_array_equal(a, b)
+  assert mixed_hub.show("res").architecture["model"]["family"] == "cnn"
+
+
+@pytest.mark.parametrize("loop", ["vmap", "map"])
+def test_a_mixed_family_selection_equals_each_model_alone(mixed_hub, loop):
+  heads = [("vit@1", 0), ("res@1", 1), ("res2@1", 0), ("conv@1", 1)]
+  weights = [[1.0, 0.5], [0.25, -1.0], [0.5, 0.5], [-0.3, 2.0]]
+  fused = reuse.build(_selection(heads, weights, [0.0, 0.1], [r for r, _ in heads]),
+                      mixed_hub, stacked_loop=loop)
+  images = _images(16, seed=7)
+  scores = []
+  for ref, c in heads:
+    apply, variables = mixed_hub.load(ref)
+    scores.append(np.asarray(jax.nn.log_softmax(jax.jit(apply)(variables, images)))[:, c])
+  expected = np.stack(scores, 1) @ np.asarray(weights) + np.array([0.0, 0.1])
+  np.testing.assert_allclose(fused.predict(images), expected, atol=1e-5)
+  assert len(fused.variables) == 3  # the two ResNets stacked; the ViT and the CNN alone
+
+
+def test_an_entry_of_an_unknown_family_names_the_known_ones(tmp_path):
+  hub = registry.Hub(tmp_path / "hub")
+  hub.register("vit", ARCH, functional.init_variables(ARCH, seed=0), ["x", "y"])
+  entry_path = hub.directory / "entries" / "vit@1" / registry.ENTRY_FILE
+  import json
+  entry = json.loads(entry_path.read_text())
+  entry["architecture"]["model"]["family"] = "capsnet"
+  with pytest.raises(ValueError, match="family must be 'vit' or 'cnn', got 'capsnet'"):
+    functional.abstract_variables(entry["architecture"])

@@ -33,8 +33,8 @@ def test_init_from_an_mae_run_loads_the_encoder_and_a_fresh_head(make_config,
                                                                  make_finetune_config, tmp_path):
   train.run(make_config(total_steps=3), tmp_path / "mae")
   mae_params = _read_params(tmp_path / "mae", 3)
-  config = make_finetune_config(init_from=str(tmp_path / "mae"), total_steps=1, log_steps=1,
-                                **{"optim.base_lr": 0.0})
+  config = make_finetune_config(init_from=str(tmp_path / "mae"), total_steps=1, warmup_steps=0,
+                                log_steps=1, **{"optim.base_lr": 0.0})
   train.run(config, tmp_path / "ft")
   tuned = _read_params(tmp_path / "ft", 1)
   encoder_keys = [k for k in tuned if k.startswith("encoder/")]
@@ -48,8 +48,8 @@ def test_init_from_a_relative_step_folder(make_config, make_finetune_config, tmp
   # orbax reads a relative path's metadata as missing; the README's `runs/mae-XXXX` is relative.
   train.run(make_config(total_steps=3), tmp_path / "mae")
   monkeypatch.chdir(tmp_path)
-  config = make_finetune_config(init_from="mae/checkpoints/3", total_steps=1, log_steps=1,
-                                **{"optim.base_lr": 0.0})
+  config = make_finetune_config(init_from="mae/checkpoints/3", total_steps=1, warmup_steps=0,
+                                log_steps=1, **{"optim.base_lr": 0.0})
   train.run(config, tmp_path / "ft")
   tuned, mae_params = _read_params(tmp_path / "ft", 1), _read_params(tmp_path / "mae", 3)
   _assert_same({k: tuned[k] for k in tuned if k.startswith("encoder/")},
@@ -113,7 +113,7 @@ def test_linear_probe_trains_only_the_head_and_resumes_exactly(make_config, make
 
 
 def test_mixup_runs_and_mixes_targets(make_finetune_config, tmp_path):
-  train.run(make_finetune_config(mixup=0.8, total_steps=2, log_steps=1), tmp_path / "run")
+  train.run(make_finetune_config(mixup=0.8, total_steps=2, warmup_steps=1, log_steps=1), tmp_path / "run")
   losses = [m["loss"] for m in _metrics(tmp_path / "run") if "loss" in m]
   assert len(losses) == 2 and all(np.isfinite(losses))
 
@@ -144,7 +144,8 @@ def test_evaluators_read_the_training_split_without_its_holdout(make_finetune_co
 
 
 @pytest.mark.parametrize("overrides,message", [
-    ({"data.validation": 1.5}, r"config.data.validation=1.5 must be in \[0, 1\)"),
+    ({"data.validation": 1.5},
+     r"config.data.validation=1.5 is out of range: it must be a number in \[0, 1\)"),
     ({"evals.validation": {"kind": "classification", "split": "holdout", "log_steps": 0,
                            "batch_size": 32}}, "config.data.validation is 0"),
     ({"data.augment": "crop+rotate"}, "unknown augmentation 'rotate'"),

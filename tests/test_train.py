@@ -222,7 +222,7 @@ def test_init_from_loads_params_and_rejects_another_architecture(make_config, tm
   train.run(make_config(total_steps=3), source)
   pretrained = _read_params(source, 3)
   target = tmp_path / "finetune"
-  config = make_config(init_from=str(source), total_steps=1, log_steps=1)
+  config = make_config(init_from=str(source), total_steps=1, warmup_steps=0, log_steps=1)
   config.optim.base_lr = 0.0
   train.run(config, target)
   _assert_same(_read_params(target, 1), pretrained)

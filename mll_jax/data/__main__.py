@@ -14,8 +14,11 @@ from mll_jax.data import sources
 
 _DATA_DIR = flags.DEFINE_string("data_dir", None, "TFDS data folder (default: TFDS's own).")
 _MANUAL_DIR = flags.DEFINE_string("manual_dir", None, "Folder of IDX files for idx/<name>.")
+_REBUILD = flags.DEFINE_bool("rebuild", False, "prepare: discard the prepared copy and build it "
+                             "again from --manual_dir (after its files changed).")
 
-USAGE = "usage: python -m mll_jax.data list | prepare NAME [--data_dir=DIR] [--manual_dir=DIR]"
+USAGE = ("usage: python -m mll_jax.data list | prepare NAME [--data_dir=DIR] [--manual_dir=DIR] "
+         "[--rebuild]")
 
 
 def _list() -> None:
@@ -31,7 +34,8 @@ def _list() -> None:
 
 
 def _prepare(name: str) -> None:
-  builder = sources.get_builder(name, _DATA_DIR.value, _MANUAL_DIR.value)
+  builder = sources.get_builder(name, _DATA_DIR.value, _MANUAL_DIR.value,
+                                rebuild=_REBUILD.value)
   info = sources.info(builder)
   sizes = ", ".join(f"{k}: {v}" for k, v in info.split_sizes.items())
   print(f"{info.name} is prepared in {builder.data_dir}: {info.num_classes} classes, "

@@ -10,6 +10,8 @@
     python -m mll_jax.hub --hub_dir=DIR select --classes=zebra,horse,cat [--lam=0.01]
     python -m mll_jax.hub --hub_dir=DIR evaluate --classes=zebra,horse,cat --data=animal_mnist
     python -m mll_jax.hub --hub_dir=DIR rank --data=animal_mnist --labels=10% [--metric=logme]
+    python -m mll_jax.hub --hub_dir=DIR export NAME[@V] FILE.tar  # one archive, to share
+    python -m mll_jax.hub --hub_dir=DIR import FILE.tar           # verified, then committed
 """
 
 import json
@@ -43,6 +45,20 @@ def _label_entry(hub, ref: str) -> None:
   hub.add_label(ref, labeling.label_model(apply, variables, hub.load_pools()))
 
 
+def _no_model_kept(hub, verb: str) -> None:
+  """An empty selection: says so, with the lambda that would keep a model; `evaluate` stops
+  (an empty ensemble's accuracy is chance, not a result)."""
+  from mll_jax.hub import selection
+  lam = selection.lam_keeping_a_model(hub, _CLASSES.value, _LAM.value, budget=_BUDGET.value)
+  hint = (f"--lam={lam:g} keeps at least one" if lam is not None else
+          f"no lambda down to {_LAM.value * 1e-6:g} keeps one")
+  message = (f"No model was kept: at --lam={_LAM.value:g} the cost penalty outweighs every "
+             f"head's gain on these classes ({hint}).")
+  if verb == "evaluate":
+    sys.exit(f"error: {message} No accuracy is reported for an empty selection.")
+  print(message)
+
+
 def selection_errors():
   from mll_jax.hub import selection
   return selection.EmptyHub
@@ -54,7 +70,7 @@ def main(argv):
   from mll_jax.hub import registry, run_import
   verb, *args = argv[1:] or [""]
   try:
-    hub = registry.Hub(_HUB_DIR.value, create=verb in ("register", "pools"))
+    hub = registry.Hub(_HUB_DIR.value, create=verb in ("register", "pools", "import"))
     if verb == "pools" and _DATA.value:
       from mll_jax.hub import pool_sources
       pools = pool_sources.pools_from_datasets(_DATA.value, _SPLIT.value, _CAP.value,
@@ -95,17 +111,27 @@ def main(argv):
         sys.exit(1)
     elif verb in ("select", "evaluate") and not args and _CLASSES.value and \
         (verb == "select" or _DATA.value):
-      from mll_jax.hub import selection
+      from mll_jax.hub import reuse, selection, task_data
+      if verb == "evaluate":  # the data set must have the classes: checked before selecting
+        images, labels = task_data.task_images(_DATA.value[0], _CLASSES.value,
+                                               manual_dir=_MANUAL_DIR.value)
       chosen = selection.select(hub, _CLASSES.value, lam=_LAM.value, budget=_BUDGET.value,
                                 method=_METHOD.value)
       print(report.selection_summary(chosen))
+      if not chosen.models:
+        _no_model_kept(hub, verb)
       if verb == "evaluate":
-        from mll_jax.hub import reuse, task_data
-        images, labels = task_data.task_images(_DATA.value[0], _CLASSES.value,
-                                               manual_dir=_MANUAL_DIR.value)
         accuracy = reuse.build(chosen, hub).evaluate(images, labels)
         print(f"Zero-shot accuracy on {len(images)} {_DATA.value[0]} test images of "
               f"{len(_CLASSES.value)} classes: {accuracy:.4f}")
+    elif verb == "export" and len(args) == 2:
+      from mll_jax.hub import sharing
+      ref = sharing.export_entry(hub, args[0], args[1])
+      print(f"Exported {ref} to {args[1]}.")
+    elif verb == "import" and len(args) == 1:
+      from mll_jax.hub import sharing
+      ref, how = sharing.import_entry(hub, args[0])
+      print(f"Imported {ref}: {how}.")
     elif verb == "rank" and not args and _DATA.value:
       from mll_jax.hub import ranking, task_data
       images, labels = task_data.labelled_images(_DATA.value[0], _LABELS.value,

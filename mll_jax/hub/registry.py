@@ -104,9 +104,26 @@ def _sha256(path: pathlib.Path) -> str:
   return digest.hexdigest()
 
 
-def _file_hashes(folder: pathlib.Path) -> dict:
-  return {str(p.relative_to(folder)): _sha256(p) for p in sorted(folder.rglob("*"))
-          if p.is_file() and p.name != ENTRY_FILE}
+def _file_hashes(folder: pathlib.Path) -> tuple[dict, list[str]]:
+  """`({relative path: sha256} of the regular files, [relative paths of symbolic links])`.
+
+  Links are listed, never followed: a link in an entry could point anywhere on the machine
+  that verifies or loads it."""
+  hashes, links = {}, []
+  for path in sorted(folder.rglob("*")):  # rglob does not descend into linked folders
+    relative = str(path.relative_to(folder))
+    if path.is_symlink():
+      links.append(relative)
+    elif path.is_file() and path.name != ENTRY_FILE:
+      hashes[relative] = _sha256(path)
+  return hashes, links
+
+
+def _leaves_the_entry(relative: str) -> bool:
+  """Whether a path listed in an entry would resolve outside the entry's folder."""
+  path = pathlib.PurePosixPath(relative)
+  return path.is_absolute() or ".." in path.parts or relative.startswith("~") or \
+      "\\" in relative
 
 
 def _write_json_atomically(path: pathlib.Path, data) -> None:
@@ -202,7 +219,7 @@ class Hub:
 
   def _index_record(self, folder: pathlib.Path) -> dict:
     entry = self._read_entry(folder)
-    size = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+    size = sum(p.lstat().st_size for p in folder.rglob("*") if p.is_file() and not p.is_symlink())
     return {**entry.summary(), "entry_sha256": _sha256(folder / ENTRY_FILE), "size_bytes": size}
 
   # ----- register -----
@@ -225,7 +242,7 @@ class Hub:
         f"{socket.gethostname()}__{os.getpid()}__{uuid.uuid4().hex}"
     try:
       ocp.PyTreeCheckpointer().save(staging / VARIABLES_DIR, variables)
-      files = _file_hashes(staging)
+      files, _ = _file_hashes(staging)  # orbax writes regular files only
       flops = functional.flops_per_image(architecture)
       with self._locked() as index:
         # Versions are never reused, even after a removal: `name@2` always means one model.
@@ -296,8 +313,14 @@ class Hub:
     problems = []
     if _sha256(folder / ENTRY_FILE) != record.get("entry_sha256"):
       problems.append(f"{ENTRY_FILE} was modified")
-    expected = self._read_entry(folder).files
-    actual = _file_hashes(folder)
+    expected = dict(self._read_entry(folder).files)
+    actual, links = _file_hashes(folder)
+    outside = sorted(p for p in expected if _leaves_the_entry(p))
+    problems += [f"{p} points outside the entry (not read)" for p in outside]
+    problems += [f"{p} is a symbolic link (not followed: an entry holds regular files only)"
+                 for p in links]
+    for p in outside:
+      del expected[p]
     problems += [f"{p} is missing" for p in sorted(set(expected) - set(actual))]
     problems += [f"{p} is not part of the entry" for p in sorted(set(actual) - set(expected))]
     problems += [f"{p} does not match its checksum" for p in sorted(expected)
@@ -317,12 +340,8 @@ class Hub:
       raise CorruptEntry(f"Hub entry {ref} is corrupted: {'; '.join(problems)}. It was not "
                          f"loaded; remove it (`remove {ref}`) and register the model again.")
     entry = self.show(ref)
-    abstract = functional.abstract_variables(entry.architecture)
-    restore_args = ocp.checkpoint_utils.construct_restore_args(abstract)
-    restore_args = _as_numpy(restore_args)
-    variables = ocp.PyTreeCheckpointer().restore(
-        self.directory / "entries" / ref / VARIABLES_DIR,
-        args=ocp.args.PyTreeRestore(item=abstract, restore_args=restore_args))
+    variables = restore_variables(self.directory / "entries" / ref / VARIABLES_DIR,
+                                  entry.architecture)
     return functional.apply_fn(entry.architecture), variables
 
   def _label_path(self, ref: str) -> pathlib.Path:
@@ -407,6 +426,15 @@ def _alive(pid: int) -> bool:
   except PermissionError:
     return True
   return True
+
+
+def restore_variables(folder: pathlib.Path, architecture: dict):
+  """The variables an entry's `variables/` folder holds, as numpy arrays of the shapes the
+  architecture needs (orbax: no pickle)."""
+  abstract = functional.abstract_variables(architecture)
+  restore_args = _as_numpy(ocp.checkpoint_utils.construct_restore_args(abstract))
+  return ocp.PyTreeCheckpointer().restore(
+      folder, args=ocp.args.PyTreeRestore(item=abstract, restore_args=restore_args))
 
 
 def _as_numpy(restore_args):

@@ -193,3 +193,14 @@ def select(hub, names, graph: sdag.SDAG | None = None, lam: float = 1e-2, mu: fl
   else:
     raise ValueError(f"Unknown selection method {method!r}; use 'chco' or 'topk'.")
   return from_solution(names, task, solution, models, method)
+
+
+def lam_keeping_a_model(hub, names, lam: float, tries: int = 6, **select_args) -> float | None:
+  """When CHCO keeps no model at `lam` (the cost penalty outweighs every head's gain): the
+  largest of lam/10, lam/100, ... (`tries` of them) at which it keeps one, or None."""
+  models = hub_models(hub)
+  for k in range(1, tries + 1):
+    trial = lam * 10.0 ** -k
+    if select(hub, names, lam=trial, models=models, **select_args).models:
+      return trial
+  return None

@@ -21,8 +21,8 @@ def task_images(name: str, classes, split: str = "test", image_size: int = 28,
   by_key = {sdag.normalise(c): c for c in info.class_names}
   missing = [c for c in classes if sdag.normalise(c) not in by_key]
   if missing:
-    raise ValueError(f"{name} has no class {', '.join(map(repr, missing))}; its classes: "
-                     f"{', '.join(info.class_names)}.")
+    raise sources.DataError(f"{name} has no class {', '.join(map(repr, missing))}; its "
+                            f"classes: {', '.join(info.class_names)}.")
   indices = class_subsets.resolve([by_key[sdag.normalise(c)] for c in classes],
                                   info.class_names)
   arrays = pipeline.eval_arrays(class_subsets.apply(source, indices), size=image_size,

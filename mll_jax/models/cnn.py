@@ -1,5 +1,6 @@
-"""A small convolutional family (Flax NNX): the reference baseline beside the ViTs, and a hub
-expert of another architecture.
+"""The convolutional family (Flax NNX): small plain CNNs (the reference baseline beside the
+ViTs) and ResNets (`resnet.py`, SimCLRv2's backbone), with one classifier over either trunk;
+hub experts of another architecture than the ViTs.
 
 Each stage is conv 3x3 -> BatchNorm -> ReLU (`convs_per_stage` times), then 2x2 max pooling;
 the trunk ends in global average pooling. `cnn_s` is the 94k-parameter CNN that set the
@@ -15,7 +16,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from mll_jax.models import precision, vit
+from mll_jax.models import precision, resnet, vit
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,7 +37,8 @@ def cnn_size(variant: str) -> CNNSize:
   """Looks a named CNN size up, with a message listing the known names."""
   if variant not in CNN_SIZES:
     raise ValueError(f"Unknown CNN variant {variant!r}; known CNN variants: "
-                     f"{', '.join(CNN_SIZES)}.")
+                     f"{', '.join(CNN_SIZES)}, and ResNets resnet{{18,34,50,101,152}}"
+                     "[x{width}][_sk].")
   return CNN_SIZES[variant]
 
 
@@ -87,15 +89,24 @@ class CNN(nnx.Module):
     return pre_logits, {"encoded": x, "pre_logits": pre_logits}
 
 
+def trunk(variant: str, *, image_size: int, channels: int, stem: str = "imagenet",
+          dtype=jnp.float32, rngs: nnx.Rngs) -> "CNN | resnet.ResNet":
+  """The family's trunk of `variant`: a plain CNN (`cnn_*`) or a ResNet (`resnet*`)."""
+  if resnet.is_resnet(variant):
+    return resnet.ResNet(variant, image_size=image_size, channels=channels, stem=stem,
+                         dtype=dtype, rngs=rngs)
+  return CNN(variant, image_size=image_size, channels=channels, dtype=dtype, rngs=rngs)
+
+
 class CNNClassifier(nnx.Module):
-  """CNN trunk + linear head, with the `heads.Classifier` interface: params
-  `{"encoder": ..., "head": ...}`, `(logits, aux)`, `frozen_trunk` for linear probing."""
+  """Convolutional trunk (`trunk`) + linear head, with the `heads.Classifier` interface:
+  params `{"encoder": ..., "head": ...}`, `(logits, aux)`, `frozen_trunk` for linear probing."""
 
   def __init__(self, variant: str, *, num_classes: int, image_size: int, channels: int,
-               head_init_std: float = 0.01, frozen_trunk: bool = False, dtype=jnp.float32,
-               rngs: nnx.Rngs):
-    self.encoder = CNN(variant, image_size=image_size, channels=channels, dtype=dtype,
-                       rngs=rngs)
+               head_init_std: float = 0.01, frozen_trunk: bool = False, stem: str = "imagenet",
+               dtype=jnp.float32, rngs: nnx.Rngs):
+    self.encoder = trunk(variant, image_size=image_size, channels=channels, stem=stem,
+                         dtype=dtype, rngs=rngs)
     self.frozen_trunk = frozen_trunk
     self.head = nnx.Linear(self.encoder.width, num_classes,
                            kernel_init=nnx.initializers.normal(head_init_std),

@@ -15,14 +15,20 @@ from mll_jax.models import contrastive, layer_plan
 
 
 def make_model(config: ml_collections.ConfigDict, info: sources.DatasetInfo,
-               rngs: nnx.Rngs) -> contrastive.ContrastiveViT:
-  """Encoder + projection head as `config.model` says."""
+               rngs: nnx.Rngs) -> contrastive.Contrastive:
+  """Encoder + projection head as `config.model` says (`family`: vit or cnn)."""
   del info
   m = config.model
-  return contrastive.ContrastiveViT(
+  execution = layer_plan.execution(m)
+  family = m.get("family", "vit")
+  if family != "vit" and execution["layers"] != layer_plan.PLAIN:
+    raise ValueError("config.model.remat, scan_layers and attention are transformer options; "
+                     "leave them at their defaults for a convolutional trunk.")
+  return contrastive.Contrastive(
       m.variant, image_size=config.data.image_size, channels=config.data.channels,
-      patch_size=m.get("patch_size") or None, proj_hidden=m.proj_hidden, proj_dim=m.proj_dim,
-      proj_depth=m.proj_depth, **layer_plan.execution(m), rngs=rngs)
+      family=family, patch_size=m.get("patch_size") or None, stem=m.get("stem", "imagenet"),
+      proj_hidden=m.proj_hidden, proj_dim=m.proj_dim, proj_depth=m.proj_depth,
+      dtype=execution["dtype"], layers=execution["layers"], rngs=rngs)
 
 
 def nt_xent(z1: jax.Array, z2: jax.Array, temperature: float):
@@ -37,17 +43,20 @@ def nt_xent(z1: jax.Array, z2: jax.Array, temperature: float):
   return loss, (logits.argmax(-1) == positives).mean()
 
 
-def loss(model: contrastive.ContrastiveViT, batch: dict, key: jax.Array, config):
-  """NT-Xent between the projections of `image` and `image_view2`."""
-  del key  # the randomness is in the two augmented views
+def loss(model: contrastive.Contrastive, batch: dict, key: jax.Array, config):
+  """NT-Xent between the projections of `image` and `image_view2`.
+
+  Both views go through the encoder as one batch, as in SimCLRv2's code, so a ResNet's
+  BatchNorm normalises over all 2N views (for a ViT it is the same as two calls)."""
   if "image_view2" not in batch:
     raise ValueError("The simclr task needs two views: set config.data.views = 2.")
-  z1, _ = model(batch["image"])
-  z2, _ = model(batch["image_view2"])
+  views = jnp.concatenate([batch["image"], batch["image_view2"]], axis=0)
+  z, _ = model(views, key)
+  z1, z2 = jnp.split(z, 2, axis=0)
   value, accuracy = nt_xent(z1, z2, config.temperature)
   return value, {"loss": value, "contrastive_accuracy": accuracy}
 
 
-def features(model: contrastive.ContrastiveViT, images: jax.Array) -> jax.Array:
+def features(model: contrastive.Contrastive, images: jax.Array) -> jax.Array:
   """The encoder's pooled representation (before the projection head)."""
   return model.encoder(images)[0]

@@ -34,7 +34,8 @@ def classifier(m: ml_collections.ConfigDict, config: ml_collections.ConfigDict,
                              image_size=config.data.image_size, channels=config.data.channels,
                              head_init_std=m.get("head_init_std", 0.01),
                              frozen_trunk=m.get("frozen_trunk", False),
-                             dtype=execution["dtype"], rngs=rngs)
+                             stem=m.get("stem", "imagenet"), dtype=execution["dtype"],
+                             rngs=rngs)
   if family != "vit":
     raise ValueError(f"config.model.family must be 'vit' or 'cnn', got {family!r}.")
   return heads.Classifier(
