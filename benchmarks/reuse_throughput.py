@@ -74,7 +74,8 @@ def main(argv):
   images = rng.integers(0, 256, (_IMAGES.value, 28, 28, 1)).astype(np.uint8)
   with tempfile.TemporaryDirectory() as directory:
     hub = registry.Hub(directory)
-    refs = [hub.register(f"m{i}", architecture(v), functional.init_variables(architecture(v), seed=i),
+    refs = [hub.register(f"m{i}", architecture(v),
+                         functional.init_variables(architecture(v), seed=i),
                          ["a", "b", "c"]).ref for i, v in enumerate(experts)]
     heads = tuple((ref, c) for ref in refs for c in range(3))
     weights = rng.normal(size=(len(heads), 5)).astype(np.float32)
@@ -105,7 +106,8 @@ def main(argv):
   for name, ratio in ratios.items():
     print(f"  ratio {name}: {ratio:.2f}x")
   report.emit(
-      "Fused reuse" + (", mixed architectures" if families > 1 else ""), f"{describe(experts)}, batch {_BATCH.value}, "
+      "Fused reuse" + (", mixed architectures" if families > 1 else ""),
+      f"{describe(experts)}, batch {_BATCH.value}, "
       f"{jax.device_count()} {jax.default_backend()} device(s), median of {_REPEATS.value} "
       f"passes over {_IMAGES.value} images",
       {name: (rate, "images/s") for name, rate in rates.items()},

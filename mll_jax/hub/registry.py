@@ -16,8 +16,9 @@ Safe by construction:
   for metadata, `np.load(allow_pickle=False)` for labels).
 - Every file's SHA-256 is in `entry.json`, whose own hash is in the index, as is each label's:
   `verify` and `load` report any mismatch instead of loading.
-- Entries never change, and a version number is never reused after a removal. A label is written once (at registration or by `label` later), to its
-  own file, renamed into place under the lock before the index records it.
+- Entries never change, and a version number is never reused after a removal. A label is
+  written once (at registration or by `label` later), to its own file, renamed into place under
+  the lock before the index records it.
 """
 
 import contextlib

@@ -8,8 +8,9 @@ Class names are the subfolder names (sorted), so the hub and the SDAG mapping se
 Images of any size and channel count are stored at one size: the most common height x width
 among them (read from the headers), scaled down to at most MAX_SIDE pixels on the longer side,
 with 3 channels if any image has colour (else 1); the pipeline then resizes to
-`config.data.image_size` and converts to `config.data.channels` as for every set. Files that are not images, or that cannot be decoded (truncated, damaged), are skipped and
-counted: preparation prints how many and which, and stops only if a class is left empty.
+`config.data.image_size` and converts to `config.data.channels` as for every set. Files that
+are not images, or that cannot be decoded (truncated, damaged), are skipped and counted:
+preparation prints how many and which, and stops only if a class is left empty.
 
 The prepared copy is keyed by a fingerprint of the folder (every file's relative path, size and
 modification time): a changed folder is a new preparation, never the stale copy.
