@@ -36,6 +36,7 @@ class CompileReport:
   platform: str = ""       # the devices compiled for: "cpu", or a pod slice like "v5p-128"
   chip: "tpu_pods.Chip | None" = None
   dtype: str = ""
+  scanned: bool = False    # layers as one scanned loop: XLA's cost analysis counts it once
 
   def roofline(self) -> "tpu_pods.Roofline | None":
     """Step-time lower bounds on the target chip (TPU targets only)."""
@@ -74,6 +75,10 @@ class CompileReport:
           f"{self.chip.hbm_bytes_per_second / 1e12:.2f} TB/s); MFU bound "
           f"{bound.mfu_bound(self.flops_per_device, self.chip):.0%} (XLA's FLOPs, recompute "
           "included)."]
+    if self.scanned:
+      lines.append("Scanned layers: XLA's cost analysis counts a loop's body once "
+                   "(jax-ml/jax#18672), so the FLOPs, HBM traffic and roofline above are "
+                   "undercounts; compile with --config.model.scan_layers=False for them.")
     return "\n".join(lines)
 
 
@@ -110,4 +115,5 @@ def compile_train_step(compiled, config: ml_collections.ConfigDict, mesh: Mesh,
       flops_per_device=float(cost.get("flops", float("nan"))), compile_seconds=seconds,
       bytes_accessed_per_device=float(cost.get("bytes accessed", float("nan"))),
       platform=(pod.name if slices == 1 else f"{slices} x {pod.name}") if pod else "",
-      chip=pod.chip if pod else None, dtype=str(config.model.get("dtype", "")))
+      chip=pod.chip if pod else None, dtype=str(config.model.get("dtype", "")),
+      scanned=bool(config.model.get("scan_layers", False)))

@@ -84,8 +84,10 @@ def build(task, config: ml_collections.ConfigDict, info, tx: optax.GradientTrans
       loss, metrics = task.loss(model, batch, key, config)
       return loss, (metrics, split_model(model)[2])
 
-    (loss, (metrics, model_state)), grads = jax.value_and_grad(loss_of, has_aux=True)(
-        state["params"])
+    # Under the mesh, so layers can keep activations batch-sharded (layer_plan._batch_sharded).
+    with jax.sharding.use_abstract_mesh(mesh.abstract_mesh):
+      (loss, (metrics, model_state)), grads = jax.value_and_grad(loss_of, has_aux=True)(
+          state["params"])
     updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
     params = optax.apply_updates(state["params"], updates)
     grad_norm = optax.tree.norm(grads)

@@ -178,6 +178,17 @@ def test_fsdp_never_shards_the_layer_axis():
       jax.sharding.PartitionSpec(None, "fsdp", None)
 
 
+def test_scanned_layers_keep_activations_batch_sharded_under_fsdp(make_config):
+  # Without the constraint in layer_plan._batch_sharded the scanned FSDP step needed twice the
+  # unscanned one's temporaries here (12x for ViT-B/16 on a v5p-128 slice).
+  temps = {}
+  for scan in (False, True):
+    config = make_config(batch_size=64, **{"mesh": (("data", 1), ("fsdp", 8)),
+                                           "model.scan_layers": scan})
+    temps[scan] = train.compile_only(config).temp_bytes
+  assert temps[True] < 1.3 * temps[False], temps
+
+
 # --- end to end: config keys, a checkpoint read across layouts -------------------------------
 
 def test_finetune_scanned_bfloat16_with_remat_from_an_unscanned_mae_run(make_config,

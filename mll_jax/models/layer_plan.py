@@ -105,13 +105,26 @@ def scan_blocks(blocks: nnx.Module, x: jax.Array, keys: jax.Array | None, rates:
                 plan: LayerPlan) -> jax.Array:
   """Runs a `stacked` module over `x` layer by layer: block i gets `keys[i]` (None: no drop
   path) and drop-path rate `rates[i]`."""
-  step = rematerialised(lambda block, h, key, rate: block(h, key, rate), plan)
+  block_step = rematerialised(lambda block, h, key, rate: block(h, key, rate), plan)
+  step = lambda block, h, key, rate: _batch_sharded(block_step(block, h, key, rate))
   if keys is None:
     body = lambda h, block, rate: step(block, h, None, rate)
     return nnx.scan(body, in_axes=(nnx.Carry, 0, 0), out_axes=nnx.Carry)(x, blocks, rates)
   body = lambda h, block, key, rate: step(block, h, key, rate)
   return nnx.scan(body, in_axes=(nnx.Carry, 0, 0, 0), out_axes=nnx.Carry)(
       x, blocks, keys, rates)
+
+
+def _batch_sharded(h: jax.Array) -> jax.Array:
+  """`h` with its batch axis split over every mesh axis, when traced under a mesh
+  (`jax.sharding.use_abstract_mesh`, as the train step is). Inside a scanned loop over FSDP-
+  sharded weights XLA's partitioner otherwise lost the batch sharding of the carried
+  activations: MAE ViT-B/16 at batch 4096 on v5p-128 took 68 GiB per chip scanned against
+  5.7 GiB unscanned (11.6 GiB with this constraint)."""
+  mesh = jax.sharding.get_abstract_mesh()
+  if mesh.empty:
+    return h
+  return jax.lax.with_sharding_constraint(h, jax.sharding.PartitionSpec(mesh.axis_names))
 
 
 # A parameter path inside a scanned block stack: `blocks/` not followed by a layer index.
