@@ -94,7 +94,7 @@ def table(points: list[dict]) -> str:
       continue
     fits = "yes" if p["hbm_gib"] <= p["capacity_gib"] else "**no**"
     if p["scan"]:
-      flops = step = mfu = "n/a (loop body counted once)"
+      flops = step = mfu = "—"
     else:
       chip = tpu_pods.pod_slice(p["topology"]).chip
       flops, step = f"{p['flops'] / 1e12:.1f}", f"{p['step_ms']:.0f}"
@@ -102,6 +102,9 @@ def table(points: list[dict]) -> str:
     rows.append(f"| {p['case']} | {p['topology']} | {p['remat']} | {p['scan']} | "
                 f"{p['hbm_gib']:.1f} of {p['capacity_gib']:.0f} | {fits} | {flops} | {step} | "
                 f"{mfu} | {p['compile_s']:.0f} |")
+  rows += ["", "—: XLA's cost analysis counts a scanned loop's body once (jax-ml/jax#18672), "
+           "so scanned programs have no FLOPs, roofline or MFU here. The MFU bound counts the "
+           "unscanned program's FLOPs over its roofline step time."]
   return "\n".join(rows)
 
 
