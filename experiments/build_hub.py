@@ -1,5 +1,7 @@
 """Builds a model hub of experts on overlapping class subsets of animal_mnist and MNIST digits,
-labels them on the hub's pools and prints the hub table.
+labels them on the hub's pools, prints the hub table and writes the build's report
+(`<out>/hub_build[_quick].md`: each expert's test accuracy on its own classes beside its
+validation curve, and the curves as `..._curves.png`).
 
     python experiments/build_hub.py --mnist_dir=DIR [--hub_dir=runs/hub]
     python experiments/build_hub.py --mnist_dir=DIR --architectures=mixed --hub_dir=runs/hub_mixed
@@ -20,14 +22,15 @@ import pathlib
 import sys
 import time
 
+import jax
 from absl import app, flags
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from experiments import hub_experts  # noqa: E402
+from experiments import hub_build_report, hub_experts, study_cli  # noqa: E402
 from mll_jax import train  # noqa: E402
-from mll_jax.hub import (functional, labeling, pool_sources, registry, report,  # noqa: E402
+from mll_jax.hub import (functional, labeling, pool_sources, registry,  # noqa: E402
                          run_import)
 
 _HUB_DIR = flags.DEFINE_string("hub_dir", "runs/hub", "Where the hub is written.")
@@ -35,13 +38,15 @@ _RUNS_DIR = flags.DEFINE_string("runs_dir", None, "Training runs (default <hub_d
 _MNIST_DIR = flags.DEFINE_string("mnist_dir", None, "Folder of MNIST's four IDX files.")
 _QUICK = flags.DEFINE_bool("quick", False, "The `mu` model, 3 steps each, 3 experts.")
 _POOL_CAP = flags.DEFINE_integer("pool_cap", 50, "Pool images per node at most.")
+_OUT = flags.DEFINE_string("out", str(REPO / "experiments" / "results"), "Report folder.")
 _ARCHITECTURES = flags.DEFINE_enum("architectures", "vit", list(hub_experts.ARCHITECTURES),
                                    "The experts' models: all `mini` ViTs, or mixed families.")
 
+
 def build(hub_dir: pathlib.Path, runs_dir: pathlib.Path, mnist_dir: str | None, quick: bool,
-          pool_cap: int, architectures: str = "vit") -> registry.Hub:
-  """Pre-trains, trains every expert, builds the pools, registers and labels; returns the hub."""
-  started = time.time()
+          pool_cap: int, architectures: str = "vit") -> tuple[registry.Hub, dict]:
+  """Pre-trains, trains every expert, builds the pools, registers and labels; returns the hub
+  and `{expert: (data set, classes, model, its run's results)}`."""
   encoder = runs_dir / "mae"
   train.run(hub_experts.config("mae", quick), encoder)
   hub = registry.Hub(hub_dir)
@@ -51,22 +56,21 @@ def build(hub_dir: pathlib.Path, runs_dir: pathlib.Path, mnist_dir: str | None, 
                                                    manual_dir=mnist_dir))
   pools = hub.load_pools()
   registered = {parse[0] for parse in map(registry.parse_ref, hub.index())}
+  runs = {}
   for name, (data, classes, model) in hub_experts.experts(mnist_dir, quick,
                                                           architectures).items():
+    if name in registered and not (runs_dir / name / "metrics.jsonl").exists():
+      continue  # registered, but its run is not here to report on: nothing to train
+    workdir = hub_experts.train_expert(runs_dir, name, data, classes, quick, mnist_dir, model)
+    runs[name] = (data, classes, model, hub_build_report.trained_run(workdir))
     if name in registered:
       continue
-    workdir = hub_experts.train_expert(runs_dir, name, data, classes, quick, mnist_dir, model)
     architecture, variables, class_names, config = run_import.read_run(workdir)
     label = labeling.label_model(functional.apply_fn(architecture), variables, pools)
     hub.register(name, architecture, variables, class_names,
                  run_import.class_nodes(config.data.name, class_names), label=label,
                  source=str(workdir))
-  elapsed = time.time() - started
-  size = sum(p.stat().st_size for p in hub.directory.rglob("*") if p.is_file())
-  print(report.hub_table(hub))
-  print(f"Pools: {len(pools.images)} images over {len(pools.node_ids)} nodes. Hub on disk "
-        f"(pools included): {size / 1e6:.1f} MB. Built in {elapsed / 60:.1f} min.")
-  return hub
+  return hub, runs
 
 
 def main(argv):
@@ -74,8 +78,18 @@ def main(argv):
   train.setup_runtime()
   hub_dir = pathlib.Path(_HUB_DIR.value).absolute()
   runs_dir = pathlib.Path(_RUNS_DIR.value or f"{hub_dir}_runs").absolute()
-  build(hub_dir, runs_dir, _MNIST_DIR.value, _QUICK.value, _POOL_CAP.value,
-        _ARCHITECTURES.value)
+  started = time.time()
+  hub, runs = build(hub_dir, runs_dir, _MNIST_DIR.value, _QUICK.value, _POOL_CAP.value,
+                    _ARCHITECTURES.value)
+  size = sum(p.stat().st_size for p in hub.directory.rglob("*") if p.is_file())
+  settings = {"command": study_cli.command_line(sys.argv),
+              "minutes": (time.time() - started) / 60, "megabytes": size / 1e6,
+              "devices": f"{jax.device_count()} {jax.default_backend()} device(s)"}
+  pools = hub.load_pools()
+  print(f"Pools: {len(pools.images)} images over {len(pools.node_ids)} nodes. Hub on disk "
+        f"(pools included): {size / 1e6:.1f} MB. Built in {settings['minutes']:.1f} min.")
+  stem = pathlib.Path(_OUT.value) / ("hub_build_quick" if _QUICK.value else "hub_build")
+  print(hub_build_report.write(hub, runs, settings, stem))
 
 
 if __name__ == "__main__":

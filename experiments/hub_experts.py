@@ -39,6 +39,13 @@ PRETRAINED_MODEL = "mini"  # the MAE encoder's size: experts of this model start
 # baselines.py reaches 0.971 on all of animal_mnist in 15 (the ViTs' 40 would cost a ResNet-18
 # expert over half an hour here).
 CNN_EPOCHS = 15.0
+# Every expert, oracle and generalist holds out this fraction of its classes' training images
+# and logs its accuracy there CURVE_POINTS times: the learning curve that shows it converged
+# (test is read at the end only, and nothing is chosen on it).
+VALIDATION = 0.1
+CURVE_POINTS = 10
+VALIDATION_METRIC = "validation/accuracy"
+TEST_METRIC = "classification/accuracy"
 
 
 def config(name: str, quick: bool, model: str | None = None, **overrides):
@@ -75,8 +82,9 @@ def train_expert(runs_dir: pathlib.Path, name: str, data: str, classes: str, qui
   fine-tuning recipe from a pre-trained encoder on all its labels (configs/finetune.py
   `pretrained_overrides`); other models train from scratch for the recipe's from-scratch
   budget. Budgets are in epochs over the classes' images, so an expert of more classes, or on
-  the larger MNIST, gets as many passes as one of fewer."""
-  overrides = {"classes": classes}
+  the larger MNIST, gets as many passes as one of fewer. `VALIDATION` of those images is held
+  out for the expert's validation curve."""
+  overrides = {"classes": classes, "data.validation": VALIDATION}
   if data == "mnist":
     overrides.update({"data.name": "idx/mnist", "data.manual_dir": mnist_dir})
   if model == PRETRAINED_MODEL:
@@ -92,5 +100,8 @@ def train_expert(runs_dir: pathlib.Path, name: str, data: str, classes: str, qui
   expert_config = config("expert", quick, model, **overrides)
   # Test accuracy at the end only (and step 0): nothing is chosen on it.
   expert_config.evals.classification.log_steps = 10**9
+  expert_config.evals.validation = {"kind": "classification", "split": "holdout",
+                                    "log_steps": 0, "log_points": CURVE_POINTS,
+                                    "num_examples": 0, "batch_size": 256}
   train.run(expert_config, workdir)
   return workdir

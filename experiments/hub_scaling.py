@@ -13,8 +13,11 @@ the test images of the task's classes through the fused reuse graph. Baselines (
               weights fitted by CHCO without the cost penalty
   single      the one model whose heads fit the task's pool images best (no test images used)
   generalist  one model trained on all classes of the data set, its logits restricted to the task
-  oracle      an expert trained on the task's own classes (the upper bound)
-Writes `<out>/hub_scaling.{md,csv,png}`.
+  oracle      an expert trained on the task's own classes (the upper reference)
+The generalists and oracles train as the hub's experts do (experiments/hub_experts.py: the
+fine-tuning recipe's budget, a validation holdout and its curve). Writes
+`<out>/hub_scaling.{md,csv,png,json}`, with per data set CHCO's gap to the oracle and to the
+generalist.
 """
 
 import json
@@ -28,7 +31,8 @@ from tqdm import tqdm
 REPO = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from experiments import hub_experts, hub_scaling_report as report  # noqa: E402
+from experiments import hub_build_report, hub_experts, study_cli  # noqa: E402
+from experiments import hub_scaling_report as report  # noqa: E402
 from mll_jax import train  # noqa: E402
 from mll_jax.hub import (concept_graph, functional, registry, reuse,  # noqa: E402
                          run_import, selection, task_data)
@@ -150,7 +154,8 @@ def run(settings: dict) -> dict:
   tasks = held_out_tasks(datasets, settings["tasks"], settings["seed"])
   rng = np.random.default_rng(settings["seed"])
   orderings = [list(rng.permutation(study.refs)) for _ in range(settings["orderings"])]
-  results = {"tasks": [list(t) for t in tasks], "scaling": [], "baselines": [], "lambda": []}
+  results = {"tasks": [list(t) for t in tasks], "scaling": [], "baselines": [], "lambda": [],
+             "trained": {}}
   grid = [(o, order, size, task, method) for o, order in enumerate(orderings)
           for size in settings["sizes"] for task in tasks for method in ("chco", "topk")]
   for o, order, size, (data, classes), method in tqdm(grid, desc="hub sizes", unit="eval"):
@@ -176,6 +181,9 @@ def run(settings: dict) -> dict:
                                         data, key, False, mnist_dir)
       rows["oracle"] = {"accuracy": trained_accuracy(oracle, data, classes, study),
                         "models": 1, "mflops": np.nan}
+      for workdir, run_classes in ((generalist, CLASSES[data]), (oracle, classes)):
+        results["trained"][workdir.name] = {"data": data, "classes": ",".join(run_classes),
+                                            **hub_build_report.trained_run(workdir)}
     for method, out in rows.items():
       results["baselines"].append({"method": method, "task": key,
                                    **{k: v for k, v in out.items() if k != "selected"}})
@@ -200,9 +208,7 @@ def main(argv):
               "lambdas": [0.0, 0.1] if quick else [float(x) for x in _LAMBDAS.value],
               "lam": _LAM.value, "seed": _SEED.value,
               "max_test_images": _MAX_IMAGES.value,
-              "command": " ".join(["python experiments/hub_scaling.py"] + [
-                  a for a in sys.argv[1:] if not a.startswith(("--out", "--hub_dir", "--mnist_dir",
-                                                               "--compilation"))])}
+              "command": study_cli.command_line(sys.argv)}
   results = run(settings)
   out = pathlib.Path(_OUT.value)
   out.mkdir(parents=True, exist_ok=True)

@@ -5,6 +5,8 @@ import pathlib
 
 import numpy as np
 
+from experiments import curves, hub_experts
+
 
 def _mean_std(values) -> str:
   values = [v for v in values if v == v]  # drop NaN
@@ -28,6 +30,39 @@ def scaling_table(rows: list[dict]) -> tuple[list[str], dict]:
   for method, by_size in curves.items():
     lines.append(f"| {method} | " + " | ".join(_mean_std(by_size[s]) for s in sizes) + " |")
   return lines, curves
+
+
+def per_dataset_lines(results: dict) -> list[str]:
+  """Per data set, each method's mean accuracy over its tasks at the full hub, and CHCO's gap
+  to the oracle and to the generalist (where they were trained)."""
+  data_of = {",".join(classes): data for data, classes in results["tasks"]}
+  methods = list(dict.fromkeys(r["method"] for r in results["baselines"]))
+  gaps = [m for m in ("oracle", "generalist") if m in methods]
+  lines = ["| data set | " + " | ".join(methods) + " | " +
+           "".join(f"CHCO − {m} | " for m in gaps),
+           "|---|" + "---|" * (len(methods) + len(gaps))]
+  for data in dict.fromkeys(data_of.values()):
+    mean = {m: np.mean([r["accuracy"] for r in results["baselines"]
+                        if r["method"] == m and data_of[r["task"]] == data]) for m in methods}
+    lines.append(f"| {data} | " + " | ".join(f"{mean[m]:.3f}" for m in methods) + " | " +
+                 "".join(f"{mean['chco'] - mean[m]:+.3f} | " for m in gaps))
+  return lines
+
+
+def trained_lines(trained: dict) -> list[str]:
+  """The generalists' and oracles' own test accuracy (all their classes) and their curves."""
+  if not trained:
+    return []
+  lines = ["| run | data set | classes | test accuracy (its classes) | steps | validation "
+           "curve |", "|---|---|---|---|---|---|"]
+  for name, run in trained.items():
+    flat = curves.flatness([run["curve"]]) if run["curve"] else "no curve"
+    lines.append(f"| {name} | {run['data']} | {run['classes']} | {run['test']:.3f} | "
+                 f"{run['steps']} | {flat} |")
+  return ["## The trained references (generalists and oracles)", "",
+          f"Each holds out {hub_experts.VALIDATION:.0%} of its training images; its validation "
+          f"accuracy there, {hub_experts.CURVE_POINTS} points per run (a change near 0 over the "
+          "last third: a flat end).", "", *lines, ""]
 
 
 def write(results: dict, settings: dict, stem: pathlib.Path) -> None:
@@ -59,6 +94,8 @@ def write(results: dict, settings: dict, stem: pathlib.Path) -> None:
            f"## Accuracy against hub size (lambda {settings['lam']:g}; mean ± std over "
            f"{settings['orderings']} random hub orderings of the per-ordering mean over tasks)",
            "", *scaling_lines, "", "## Baselines at the full hub", "", *base, "",
+           "## Per data set at the full hub (mean over its tasks)", "",
+           *per_dataset_lines(results), "", *trained_lines(results.get("trained", {})),
            "## Accuracy against cost over CHCO's lambda (full hub)", "", *curve]
   stem.with_suffix(".md").write_text("\n".join(lines) + "\n")
   with stem.with_suffix(".csv").open("w", newline="") as f:

@@ -5,14 +5,16 @@ import pathlib
 
 from absl import app
 
-_PATH_FLAGS = ("--out", "--study_dir", "--compilation_cache", "--manual_dir")
+_PATH_FLAGS = ("--out", "--study_dir", "--compilation_cache", "--manual_dir", "--mnist_dir",
+               "--hub_dir", "--runs_dir")
 
 
 def command_line(argv: list[str]) -> str:
   """`python experiments/<script>.py ARGS`, machine-specific paths left out."""
   args = [a for a in argv[1:] if not a.startswith(_PATH_FLAGS)]
-  if any(a.startswith("--manual_dir") for a in argv[1:]):
-    args.append("--manual_dir=DIR")
+  for folder_flag in ("--manual_dir", "--mnist_dir"):
+    if any(a.startswith(folder_flag) for a in argv[1:]):
+      args.append(f"{folder_flag}=DIR")
   return " ".join([f"python experiments/{pathlib.Path(argv[0]).name}", *args])
 
 

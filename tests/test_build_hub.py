@@ -10,12 +10,20 @@ from mll_jax.hub import registry
 
 
 def test_quick_hub_build(tmp_path, subprocess_env):
-  command = [sys.executable, "experiments/build_hub.py", "--quick",
+  out = tmp_path / "results"
+  command = [sys.executable, "experiments/build_hub.py", "--quick", f"--out={out}",
              f"--hub_dir={tmp_path / 'hub'}", f"--compilation_cache={TEST_CACHE}"]
   proc = subprocess.run(command, cwd=REPO_ROOT, env=subprocess_env, capture_output=True,
                         text=True, timeout=900)
   assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
   assert "3 models" in proc.stdout and "pets@1" in proc.stdout
+  # The report: every expert's test accuracy beside its validation curve on its holdout.
+  report = (out / "hub_build_quick.md").read_text()
+  for name in ("pets", "farm", "savanna"):
+    row = next(line for line in report.splitlines() if line.startswith(f"| {name} |"))
+    assert "animal_mnist" in row and "change over the last third" in row
+  assert "experts reach the 0.93 target" in report
+  assert (out / "hub_build_quick_curves.png").stat().st_size > 1000
   hub = registry.Hub(tmp_path / "hub")
   assert [e.ref for e in hub.entries()] == ["farm@1", "pets@1", "savanna@1"]
   pools = hub.load_pools()
@@ -32,7 +40,8 @@ def test_quick_hub_build(tmp_path, subprocess_env):
 def test_quick_hub_scaling_study_on_a_quick_mixed_hub(tmp_path, subprocess_env):
   env = subprocess_env
   build = [sys.executable, "experiments/build_hub.py", "--quick", f"--hub_dir={tmp_path / 'hub'}",
-           "--architectures=mixed", f"--compilation_cache={TEST_CACHE}"]
+           "--architectures=mixed", f"--out={tmp_path / 'results'}",
+           f"--compilation_cache={TEST_CACHE}"]
   built = subprocess.run(build, cwd=REPO_ROOT, env=env, capture_output=True, text=True)
   assert built.returncode == 0, built.stdout[-3000:] + built.stderr[-3000:]
   hub = registry.Hub(tmp_path / "hub")

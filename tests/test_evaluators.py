@@ -1,10 +1,13 @@
-"""Few-shot ridge and the padded, sharded batch map."""
+"""Few-shot ridge, the padded, sharded batch map, and when evaluators run."""
+
+import types
 
 import jax
+import ml_collections
 import numpy as np
 import pytest
 
-from mll_jax import sharding
+from mll_jax import evaluators, sharding
 from mll_jax.evaluators import context, fewshot
 
 
@@ -35,3 +38,23 @@ def test_map_batches_pads_and_unpads():
   fn = jax.jit(lambda params, x: x.sum(-1) * params)
   out = context.map_batches(fn, 2.0, images, batch_size=8, mesh=mesh)
   np.testing.assert_allclose(out, images.sum(-1) * 2)
+
+
+def _due_steps(total_steps: int, **settings) -> list[int]:
+  evaluator = types.SimpleNamespace(**{"log_steps": 0, "log_points": 0, **settings})
+  return [s for s in range(total_steps + 1) if evaluators.due(evaluator, s, total_steps)]
+
+
+def test_log_points_spread_evaluations_over_any_run_length():
+  assert _due_steps(100, log_points=4) == [0, 25, 50, 75, 100]
+  assert _due_steps(103, log_points=4) == [0, 25, 50, 75, 100, 103]
+  assert _due_steps(3, log_points=10) == [0, 1, 2, 3]  # never every 0 steps
+  assert _due_steps(100, log_steps=40) == [0, 40, 80, 100]  # log_steps as before
+
+
+@pytest.mark.parametrize("points", [-1, 2.5])
+def test_bad_log_points_get_one_message_naming_the_key(points):
+  evals = ml_collections.ConfigDict({"validation": {"kind": "classification", "log_steps": 0,
+                                                    "log_points": points}})
+  with pytest.raises(ValueError, match=r"config.evals.validation.log_points=.* whole number"):
+    evaluators.build_all(evals, context=None)
