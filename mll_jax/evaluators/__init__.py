@@ -2,7 +2,8 @@
 `log_points` times, evenly spaced, whatever the run's length), and at the end.
 
 An evaluator is built once per run (it loads its data and jits its function) and called with
-the current model variables (`steps.variables(state)`); it returns a dict of metrics named `<evaluator>/<metric>`.
+the current model variables (`steps.variables(state)`); it returns a dict of metrics named
+`<evaluator>/<metric>`.
 """
 
 import importlib

@@ -1,0 +1,74 @@
+"""The hub studies' reports: each expert's accuracy against its target beside its curve, and
+CHCO's gap to the oracle and the generalist per data set."""
+
+import json
+
+import pytest
+
+from experiments import hub_build_report, hub_scaling_report
+
+
+def _run(test: float, curve=((0, 0.3), (50, 0.9), (100, 0.95))) -> dict:
+  return {"test": test, "test_images": 600, "validation": curve[-1][1], "curve": list(curve),
+          "steps": curve[-1][0]}
+
+
+def test_expert_rows_say_which_targets_are_met():
+  runs = {"digits_012": ("mnist", "0,1,2", "mini", _run(0.995)),
+          "digits_odd": ("mnist", "1,3,5,7,9", "mini", _run(0.981)),
+          "pets": ("animal_mnist", "cat,dog,bird", "mini", _run(0.94))}
+  lines = hub_build_report.expert_lines(runs)
+  assert "| digits_012 | mnist | mini | 0,1,2 | 0.995 (met) | 0.99 |" in lines[2]
+  assert "0.981 (missed)" in lines[3]
+  assert "0.950 at step 100, best 0.950" in lines[4]
+  summary = hub_build_report.target_summary(runs)
+  assert summary == [
+      "- mnist: 1 of 2 experts reach the 0.99 target on their own classes (mean 0.988, "
+      "lowest 0.981).",
+      "- animal_mnist: 1 of 1 experts reach the 0.93 target on their own classes (mean 0.940, "
+      "lowest 0.940)."]
+
+
+def test_a_finished_run_is_read_from_its_metrics(tmp_path):
+  lines = [{"step": 0, "validation/accuracy": 0.1, "classification/accuracy": 0.1},
+           {"step": 10, "loss": 1.0},
+           {"step": 20, "validation/accuracy": 0.8, "classification/accuracy": 0.75,
+            "classification/examples": 300}]
+  (tmp_path / "metrics.jsonl").write_text("\n".join(map(json.dumps, lines)))
+  run = hub_build_report.trained_run(tmp_path)
+  assert run == {"test": 0.75, "test_images": 300, "validation": 0.8,
+                 "curve": [(0, 0.1), (20, 0.8)], "steps": 20}
+
+
+def _baseline(method, task, accuracy):
+  return {"method": method, "task": task, "accuracy": accuracy, "models": 1, "mflops": 1.0}
+
+
+def test_per_data_set_gaps_of_chco_to_the_oracle_and_the_generalist():
+  results = {"tasks": [["animal_mnist", ["cat", "cow", "dog"]],
+                       ["animal_mnist", ["bear", "zebra", "cat"]], ["mnist", ["1", "2", "7"]]],
+             "baselines": [_baseline("chco", "cat,cow,dog", 0.8),
+                           _baseline("chco", "bear,zebra,cat", 0.9),
+                           _baseline("chco", "1,2,7", 0.95),
+                           _baseline("oracle", "cat,cow,dog", 0.9),
+                           _baseline("oracle", "bear,zebra,cat", 0.9),
+                           _baseline("oracle", "1,2,7", 0.99),
+                           _baseline("generalist", "cat,cow,dog", 0.7),
+                           _baseline("generalist", "bear,zebra,cat", 0.8),
+                           _baseline("generalist", "1,2,7", 0.97)]}
+  lines = hub_scaling_report.per_dataset_lines(results)
+  assert lines[0] == ("| data set | chco | oracle | generalist | CHCO − oracle | "
+                      "CHCO − generalist | ")
+  assert lines[2] == "| animal_mnist | 0.850 | 0.900 | 0.750 | -0.050 | +0.100 | "
+  assert lines[3] == "| mnist | 0.950 | 0.990 | 0.970 | -0.040 | -0.020 | "
+
+
+@pytest.mark.parametrize("trained", [{}, {"oracle_mnist_1-2-7": {
+    "data": "mnist", "classes": "1,2,7", **_run(0.99)}}])
+def test_trained_references_are_listed_with_their_curves_when_there_are_any(trained):
+  lines = hub_scaling_report.trained_lines(trained)
+  if not trained:
+    assert lines == []
+  else:
+    assert any(line.startswith("| oracle_mnist_1-2-7 | mnist | 1,2,7 | 0.990 | 100 | 0.950 at")
+               for line in lines)
