@@ -1,5 +1,5 @@
 """Validation learning curves of a study's runs: reading them from a run's metrics, averaging
-them over seeds, and saying how flat they end. Shared by the study reports."""
+them over seeds, saying how flat they end, and plotting them. Shared by the study reports."""
 
 import json
 import pathlib
@@ -31,3 +31,25 @@ def flatness(curves: list[list]) -> str:
   steps, values = mean_curve(curves)
   return (f"{values[-1]:.3f} at step {steps[-1]}, best {values.max():.3f}; change over "
           f"the last third of the run {last_third_change(curves):+.3f}")
+
+
+def plot_panels(panels: dict, path: pathlib.Path, ylabel: str) -> None:
+  """A PNG of one axis per panel, one line per curve: `{title: {label: [(step, value)]}}`
+  (nothing when there is no panel)."""
+  if not panels:
+    return
+  import matplotlib
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+  fig, axes = plt.subplots(1, len(panels), figsize=(4.8 * len(panels), 3.8), squeeze=False)
+  for axis, (title, lines) in zip(axes[0], panels.items()):
+    for label, curve in lines.items():
+      steps, values = zip(*curve)
+      axis.plot(steps, values, marker=".", label=label)
+    axis.set_title(title)
+    axis.set_xlabel("training step")
+    axis.set_ylabel(ylabel)
+    axis.legend(fontsize=7)
+  fig.tight_layout()
+  fig.savefig(path, dpi=110)
+  plt.close(fig)

@@ -73,20 +73,8 @@ def write(hub, runs: dict, settings: dict, stem: pathlib.Path) -> str:
 
 
 def _plot(runs: dict, path: pathlib.Path) -> None:
-  import matplotlib
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt
-  datasets = sorted({data for data, _, _, _ in runs.values()})
-  fig, axes = plt.subplots(1, len(datasets), figsize=(5.5 * len(datasets), 4), squeeze=False)
-  for axis, data in zip(axes[0], datasets):
-    for name, (d, _, _, run) in runs.items():
-      if d == data and run["curve"]:
-        steps, values = zip(*run["curve"])
-        axis.plot(steps, values, marker=".", label=name)
-    axis.set_title(f"{data} experts")
-    axis.set_xlabel("step")
-    axis.set_ylabel("validation accuracy (holdout of own classes)")
-    axis.legend(fontsize=7)
-  fig.tight_layout()
-  fig.savefig(path, dpi=110)
-  plt.close(fig)
+  panels = {}
+  for name, (data, _, _, run) in runs.items():
+    if run["curve"]:
+      panels.setdefault(f"{data} experts", {})[name] = run["curve"]
+  curves.plot_panels(panels, path, "validation accuracy (holdout of its classes)")

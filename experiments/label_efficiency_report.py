@@ -164,20 +164,10 @@ def _plot(runs: dict, baselines: dict, fractions: list[str], data: str,
 
 
 def _plot_curves(runs: dict, data: str, path: pathlib.Path) -> None:
-  import matplotlib
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt
   fractions = list(next(iter(runs.values())))
-  fig, axes = plt.subplots(1, len(fractions), figsize=(4.2 * len(fractions), 3.8), squeeze=False)
-  for ax, fraction in zip(axes[0], fractions):
-    for method, by_fraction in runs.items():
-      if by_fraction[fraction]:
-        steps, values = curve_stats.mean_curve([r["curve"] for r in by_fraction[fraction]])
-        ax.plot(steps, values, marker=".", label=method)
-    ax.set_title(f"{data}, {fraction} labels")
-    ax.set_xlabel("training step")
-    ax.set_ylabel("validation accuracy (holdout)")
-    ax.legend(fontsize=7)
-  fig.tight_layout()
-  fig.savefig(path, dpi=110)
-  plt.close(fig)
+  panels = {}
+  for fraction in fractions:
+    panels[f"{data}, {fraction} labels"] = {
+        method: list(zip(*curve_stats.mean_curve([r["curve"] for r in by_fraction[fraction]])))
+        for method, by_fraction in runs.items() if by_fraction[fraction]}
+  curve_stats.plot_panels(panels, path, "validation accuracy (holdout)")
