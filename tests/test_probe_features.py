@@ -1,0 +1,47 @@
+"""experiments/probe_features.py: the frozen MAE encoder's read-outs (the probe's pooled
+features are the mean of its tokens), scored on the holdout; a run of another task is refused."""
+
+import json
+
+import numpy as np
+import pytest
+
+from experiments import probe_features
+from mll_jax import train
+from mll_jax.hub import run_import
+
+
+@pytest.fixture(scope="module")
+def mae_run(tmp_path_factory, data_dir):
+  from conftest import small_mae_config
+  workdir = tmp_path_factory.mktemp("mae")
+  train.run(small_mae_config(data_dir, total_steps=3), workdir)
+  return workdir
+
+
+def test_readouts_are_the_probes_features_and_their_tokens(mae_run):
+  encoder, config = probe_features.load_encoder(mae_run)
+  images = np.random.default_rng(0).integers(0, 255, (5, 28, 28, 1), dtype=np.uint8)
+  features = probe_features.readouts(encoder, images, batch=4)  # a partial last batch too
+  width = features["gap"].shape[1]
+  assert features["tokens"].shape == (5, 49 * width) and features["cls"].shape == (5, width)
+  assert features["pixels"].shape == (5, 784)
+  np.testing.assert_allclose(features["tokens"].reshape(5, 49, width).mean(1), features["gap"],
+                             rtol=1e-5, atol=1e-6)
+  assert config.task == "mae"
+
+
+def test_the_quick_run_scores_every_readout_on_the_holdout(mae_run):
+  lines = probe_features.run({"encoder": mae_run, "quick": True, "fractions": ["10%"],
+                              "cs": [1.0], "validation": 0.1, "command": "test"})
+  rows = [line.split(" | ") for line in lines if line.startswith("| 10%")]
+  assert [row[1] for row in rows] == ["pixels", "gap", "cls", "tokens"]
+  for row in rows:
+    assert 0.0 <= float(row[3]) <= 1.0 and 0.0 <= float(row[4].split()[0]) <= 1.0
+  assert any("holdout: 800 images" in line for line in lines)
+
+
+def test_a_run_of_another_task_is_refused(tmp_path):
+  (tmp_path / "config.json").write_text(json.dumps({"task": "supervised"}))
+  with pytest.raises(run_import.RunImportError, match="give an MAE pre-training run"):
+    probe_features.load_encoder(tmp_path)
