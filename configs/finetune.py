@@ -153,8 +153,11 @@ def get_config(arg=None):
     c.optim.update(base_lr=4e-3, layer_decay=1.0)
 
   eval_every = 5000 if big else 200
+  # log_points > 0 evaluates that many times, evenly over the run, instead of every log_steps
+  # (a learning curve of as many points whatever the budget).
   c.evals = dict(
-      classification=dict(log_steps=eval_every, split="validation" if big else "test",
-                          num_examples=0, batch_size=256),
+      classification=dict(log_steps=eval_every, log_points=0,
+                          split="validation" if big else "test", num_examples=0,
+                          batch_size=256),
   )
   return ml_collections.ConfigDict(c)
