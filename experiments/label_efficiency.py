@@ -39,7 +39,7 @@ sys.path.insert(0, str(REPO))
 from experiments import curves, smoke, study_cli  # noqa: E402
 from experiments import label_efficiency_report as report  # noqa: E402
 from mll_jax import config_files, sweep, train  # noqa: E402
-from mll_jax.data import label_fractions, run_split, sources  # noqa: E402
+from mll_jax.data import holdout, label_fractions, run_split, sources  # noqa: E402
 
 _QUICK = flags.DEFINE_bool("quick", False, "The `mu` model and a few steps: a smoke test.")
 _DATA = flags.DEFINE_enum("data", "animal_mnist", ["animal_mnist", "mnist"], "Data set.")
@@ -86,15 +86,6 @@ def _config(name: str, settings: dict, labels: str = "", **overrides):
   return sweep.apply_overrides(config, overrides)
 
 
-def _holdout_evals(config) -> None:
-  """Points a pre-training run's evaluators at the holdout, so that test is read nowhere but
-  at the end of an adaptation run."""
-  for evaluator in config.evals.values():
-    for key in ("split", "test_split"):
-      if key in evaluator:
-        evaluator[key] = "holdout"
-
-
 def _run(config, workdir: pathlib.Path, training_images: int, settings: dict) -> dict:
   """Trains (unless finished before); returns test accuracy, final validation accuracy, the
   validation curve and the step count."""
@@ -139,7 +130,7 @@ def pretrain(study_dir: pathlib.Path, settings: dict) -> dict:
     if settings["pretrain_epochs"] and not settings["quick"]:
       overrides = {"num_epochs": settings["pretrain_epochs"]}
     config = _config(name, settings, **overrides)
-    _holdout_evals(config)
+    holdout.evaluate_on_holdout(config)  # test is read only at adaptation runs' ends
     runs[name] = study_dir / f"pretrain_{name}"
     started = time.time()
     train.run(config, runs[name])

@@ -24,6 +24,7 @@ sys.path.insert(0, str(REPO))
 
 from experiments import smoke, study_cli  # noqa: E402
 from mll_jax import config_files, sweep, train  # noqa: E402
+from mll_jax.data import holdout  # noqa: E402
 
 _SEEDS = flags.DEFINE_integer("seeds", 2, "Seeds per point.")
 _QUICK = flags.DEFINE_bool("quick", False, "The `mu` model and a few steps: a smoke test.")
@@ -45,10 +46,7 @@ def _config(file: str, arg: str, dtype: str, seed: int, quick: bool):
   config = config_files.load(REPO / "configs" / f"{file}.py").get_config(arg)
   overrides = {"model.dtype": dtype, "seed": seed, "data.validation": 0.1}
   if file == "mae":  # the pre-training's evaluators read the holdout, never test
-    for evaluator in config.evals.values():
-      for key in ("split", "test_split"):
-        if key in evaluator:
-          evaluator[key] = "holdout"
+    holdout.evaluate_on_holdout(config)
   if quick:
     overrides = {**smoke.shrink(config), **overrides}
     if "fewshot" in config.evals:

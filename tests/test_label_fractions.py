@@ -70,6 +70,17 @@ def test_holdout_is_balanced_disjoint_and_fixed_whatever_the_run_seed():
     holdout.carve(source, ml_collections.ConfigDict({"validation": 1.5}))
 
 
+def test_a_pre_training_config_is_pointed_at_the_holdout_everywhere_it_scores():
+  from conftest import REPO_ROOT
+  from mll_jax import config_files
+  from mll_jax.data import holdout
+  config = config_files.load(REPO_ROOT / "configs" / "mae.py").get_config("mu")
+  holdout.evaluate_on_holdout(config)
+  assert config.evals.reconstruction.split == "holdout"
+  assert config.evals.fewshot.test_split == "holdout"
+  assert config.evals.fewshot.train_split == "train"  # its shots still come from train
+
+
 @pytest.mark.parametrize("batch,labelled,expected", [(128, 70, 64), (128, 720, 128),
                                                      (64, 64, 64), (128, 1, 1)])
 def test_batch_size_fits_a_small_labelled_subset(batch, labelled, expected):

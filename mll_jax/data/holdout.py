@@ -33,3 +33,13 @@ def carve(train_source, data_config, class_names=None):
       "validation_seed", 0), class_names)
   return (label_fractions.Subset(train_source, rest),
           label_fractions.Subset(train_source, holdout))
+
+
+def evaluate_on_holdout(config) -> None:
+  """Points every evaluator of `config` that reads a scoring split (`split`, `test_split`) at
+  the holdout, in place: a pre-training run of a study then never reads test, which is kept
+  for the end of its adaptation runs. Needs `config.data.validation` > 0 at run time."""
+  for evaluator in config.evals.values():
+    for key in ("split", "test_split"):
+      if key in evaluator:
+        evaluator[key] = HOLDOUT
