@@ -124,7 +124,7 @@ def define_flags() -> None:
   this module beside the other studies (absl refuses a flag name defined twice)."""
   flags.DEFINE_string("encoder", None, "An MAE pre-training run's workdir.", required=True)
   flags.DEFINE_list("fractions", ["10%", "100%"], "Label fractions.")
-  flags.DEFINE_list("cs", ["0.01", "0.1", "1"], "Logistic regression's C, chosen on the "
+  flags.DEFINE_list("cs", ["0.01", "0.1", "1", "10"], "Logistic regression's C, chosen on the "
                     "holdout.")
   flags.DEFINE_float("validation", 0.1, "Fraction of train held out.")
   flags.DEFINE_bool("quick", False, "200 labelled images and one C: a smoke run.")

@@ -52,7 +52,8 @@ def test_unknown_key_fails_before_any_point_runs(make_config, tmp_path):
 @pytest.mark.parametrize("path", sorted((REPO_ROOT / "experiments" / "sweeps").glob("*.py")),
                          ids=lambda p: p.name)
 def test_committed_sweep_files_fit_their_configs(path):
-  base = {"mae_": "mae.py", "finetune_": "finetune.py", "linear_probe_": "linear_probe.py"}
+  base = {"mae_": "mae.py", "finetune_": "finetune.py", "linear_probe_": "linear_probe.py",
+          "expert_": "expert.py"}
   config_name = next(v for k, v in base.items() if path.name.startswith(k))
   config = config_files.load(REPO_ROOT / "configs" / config_name).get_config()
   spec = config_files.load(path).get_sweep()
