@@ -62,7 +62,8 @@ def build(hub_dir: pathlib.Path, runs_dir: pathlib.Path, mnist_dir: str | None, 
     if name in registered and not (runs_dir / name / "metrics.jsonl").exists():
       continue  # registered, but its run is not here to report on: nothing to train
     workdir = hub_experts.train_expert(runs_dir, name, data, classes, quick, mnist_dir, model)
-    runs[name] = (data, classes, model, hub_build_report.trained_run(workdir))
+    runs[name] = (data, classes, model, {**hub_build_report.trained_run(workdir),
+                                         "knn_pixels": hub_build_report.pixel_knn(workdir)})
     if name in registered:
       continue
     architecture, variables, class_names, config = run_import.read_run(workdir)

@@ -7,7 +7,9 @@ import numpy as np
 
 from experiments import curves, hub_experts
 from mll_jax import sweep
+from mll_jax.data import class_subsets, holdout, pipeline, sources
 from mll_jax.hub import report as hub_report
+from mll_jax.hub import run_import
 
 # Test accuracy each expert should reach on its own classes (issue 12): a CNN reaches 0.99 on
 # all ten MNIST digits, and 0.97 on all ten animal_mnist classes.
@@ -25,17 +27,38 @@ def trained_run(workdir: pathlib.Path) -> dict:
           "curve": curve, "steps": curve[-1][0] if curve else 0}
 
 
+def pixel_knn(workdir: pathlib.Path) -> float:
+  """Test accuracy of 1-NN on raw pixels on the run's own split: its classes' training images
+  less its holdout, scored on its classes' test images (the reference baseline beside it)."""
+  from sklearn.neighbors import KNeighborsClassifier
+  config = run_import.run_config(workdir)
+  builder = sources.get_builder(config.data.name, config.data.get("data_dir") or None,
+                                config.data.get("manual_dir") or None)
+  info = sources.info(builder)
+  indices = class_subsets.resolve(config.get("classes", ""), info.class_names)
+  names = class_subsets.restrict_info(info, indices).class_names
+  train = class_subsets.apply(sources.data_source(builder, config.data.train_split), indices)
+  train, _ = holdout.carve(train, config.data, names)
+  test = class_subsets.apply(sources.data_source(builder, "test"), indices)
+  train, test = (pipeline.eval_arrays(s, size=config.data.image_size,
+                                      channels=config.data.channels) for s in (train, test))
+  flat = lambda images: images.reshape(len(images), -1).astype(np.float32)
+  knn = KNeighborsClassifier(n_neighbors=1).fit(flat(train["image"]), train["label"])
+  return float((knn.predict(flat(test["image"])) == test["label"]).mean())
+
+
 def expert_lines(runs: dict) -> list[str]:
   """Markdown table: `runs` maps expert name -> (data set, classes, model, trained_run)."""
-  lines = ["| expert | data | model | classes | test accuracy | target | test images | "
-           "steps | validation curve |", "|---|---|---|---|---|---|---|---|---|"]
+  lines = ["| expert | data | model | classes | test accuracy | 1-NN on pixels | target | "
+           "test images | steps | validation curve |", "|---|---|---|---|---|---|---|---|---|---|"]
   for name, (data, classes, model, run) in runs.items():
     target = TARGETS.get(data)
     verdict = "" if target is None else (" (met)" if run["test"] >= target else " (missed)")
     flat = curves.flatness([run["curve"]]) if run["curve"] else "no curve"
+    knn = f"{run['knn_pixels']:.3f}" if "knn_pixels" in run else "-"
     lines.append(f"| {name} | {data} | {model} | {classes} | {run['test']:.3f}{verdict} | "
-                 f"{target if target else '-'} | {run['test_images']} | {run['steps']} | "
-                 f"{flat} |")
+                 f"{knn} | {target if target else '-'} | {run['test_images']} | "
+                 f"{run['steps']} | {flat} |")
   return lines
 
 

@@ -22,6 +22,7 @@ def test_quick_hub_build(tmp_path, subprocess_env):
   for name in ("pets", "farm", "savanna"):
     row = next(line for line in report.splitlines() if line.startswith(f"| {name} |"))
     assert "animal_mnist" in row and "change over the last third" in row
+    assert 0.0 <= float(row.split(" | ")[5]) <= 1.0  # 1-NN on pixels, on the same split
   assert "experts reach the 0.93 target" in report
   assert (out / "hub_build_quick_curves.png").stat().st_size > 1000
   hub = registry.Hub(tmp_path / "hub")
