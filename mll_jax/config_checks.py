@@ -54,6 +54,7 @@ RANGES = {
     "batch_size": Range(1, integer=True),
     "total_steps": Range(0, integer=True),
     "num_epochs": NON_NEGATIVE,
+    "min_steps": Range(0, integer=True),
     "warmup_steps": Range(0, integer=True),
     "warmup_epochs": NON_NEGATIVE,
     "log_steps": Range(1, integer=True),

@@ -61,13 +61,17 @@ def default_workdir(config: ml_collections.ConfigDict) -> pathlib.Path:
 
 
 def resolve_duration(config, train_examples: int) -> tuple[int, int]:
-  """`(total_steps, warmup_steps)` from steps if given, else from epochs of the train split."""
+  """`(total_steps, warmup_steps)` from steps if given, else from epochs of the train split,
+  at least `config.min_steps` (when the config has it)."""
   # Epochs count images, not whole batches: 600 epochs of 72 labelled images at batch 64 are
   # 675 steps (flooring to one batch per epoch would give 600, a tenth fewer passes).
   if not config.total_steps:
     check_budget_labels(config)
   steps_per_epoch = train_examples / config.batch_size
-  total = config.total_steps or math.ceil(config.num_epochs * steps_per_epoch)
+  # The floor: a budget in passes gives a small subset few steps (a 3-class expert's 20
+  # passes are 338), too few for the cosine schedule to converge.
+  total = config.total_steps or max(math.ceil(config.num_epochs * steps_per_epoch),
+                                    config.get("min_steps", 0))
   warmup = config.warmup_steps or math.ceil(config.warmup_epochs * steps_per_epoch)
   if total <= 0:
     raise RunError(f"The run has no steps (config.num_epochs={config.num_epochs}, "

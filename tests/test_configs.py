@@ -111,3 +111,17 @@ def test_distillation_budget_is_not_sized_by_labels():
   config = _load(REPO_ROOT / "configs" / "distill.py").get_config("mini,animal_mnist")
   config = sweep.apply_overrides(config, {"data.labels": "1%"})
   assert train.resolve_duration(config, 128)[0] == config.num_epochs
+
+
+def test_min_steps_floors_a_budget_in_passes_but_not_one_in_steps():
+  from mll_jax import config_checks, sweep, train
+  config = _load(REPO_ROOT / "configs" / "expert.py").get_config("mini")
+  config.classes = "cat,dog,bird"
+  short = sweep.apply_overrides(config, {"num_epochs": 20.0, "min_steps": 500})
+  assert train.resolve_duration(short, 2160)[0] == 500  # 20 passes of 2,160 are 338 steps
+  long = sweep.apply_overrides(short, {"num_epochs": 50.0})
+  assert train.resolve_duration(long, 2160)[0] == 844
+  in_steps = sweep.apply_overrides(short, {"total_steps": 30})
+  assert train.resolve_duration(in_steps, 2160)[0] == 30
+  with pytest.raises(ValueError, match="min_steps"):
+    config_checks.check(sweep.apply_overrides(config, {"min_steps": -1}))
