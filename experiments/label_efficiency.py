@@ -7,7 +7,10 @@
 Every run uses one model size (`--model`, default `mini`). Methods, at every fraction and seed:
   scratch          the ViT trained on the labelled subset only
   mae_finetune     MAE pre-training (every training image, no labels) + fine-tuning
-  mae_probe        MAE pre-training + linear probe (frozen trunk, BatchNorm + linear head)
+  mae_probe        MAE pre-training + linear probe (frozen trunk, BatchNorm + linear head on
+                   the mean of the patch tokens: MAE's protocol)
+  mae_token_probe  the same probe on every patch token (`model.pool="tokens"`): the read-out
+                   chosen on the validation holdout (experiments/results/probe_features.md)
   simclr_finetune  SimCLR pre-training + fine-tuning
   distill          SimCLRv2's step 3, at the fractions that leave images unlabelled: the method
                    with the best validation accuracy at that fraction is the teacher; a student
@@ -49,7 +52,8 @@ _WORKDIR = flags.DEFINE_string("study_dir", None, "Runs folder (default runs/lab
 _OUT = flags.DEFINE_string("out", str(REPO / "experiments" / "results"), "Results folder.")
 _SEEDS = flags.DEFINE_integer("seeds", None, "Seeds per point (default 2; quick 1).")
 _FRACTIONS = flags.DEFINE_list("fractions", None, "Label fractions (default 1%,10%,100%).")
-_METHODS = flags.DEFINE_list("methods", None, "Adaptation methods (default: all four).")
+_METHODS = flags.DEFINE_list("methods", None, "Adaptation methods (default: all but "
+                             "mae_token_probe).")
 _DISTILL_FRACTIONS = flags.DEFINE_list(
     "distill_fractions", None, "Fractions to distil at (default: those below 100%, where "
     "images are left unlabelled).")
@@ -63,8 +67,14 @@ ADAPTATIONS = {  # method -> (config file, pre-training it starts from)
     "scratch": ("finetune", None),
     "mae_finetune": ("finetune", "mae"),
     "mae_probe": ("linear_probe", "mae"),
+    "mae_token_probe": ("linear_probe", "mae"),
     "simclr_finetune": ("finetune", "simclr"),
 }
+# The default methods: the token probe is run by naming it (--methods).
+DEFAULT_METHODS = ("scratch", "mae_finetune", "mae_probe", "simclr_finetune")
+# What a method changes in its config file's model (the probe's read-out).
+MODEL_OVERRIDES = {"mae_token_probe": {"model.pool": "tokens"}}
+PROBES = ("mae_probe", "mae_token_probe")  # a BatchNorm before the head
 METRIC = "classification/accuracy"
 VALIDATION_METRIC = "validation/accuracy"
 
@@ -122,10 +132,12 @@ def _training_images(settings: dict, fractions: list[str]) -> dict:
   return counts
 
 
-def pretrain(study_dir: pathlib.Path, settings: dict) -> dict:
-  """MAE and SimCLR pre-training runs (resumed, or noted complete); returns their workdirs."""
+def pretrain(study_dir: pathlib.Path, settings: dict, methods) -> dict:
+  """The pre-training runs `methods` start from, MAE and/or SimCLR (resumed, or noted
+  complete); returns their workdirs."""
   runs = {}
-  for name in ("mae", "simclr"):
+  needed = {ADAPTATIONS[m][1] for m in methods}
+  for name in [n for n in ("mae", "simclr") if n in needed]:
     overrides = {}
     if settings["pretrain_epochs"] and not settings["quick"]:
       overrides = {"num_epochs": settings["pretrain_epochs"]}
@@ -141,7 +153,8 @@ def pretrain(study_dir: pathlib.Path, settings: dict) -> dict:
 def _adaptation_config(method: str, fraction: str, seed: int, pretrained: dict,
                        settings: dict):
   config_name, start = ADAPTATIONS[method]
-  overrides = {"seed": seed, "init_from": str(pretrained[start]) if start else ""}
+  overrides = {"seed": seed, "init_from": str(pretrained[start]) if start else "",
+               **MODEL_OVERRIDES.get(method, {})}
   if start and config_name == "finetune" and not settings["quick"]:
     finetune = config_files.load(REPO / "configs" / "finetune.py")
     overrides.update(finetune.pretrained_overrides(settings["data"], fraction))
@@ -153,10 +166,13 @@ def _distill_config(teacher: str, fraction: str, seed: int, study_dir: pathlib.P
   tag = _tag(fraction)
   start = ADAPTATIONS[teacher][1]
   config = _config("distill", settings)
+  # The teacher's architecture is its method's: a probe's BatchNorm before the head, and its
+  # read-out.
+  teacher_model = {f"teacher.{key.split('.', 1)[1]}": value
+                   for key, value in MODEL_OVERRIDES.get(teacher, {}).items()}
   return sweep.apply_overrides(config, {
       "data.labels": fraction, "seed": seed, "teacher.variant": config.model.variant,
-      # A linear-probe teacher has a BatchNorm before its head.
-      "teacher.head_norm": "batchnorm" if teacher == "mae_probe" else "",
+      "teacher.head_norm": "batchnorm" if teacher in PROBES else "", **teacher_model,
       "init_from": str(study_dir / f"{teacher}_{tag}_seed{seed}"),
       "student_init_from": str(pretrained[start]) if start else ""})
 
@@ -170,7 +186,7 @@ def run_study(study_dir: pathlib.Path, out: pathlib.Path, settings: dict, seeds:
   """Runs every point; returns `{method: {fraction: [run result per seed]}}`, writes reports."""
   settings.setdefault("timings", {})
   started = time.time()
-  pretrained = pretrain(study_dir, settings)
+  pretrained = pretrain(study_dir, settings, methods)
   images = _training_images(settings, fractions)
   runs = {m: {f: [] for f in fractions} for m in methods}
   teachers = {}
@@ -203,7 +219,7 @@ def main(argv):
   train.setup_runtime()
   quick, data = _QUICK.value, _DATA.value
   study_cli.require_mnist_files(data, _MANUAL_DIR.value)
-  methods = _METHODS.value or list(ADAPTATIONS)
+  methods = _METHODS.value or list(DEFAULT_METHODS)
   unknown = sorted(set(methods) - set(ADAPTATIONS))
   if unknown:
     raise app.UsageError(f"--methods: unknown {', '.join(unknown)}; known: "

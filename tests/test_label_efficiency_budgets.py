@@ -26,3 +26,21 @@ def test_each_run_gets_its_fractions_budget(method, pretrained, fraction):
   assert config.data.labels == fraction
   assert config.num_epochs == finetune.budget_epochs("animal_mnist", fraction, pretrained)
   assert config.data.validation == 0.1
+
+
+def test_the_token_probe_reads_every_patch_token_as_run_and_as_teacher(tmp_path):
+  probe = label_efficiency._adaptation_config("mae_token_probe", "10%", 0, PRETRAINED, SETTINGS)
+  assert probe.model.pool == "tokens" and probe.model.frozen_trunk
+  assert label_efficiency._adaptation_config(
+      "mae_probe", "10%", 0, PRETRAINED, SETTINGS).model.pool == "gap"
+  teacher = label_efficiency._distill_config("mae_token_probe", "10%", 0, tmp_path, PRETRAINED,
+                                             SETTINGS).teacher
+  assert teacher.pool == "tokens" and teacher.head_norm == "batchnorm"
+  assert label_efficiency._distill_config("mae_finetune", "10%", 0, tmp_path, PRETRAINED,
+                                          SETTINGS).teacher.pool == "gap"
+
+
+def test_only_the_pre_training_the_methods_start_from_runs(tmp_path):
+  # scratch starts from nothing: no pre-training is trained (or even configured).
+  assert label_efficiency.pretrain(tmp_path, {**SETTINGS, "timings": {}}, ["scratch"]) == {}
+  assert not list(tmp_path.iterdir())

@@ -106,6 +106,21 @@ def test_vit_returns_named_representations():
   np.testing.assert_allclose(aux["pre_logits"], aux["encoded"][:, 1:].mean(1), rtol=1e-6)
 
 
+def test_token_pool_keeps_every_patch_token_for_the_probe():
+  from mll_jax.models import heads
+  model = vit.ViT("mu", image_size=28, channels=1, pool="tokens", rngs=nnx.Rngs(0))
+  images = jax.random.uniform(jax.random.key(1), (3, 28, 28, 1))
+  out, aux = model(images)
+  assert model.features == 32 * 49 and out.shape == (3, 32 * 49)
+  np.testing.assert_allclose(out.reshape(3, 49, 32), aux["encoded"][:, 1:], rtol=1e-6)
+  probe = heads.Classifier("mu", num_classes=5, image_size=28, channels=1, pool="tokens",
+                           head_norm="batchnorm", frozen_trunk=True, rngs=nnx.Rngs(0))
+  assert probe.head.kernel.shape == (32 * 49, 5)
+  assert probe(images)[0].shape == (3, 5)
+  with pytest.raises(ValueError, match="pool must be one of gap, cls, tokens, got 'max'"):
+    vit.ViT("mu", image_size=28, channels=1, pool="max", rngs=nnx.Rngs(0))
+
+
 def test_image_size_not_divisible_by_patch_is_a_clear_error():
   with pytest.raises(ValueError, match="not divisible by the patch size 4"):
     mae.MAE("mu", image_size=30, channels=1, decoder="mu", rngs=nnx.Rngs(0))

@@ -112,6 +112,21 @@ def test_linear_probe_trains_only_the_head_and_resumes_exactly(make_config, make
   _assert_same(_read_params(workdir, 6), probed)
 
 
+def test_token_probe_trains_a_head_on_every_patch_token(make_config, make_probe_config,
+                                                        tmp_path):
+  train.run(make_config(total_steps=3), tmp_path / "mae")
+  workdir = tmp_path / "probe"
+  train.run(make_probe_config(init_from=str(tmp_path / "mae"), total_steps=3,
+                              **{"model.pool": "tokens"}), workdir)
+  probed = _read_params(workdir, 3)
+  mae_params = _read_params(tmp_path / "mae", 3)
+  encoder_keys = [k for k in probed if k.startswith("encoder/")]
+  _assert_same({k: probed[k] for k in encoder_keys}, {k: mae_params[k] for k in encoder_keys})
+  width, patches = mae_params["encoder/cls_token"].shape[-1], (28 // 4) ** 2
+  assert probed["head/kernel"].shape[0] == width * patches
+  assert not np.allclose(probed["head/kernel"], 0.0)
+
+
 def test_mixup_runs_and_mixes_targets(make_finetune_config, tmp_path):
   train.run(make_finetune_config(mixup=0.8, total_steps=2, warmup_steps=1, log_steps=1), tmp_path / "run")
   losses = [m["loss"] for m in _metrics(tmp_path / "run") if "loss" in m]

@@ -42,7 +42,7 @@ class Contrastive(nnx.Module):
     if family == "vit":
       self.encoder = vit.ViT(variant, image_size=image_size, channels=channels,
                              patch_size=patch_size, dtype=dtype, layers=layers, rngs=rngs)
-      width = self.encoder.size.width
+      width = self.encoder.features
     elif family == "cnn":
       self.encoder = cnn.trunk(variant, image_size=image_size, channels=channels, stem=stem,
                                dtype=dtype, rngs=rngs)

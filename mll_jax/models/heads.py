@@ -31,11 +31,11 @@ class Classifier(nnx.Module):
     if head_norm not in ("", "batchnorm"):
       raise ValueError(f"head_norm must be '' or 'batchnorm', got {head_norm!r}.")
     self.frozen_trunk = frozen_trunk
-    self.head_norm = (nnx.BatchNorm(self.encoder.size.width, use_bias=False, use_scale=False,
+    self.head_norm = (nnx.BatchNorm(self.encoder.features, use_bias=False, use_scale=False,
                                     momentum=0.9, epsilon=1e-6, rngs=rngs)
                       if head_norm == "batchnorm" else None)
     # MAE's fine-tuning initialises the head near zero (std 2e-5).
-    self.head = nnx.Linear(self.encoder.size.width, num_classes,
+    self.head = nnx.Linear(self.encoder.features, num_classes,
                            kernel_init=nnx.initializers.normal(head_init_std),
                            bias_init=nnx.initializers.zeros_init(), rngs=rngs)
 

@@ -176,12 +176,18 @@ class Transformer(nnx.Module):
     return x if self.norm is None else self.norm(x)
 
 
+POOLS = ("gap", "cls", "tokens")  # ViT(pool=...): how `pre_logits` reads the tokens
+
+
 class ViT(nnx.Module):
   """ViT encoder: patch embedding, fixed sin-cos positions, cls token, transformer.
 
   Calling it returns `(pre_logits, aux)`; `aux["encoded"]` holds all output tokens and
   `aux["pre_logits"]` the pooled representation (`pool="gap"` averages patch tokens, as MAE's
-  fine-tuning does; `pool="cls"` takes the cls token).
+  fine-tuning does; `pool="cls"` takes the cls token; `pool="tokens"` keeps every patch token,
+  flattened to `width * num_patches` numbers: a linear probe on it sees where each part of the
+  image is, which the mean throws away, experiments/results/probe_features.md). `features` is
+  the length of `pre_logits`.
 
   `fc_norm=True` moves the final LayerNorm behind the pooling: the tokens leave the transformer
   unnormalised and the pooled vector is normalised (`fc_norm`), as in timm's
@@ -200,8 +206,8 @@ class ViT(nnx.Module):
     self.dtype = dtype
     self.patch_size = patch_size or self.size.patch_size
     check_image_size(image_size, self.patch_size)
-    if pool not in ("gap", "cls"):
-      raise ValueError(f"pool must be 'gap' or 'cls', got {pool!r}.")
+    if pool not in POOLS:
+      raise ValueError(f"config.model.pool must be one of {', '.join(POOLS)}, got {pool!r}.")
     self.grid = image_size // self.patch_size
     self.pool = pool
     self.patch_embed = _xavier_linear(self.patch_size ** 2 * channels, self.size.width, rngs,
@@ -221,6 +227,11 @@ class ViT(nnx.Module):
   @property
   def num_patches(self) -> int:
     return self.grid * self.grid
+
+  @property
+  def features(self) -> int:
+    """Length of the pooled `pre_logits`."""
+    return self.size.width * (self.num_patches if self.pool == "tokens" else 1)
 
   def position_table(self) -> jax.Array:
     """Position embeddings (fixed or learned), row 0 for the cls token."""
@@ -245,8 +256,10 @@ class ViT(nnx.Module):
     pooled `pre_logits` come back float32 whatever the compute dtype (heads, probes and
     losses read them); `encoded` stays in the compute dtype."""
     encoded = self.encode_tokens(self.embed_patches(images), key)
-    pre_logits = encoded[:, 1:].mean(axis=1) if self.pool == "gap" else encoded[:, 0]
-    if self.fc_norm is not None:
+    pre_logits = {"gap": lambda: encoded[:, 1:].mean(axis=1), "cls": lambda: encoded[:, 0],
+                  "tokens": lambda: encoded[:, 1:]}[self.pool]()
+    if self.fc_norm is not None:  # per token for pool="tokens"
       pre_logits = self.fc_norm(pre_logits)
+    pre_logits = pre_logits.reshape(pre_logits.shape[0], -1)
     pre_logits = precision.to_float32(pre_logits)
     return pre_logits, {"encoded": encoded, "pre_logits": pre_logits}
