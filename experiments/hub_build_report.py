@@ -27,9 +27,11 @@ def trained_run(workdir: pathlib.Path) -> dict:
           "curve": curve, "steps": curve[-1][0] if curve else 0}
 
 
-def pixel_knn(workdir: pathlib.Path) -> float:
+def pixel_knn(workdir: pathlib.Path, test: tuple | None = None) -> float:
   """Test accuracy of 1-NN on raw pixels on the run's own split: its classes' training images
-  less its holdout, scored on its classes' test images (the reference baseline beside it)."""
+  less its holdout, scored on its classes' test images (the reference baseline beside it), or
+  on `test`: `(images, the class name of each)`, as a study scores the run (e.g. a seeded
+  subset of the test images)."""
   from sklearn.neighbors import KNeighborsClassifier
   config = run_import.run_config(workdir)
   builder = sources.get_builder(config.data.name, config.data.get("data_dir") or None,
@@ -39,12 +41,16 @@ def pixel_knn(workdir: pathlib.Path) -> float:
   names = class_subsets.restrict_info(info, indices).class_names
   train = class_subsets.apply(sources.data_source(builder, config.data.train_split), indices)
   train, _ = holdout.carve(train, config.data, names)
-  test = class_subsets.apply(sources.data_source(builder, "test"), indices)
-  train, test = (pipeline.eval_arrays(s, size=config.data.image_size,
-                                      channels=config.data.channels) for s in (train, test))
+  arrays = lambda source: pipeline.eval_arrays(source, size=config.data.image_size,
+                                               channels=config.data.channels)
+  train = arrays(train)
+  if test is None:
+    own = arrays(class_subsets.apply(sources.data_source(builder, "test"), indices))
+    test = (own["image"], np.asarray(names)[own["label"]])
   flat = lambda images: images.reshape(len(images), -1).astype(np.float32)
   knn = KNeighborsClassifier(n_neighbors=1).fit(flat(train["image"]), train["label"])
-  return float((knn.predict(flat(test["image"])) == test["label"]).mean())
+  predicted = np.asarray(names)[knn.predict(flat(test[0]))]
+  return float((predicted == np.asarray(test[1])).mean())
 
 
 def expert_lines(runs: dict) -> list[str]:

@@ -14,6 +14,8 @@ the test images of the task's classes through the fused reuse graph. Baselines (
   single      the one model whose heads fit the task's pool images best (no test images used)
   generalist  one model trained on all classes of the data set, its logits restricted to the task
   oracle      an expert trained on the task's own classes (the upper reference)
+  knn_pixels  1-NN on raw pixels on the oracle's training images (the reference baseline; like
+              the oracle it sees the task's labels, which the zero-shot methods never do)
 The generalists and oracles train as the hub's experts do (experiments/hub_experts.py: the
 fine-tuning recipe's budget, a validation holdout and its curve). Writes
 `<out>/hub_scaling.{md,csv,png,json}`, with per data set CHCO's gap to the oracle and to the
@@ -181,6 +183,10 @@ def run(settings: dict) -> dict:
                                         data, key, False, mnist_dir)
       rows["oracle"] = {"accuracy": trained_accuracy(oracle, data, classes, study),
                         "models": 1, "mflops": np.nan}
+      # The reference baseline on the oracle's split, scored on the same test images.
+      images, labels = study.images(data, classes)
+      rows["knn_pixels"] = {"accuracy": hub_build_report.pixel_knn(
+          oracle, (images, np.asarray(classes)[labels])), "models": 0, "mflops": np.nan}
       for workdir, run_classes in ((generalist, CLASSES[data]), (oracle, classes)):
         results["trained"][workdir.name] = {"data": data, "classes": ",".join(run_classes),
                                             **hub_build_report.trained_run(workdir)}

@@ -5,11 +5,17 @@ import csv
 import subprocess
 import sys
 
+import numpy as np
+import pytest
+
 from conftest import REPO_ROOT, TEST_CACHE
-from mll_jax.hub import registry
+from mll_jax.hub import registry, task_data
+
+sys.path.insert(0, str(REPO_ROOT))
+from experiments import hub_build_report  # noqa: E402
 
 
-def test_quick_hub_build(tmp_path, subprocess_env):
+def test_quick_hub_build(tmp_path, subprocess_env, data_dir, monkeypatch):
   out = tmp_path / "results"
   command = [sys.executable, "experiments/build_hub.py", "--quick", f"--out={out}",
              f"--hub_dir={tmp_path / 'hub'}", f"--compilation_cache={TEST_CACHE}"]
@@ -36,6 +42,18 @@ def test_quick_hub_build(tmp_path, subprocess_env):
   rerun = subprocess.run(command, cwd=REPO_ROOT, env=subprocess_env, capture_output=True,
                          text=True, timeout=900)
   assert rerun.returncode == 0 and len(registry.Hub(tmp_path / "hub").entries()) == 3
+  # 1-NN on pixels scored on images a study passes (hub_scaling: its tasks' test images),
+  # named by class: the run's own test images give the report's number; names swapped, less.
+  monkeypatch.setenv("TFDS_DATA_DIR", data_dir)
+  pets = tmp_path / "hub_runs" / "pets"
+  images, labels = task_data.task_images("animal_mnist", ["cat", "dog", "bird"])
+  own = hub_build_report.pixel_knn(pets)
+  row = next(line for line in report.splitlines() if line.startswith("| pets |"))
+  assert f"{own:.3f}" == row.split(" | ")[5]
+  assert hub_build_report.pixel_knn(pets, (images, np.array(["cat", "dog", "bird"])[labels])) \
+      == pytest.approx(own)
+  swapped = np.array(["dog", "cat", "bird"])[labels]
+  assert hub_build_report.pixel_knn(pets, (images, swapped)) < own
 
 
 def test_quick_hub_scaling_study_on_a_quick_mixed_hub(tmp_path, subprocess_env):
