@@ -2,13 +2,14 @@
 projection head).
 
 Args as configs/mae.py: a model and a data set, e.g. `configs/simclr.py:tiny,animal_mnist`, or a
-ResNet, e.g. `configs/simclr.py:resnet18,cifar10` (SimCLRv2's backbone family).
+convolutional trunk: a ResNet, e.g. `configs/simclr.py:resnet18,cifar10` (SimCLRv2's backbone
+family), or a plain CNN (`cnn_s`, the reference CNN of experiments/baselines.py).
 """
 
 import ml_collections
 
 from mll_jax import config_files
-from mll_jax.models import layer_plan, resnet
+from mll_jax.models import cnn, layer_plan, resnet
 
 _mae = config_files.sibling(__file__, "mae.py")
 MODELS, DATA = _mae.MODELS, _mae.DATA
@@ -16,14 +17,16 @@ MODELS, DATA = _mae.MODELS, _mae.DATA
 
 def get_config(arg=None):
   """SimCLR config sharing the MAE config's model / data vocabulary and evaluators; a ResNet
-  arg (`resnet18`, `resnet50x2_sk`, ...) pre-trains that trunk instead of a ViT."""
+  arg (`resnet18`, `resnet50x2_sk`, ...) or a plain CNN's (`cnn_s`) pre-trains that trunk
+  instead of a ViT."""
   tokens = [t for t in (arg or "").split(",") if t]
-  trunk = next((t for t in tokens if resnet.is_resnet(t)), None)
-  c = _mae.get_config(",".join(t for t in tokens if not resnet.is_resnet(t)))
+  is_trunk = lambda t: resnet.is_resnet(t) or t in cnn.CNN_SIZES
+  trunk = next((t for t in tokens if is_trunk(t)), None)
+  c = _mae.get_config(",".join(t for t in tokens if not is_trunk(t)))
   big = c.data.name == "imagenet2012"
   c.task = "simclr"
   projection = dict(proj_hidden=512, proj_dim=128, proj_depth=3)
-  if trunk:  # SimCLRv2's backbone; the small stem on 28x28-64x64 images
+  if trunk:  # SimCLRv2's backbone (the small stem on 28x28-64x64 images), or a plain CNN
     c.model = dict(family="cnn", variant=trunk, dtype="auto",
                    stem="small" if c.data.image_size <= 64 else "imagenet", **projection)
   else:

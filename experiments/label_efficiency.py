@@ -79,14 +79,15 @@ METRIC = "classification/accuracy"
 VALIDATION_METRIC = "validation/accuracy"
 
 
-def _config(name: str, settings: dict, labels: str = "", **overrides):
-  """`configs/<name>.py` for the study's data and model (and `labels`), with its holdout and
-  `overrides`.
+def _config(name: str, settings: dict, labels: str = "", extra_arg: str = "", **overrides):
+  """`configs/<name>.py` for the study's data and model (and `labels`, and `extra_arg` tokens
+  such as distill.py's `teacher=...`), with its holdout and `overrides`.
 
   The labels go into the config's arg, not into `data.labels` afterwards: the config sizes its
   budget (and batch) by them, and an override of `data.labels` would keep the 10% budget."""
   model = "mu" if settings["quick"] else settings["model"]
-  arg = f"{model},{settings['data']}" + (f",labels={labels}" if labels else "")
+  arg = ",".join(filter(None, [model, settings["data"], labels and f"labels={labels}",
+                               extra_arg]))
   config = config_files.load(REPO / "configs" / f"{name}.py").get_config(arg)
   overrides = {"data.validation": settings["validation"], **overrides}
   if settings["manual_dir"]:
@@ -165,14 +166,16 @@ def _distill_config(teacher: str, fraction: str, seed: int, study_dir: pathlib.P
                     pretrained: dict, settings: dict):
   tag = _tag(fraction)
   start = ADAPTATIONS[teacher][1]
-  config = _config("distill", settings)
-  # The teacher's architecture is its method's: a probe's BatchNorm before the head, and its
-  # read-out.
+  # The teacher is the study's model (a ViT or a CNN), with its method's changes: a probe's
+  # BatchNorm before the head, and its read-out.
+  model = "mu" if settings["quick"] else settings["model"]
+  config = _config("distill", settings, extra_arg=f"teacher={model}")
   teacher_model = {f"teacher.{key.split('.', 1)[1]}": value
                    for key, value in MODEL_OVERRIDES.get(teacher, {}).items()}
+  if teacher in PROBES:
+    teacher_model["teacher.head_norm"] = "batchnorm"
   return sweep.apply_overrides(config, {
-      "data.labels": fraction, "seed": seed, "teacher.variant": config.model.variant,
-      "teacher.head_norm": "batchnorm" if teacher in PROBES else "", **teacher_model,
+      "data.labels": fraction, "seed": seed, **teacher_model,
       "init_from": str(study_dir / f"{teacher}_{tag}_seed{seed}"),
       "student_init_from": str(pretrained[start]) if start else ""})
 

@@ -132,3 +132,22 @@ def test_a_cnn_expert_registers_and_loads_with_its_batchnorm(data_dir, tmp_path)
   # The running statistics matter: fresh statistics give other logits.
   fresh = dict(loaded, model_state=functional.init_variables(architecture)["model_state"])
   assert not np.allclose(np.asarray(apply(fresh, images)), np.asarray(apply(loaded, images)))
+
+
+def test_simclr_pre_trains_a_plain_cnn_that_fine_tuning_starts_from(data_dir, tmp_path):
+  simclr = load_config("simclr", "cnn_mu", data_dir, {
+      **SMALL_RUN, "evals.fewshot.num_train_examples": 200,
+      "evals.fewshot.num_test_examples": 64, "evals.fewshot.shots": (2,),
+      "evals.fewshot.seeds": 1, "evals.fewshot.batch_size": 32})
+  assert (simclr.model.family, simclr.model.variant) == ("cnn", "cnn_mu")
+  train.run(simclr, tmp_path / "simclr")
+  finetune = load_config("finetune", "cnn_mu", data_dir, {
+      **SMALL_RUN, "init_from": str(tmp_path / "simclr"), "optim.base_lr": 0.0,
+      "evals.classification.num_examples": 64, "evals.classification.batch_size": 32})
+  train.run(finetune, tmp_path / "finetune")
+  pretrained = _read_params(tmp_path / "simclr", 6)
+  tuned = _read_params(tmp_path / "finetune", 6)
+  kernels = [k for k in pretrained if k.startswith("encoder/") and k.endswith("kernel")]
+  assert kernels
+  for key in kernels:  # at lr 0 the trunk is the SimCLR run's
+    np.testing.assert_array_equal(tuned[key], pretrained[key])

@@ -44,3 +44,12 @@ def test_only_the_pre_training_the_methods_start_from_runs(tmp_path):
   # scratch starts from nothing: no pre-training is trained (or even configured).
   assert label_efficiency.pretrain(tmp_path, {**SETTINGS, "timings": {}}, ["scratch"]) == {}
   assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("model,family", [("mini", "vit"), ("cnn_s", "cnn")])
+def test_the_distillation_teacher_is_the_studys_model(model, family, tmp_path):
+  settings = {**SETTINGS, "model": model}
+  config = label_efficiency._distill_config("simclr_finetune", "1%", 0, tmp_path, PRETRAINED,
+                                            settings)
+  assert (config.teacher.family, config.teacher.variant) == (family, config.model.variant)
+  assert config.model.variant == ("mini" if model == "mini" else "cnn_s")
