@@ -7,8 +7,9 @@ each ratio against the baseline measured in the same run.
 Benchmarks: mae_step (MAE train step vs the same model in PyTorch; MFU on an accelerator),
 input_pipeline (grain input images/s vs train step images/s), labeling_throughput, chco_solve
 (1,000 tasks batched vs one at a time vs a numpy reference), reuse_throughput (fused reuse graph
-vs each model's own jitted function in turn) and reuse_mixed (the same on a selection of
-ResNet-18s and ViTs of two sizes). A benchmark that fails is reported as failed with
+vs each model's own jitted function in turn), reuse_mixed (the same on a selection of
+ResNet-18s and ViTs of two sizes) and xla_cpu_flags (the fine-tuning step under XLA CPU options,
+each against the defaults). A benchmark that fails is reported as failed with
 its last output lines, and the others still run. `--quick` shrinks every benchmark to a smoke
 run (the test suite runs it); its figures mean nothing.
 """
@@ -47,6 +48,10 @@ BENCHMARKS = {
                                       "--reference_tasks=1"]),
     "reuse_throughput": ("reuse_throughput", [], ["--experts=mu,mu", "--images=64",
                                                   "--batch=32", "--repeats=1"]),
+    # XLA CPU compiler options against the defaults, on the fine-tuning step of the studies.
+    "xla_cpu_flags": ("xla_cpu_flags", [], ["--config=configs/finetune.py:mu",
+                                            "--config.batch_size=16", "--repeats=1",
+                                            "--steps=2", "--only=default,vec512"]),
     # A mixed hub's selection: ResNets beside ViTs of two sizes (issue 14).
     "reuse_mixed": ("reuse_throughput", ["--experts=resnet18,resnet18,mini,mini,tiny,tiny",
                                          "--images=1024"],

@@ -15,7 +15,7 @@ def test_quick_suite_reports_every_benchmark(tmp_path, subprocess_env):
   assert proc.returncode == 0, proc.stdout + proc.stderr
   report = out.read_text()
   for name in ("mae_step", "input_pipeline", "labeling_throughput", "chco_solve",
-               "reuse_throughput"):
+               "reuse_throughput", "xla_cpu_flags"):
     assert f"`benchmarks/{name}.py`" in report, report
   assert "## Fused reuse, mixed architectures (`benchmarks/reuse_throughput.py`)" in report
   for ratio in ("train mll_jax float32 / PyTorch float32",
@@ -24,7 +24,7 @@ def test_quick_suite_reports_every_benchmark(tmp_path, subprocess_env):
                 "inference mll_jax float32 / PyTorch float32",
                 "train bfloat16 / float32 (mll_jax)", "pipeline / step", "label_model / jit_loop",
                 "one at a time / batched", "reference / batched (per task)",
-                "fused (vmap) / sequential", "fused (map) / sequential"):
+                "fused (vmap) / sequential", "fused (map) / sequential", "vec512 / default"):
     assert f"| ratio {ratio} | **" in report, (ratio, report)
   assert "## Machine" in report and "jax " in report and "Failed" not in report
 
