@@ -68,11 +68,13 @@ def resolve_duration(config, train_examples: int) -> tuple[int, int]:
   if not config.total_steps:
     check_budget_labels(config)
   steps_per_epoch = train_examples / config.batch_size
-  # The floor: a budget in passes gives a small subset few steps (a 3-class expert's 20
-  # passes are 338), too few for the cosine schedule to converge.
-  total = config.total_steps or max(math.ceil(config.num_epochs * steps_per_epoch),
-                                    config.get("min_steps", 0))
+  total = config.total_steps or math.ceil(config.num_epochs * steps_per_epoch)
   warmup = config.warmup_steps or math.ceil(config.warmup_epochs * steps_per_epoch)
+  if total > 0 and not config.total_steps:
+    # The floor: a budget in passes gives a small subset few steps (a 3-class expert's 20
+    # passes are 338), too few for the cosine schedule to converge. A budget of 0 passes
+    # stays an error below.
+    total = max(total, config.get("min_steps", 0))
   if total <= 0:
     raise RunError(f"The run has no steps (config.num_epochs={config.num_epochs}, "
                    f"config.total_steps={config.total_steps}): set config.num_epochs or "

@@ -125,3 +125,5 @@ def test_min_steps_floors_a_budget_in_passes_but_not_one_in_steps():
   assert train.resolve_duration(in_steps, 2160)[0] == 30
   with pytest.raises(ValueError, match="min_steps"):
     config_checks.check(sweep.apply_overrides(config, {"min_steps": -1}))
+  with pytest.raises(train.RunError, match="no steps"):  # the floor does not hide 0 passes
+    train.resolve_duration(sweep.apply_overrides(short, {"num_epochs": 0.0}), 2160)
