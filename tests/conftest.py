@@ -71,9 +71,10 @@ def small_mae_config(data_dir: str, **overrides):
       **overrides})
 
 
-def small_classifier_config(file: str, data_dir: str, **overrides):
-  """`configs/<file>.py:mu` (a classifier task) with a short run and a small evaluation."""
-  return load_config(file, "mu", data_dir, {
+def small_classifier_config(file: str, data_dir: str, arg: str = "mu", **overrides):
+  """`configs/<file>.py:<arg>` (a classifier task, the `mu` ViT by default) with a short run and
+  a small evaluation."""
+  return load_config(file, arg, data_dir, {
       **SMALL_RUN, "evals.classification.num_examples": 64,
       "evals.classification.batch_size": 32, **overrides})
 
@@ -103,8 +104,8 @@ def make_probe_config(data_dir):
 
 @pytest.fixture
 def make_simclr_config(data_dir):
-  """Factory for a small SimCLR ConfigDict."""
-  return lambda **overrides: load_config("simclr", "mu", data_dir, {
+  """Factory for a small SimCLR ConfigDict (`arg`: the config's model arg, e.g. a CNN trunk)."""
+  return lambda arg="mu", **overrides: load_config("simclr", arg, data_dir, {
       **SMALL_RUN, "evals.fewshot.num_train_examples": 200, "evals.fewshot.num_test_examples": 64,
       "evals.fewshot.shots": (2,), "evals.fewshot.seeds": 1, "evals.fewshot.batch_size": 32,
       **overrides})

@@ -11,7 +11,7 @@ import orbax.checkpoint as ocp
 import pytest
 from flax import nnx
 
-from conftest import SMALL_RUN, load_config
+from conftest import SMALL_RUN, load_config, small_classifier_config
 from mll_jax import optim, sharding, steps, tasks, train
 from mll_jax.data import pipeline, sources, transforms
 from mll_jax.hub import functional, registry, run_import
@@ -134,16 +134,14 @@ def test_a_cnn_expert_registers_and_loads_with_its_batchnorm(data_dir, tmp_path)
   assert not np.allclose(np.asarray(apply(fresh, images)), np.asarray(apply(loaded, images)))
 
 
-def test_simclr_pre_trains_a_plain_cnn_that_fine_tuning_starts_from(data_dir, tmp_path):
-  simclr = load_config("simclr", "cnn_mu", data_dir, {
-      **SMALL_RUN, "evals.fewshot.num_train_examples": 200,
-      "evals.fewshot.num_test_examples": 64, "evals.fewshot.shots": (2,),
-      "evals.fewshot.seeds": 1, "evals.fewshot.batch_size": 32})
+def test_simclr_pre_trains_a_plain_cnn_that_fine_tuning_starts_from(data_dir,
+                                                                     make_simclr_config,
+                                                                     tmp_path):
+  simclr = make_simclr_config("cnn_mu")
   assert (simclr.model.family, simclr.model.variant) == ("cnn", "cnn_mu")
   train.run(simclr, tmp_path / "simclr")
-  finetune = load_config("finetune", "cnn_mu", data_dir, {
-      **SMALL_RUN, "init_from": str(tmp_path / "simclr"), "optim.base_lr": 0.0,
-      "evals.classification.num_examples": 64, "evals.classification.batch_size": 32})
+  finetune = small_classifier_config("finetune", data_dir, "cnn_mu",
+                                     init_from=str(tmp_path / "simclr"), **{"optim.base_lr": 0.0})
   train.run(finetune, tmp_path / "finetune")
   pretrained = _read_params(tmp_path / "simclr", 6)
   tuned = _read_params(tmp_path / "finetune", 6)

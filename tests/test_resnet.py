@@ -109,17 +109,13 @@ def test_a_resnet_trains_sharded_on_8_devices_and_keeps_its_statistics(make_fine
   assert "encoder/blocks/0/conv1/kernel" in _read_params(tmp_path / "run", 3)
 
 
-def test_simclr_on_a_resnet_then_a_linear_probe_of_it(data_dir, tmp_path):
-  from conftest import SMALL_RUN, load_config
-  simclr = load_config("simclr", "resnet_mu", data_dir, {
-      **SMALL_RUN, "evals.fewshot.num_train_examples": 200,
-      "evals.fewshot.num_test_examples": 64, "evals.fewshot.shots": (2,),
-      "evals.fewshot.seeds": 1, "evals.fewshot.batch_size": 32})
+def test_simclr_on_a_resnet_then_a_linear_probe_of_it(data_dir, make_simclr_config, tmp_path):
+  from conftest import small_classifier_config
+  simclr = make_simclr_config("resnet_mu")
   assert (simclr.model.family, simclr.model.stem) == ("cnn", "small")
   train.run(simclr, tmp_path / "simclr")
-  probe = load_config("linear_probe", "resnet_mu", data_dir, {
-      **SMALL_RUN, "init_from": str(tmp_path / "simclr"),
-      "evals.classification.num_examples": 64, "evals.classification.batch_size": 32})
+  probe = small_classifier_config("linear_probe", data_dir, "resnet_mu",
+                                  init_from=str(tmp_path / "simclr"))
   train.run(probe, tmp_path / "probe")
   assert (tmp_path / "probe" / "checkpoints" / "6").is_dir()
   # The trunk (and its BatchNorm statistics) came from the SimCLR run and stayed frozen.
