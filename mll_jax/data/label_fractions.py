@@ -87,6 +87,24 @@ class Flagged:
     return dict(self.source[int(i)], labelled=bool(self.is_labelled[int(i)]))
 
 
+_READ_CHUNK = 4096  # records per batched read
+
+
 def split_labels(source) -> np.ndarray:
-  """All labels of a source (reads every record once; fine for the offline-sized sets)."""
-  return np.array([source[i]["label"] for i in range(len(source))])
+  """All labels of a source, in index order.
+
+  A subset's labels are its parent's, indexed (so carving a holdout and then a labelled subset
+  reads the split once). Records are read in batches where the source can (`__getitems__`, as
+  TFDS's array_record sources do): one record at a time costs 17 s on MNIST's 60,000 training
+  images on a 2-core CPU, batches 2.6 s, and every run of a study pays it."""
+  if isinstance(source, Subset):
+    return split_labels(source.source)[source.indices]
+  if isinstance(source, Flagged):
+    return split_labels(source.source)
+  size = len(source)
+  read_many = getattr(source, "__getitems__", None)
+  if read_many is None:
+    return np.array([source[i]["label"] for i in range(size)])
+  labels = [record["label"] for start in range(0, size, _READ_CHUNK)
+            for record in read_many(list(range(start, min(start + _READ_CHUNK, size))))]
+  return np.array(labels)
