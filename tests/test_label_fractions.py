@@ -47,6 +47,38 @@ def test_subset_reads_through():
   assert len(sub) == 2 and sub[1]["label"] == 5
 
 
+class _BatchedSource:
+  """A source that, like TFDS's array_record sources, also reads many records at once, and
+  counts its reads."""
+
+  def __init__(self, labels):
+    self.labels, self.single_reads, self.batched_reads = labels, 0, 0
+
+  def __len__(self):
+    return len(self.labels)
+
+  def __getitem__(self, i):
+    self.single_reads += 1
+    return {"label": self.labels[i]}
+
+  def __getitems__(self, indices):
+    self.batched_reads += 1
+    return [{"label": self.labels[i]} for i in indices]
+
+
+def test_split_labels_reads_in_batches_and_a_subset_through_its_parent(monkeypatch):
+  monkeypatch.setattr(lf, "_READ_CHUNK", 7)
+  labels = [(i * 7) % 10 for i in range(50)]
+  source = _BatchedSource(labels)
+  assert lf.split_labels(source).tolist() == labels
+  assert source.single_reads == 0 and source.batched_reads == 8  # ceil(50 / 7)
+  nested = lf.Subset(lf.Subset(source, [3, 4, 9, 20, 41]), [4, 0, 2])
+  assert lf.split_labels(nested).tolist() == [labels[41], labels[3], labels[9]]
+  assert lf.split_labels(lf.Flagged(source, [1])).tolist() == labels
+  assert source.single_reads == 0
+  assert lf.split_labels([{"label": 3}, {"label": 1}]).tolist() == [3, 1]  # no batched reads
+
+
 def test_flagged_marks_exactly_the_labelled_examples():
   source = [{"label": i % 10} for i in range(100)]
   labelled, _ = lf.split_labelled(np.array([s["label"] for s in source]), "10%", seed=0)
