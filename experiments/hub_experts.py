@@ -32,8 +32,6 @@ ARCHITECTURES = {
     "mixed": {"animal_mnist": ("mini", "resnet18", "tiny", "cnn_s"),
               "mnist": ("mini", "cnn_s", "tiny")},
 }
-# With --quick, each model's test-sized stand-in.
-QUICK_MODEL = {"mini": "mu", "tiny": "mu", "resnet18": "resnet_mu", "cnn_s": "cnn_mu"}
 PRETRAINED_MODEL = "mini"  # the MAE encoder's size: experts of this model start from it
 # Passes for the convolutional experts from scratch: the reference CNN of experiments/
 # baselines.py reaches 0.971 on all of animal_mnist in 15 (the ViTs' 40 would cost a ResNet-18
@@ -57,7 +55,7 @@ def config(name: str, quick: bool, model: str | None = None, **overrides):
   """`configs/<name>.py` as the hub experiments train it (`mini`, or `model`; its test-sized
   stand-in when quick)."""
   model = model or ("mini" if name == "mae" else None)
-  arg = QUICK_MODEL.get(model, "mu") if quick else model
+  arg = smoke.model(model) if quick else model
   config = config_files.load(REPO / "configs" / f"{name}.py").get_config(arg)
   if quick:
     overrides = {**smoke.shrink(config), **overrides}

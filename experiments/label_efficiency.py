@@ -85,7 +85,7 @@ def _config(name: str, settings: dict, labels: str = "", extra_arg: str = "", **
 
   The labels go into the config's arg, not into `data.labels` afterwards: the config sizes its
   budget (and batch) by them, and an override of `data.labels` would keep the 10% budget."""
-  model = "mu" if settings["quick"] else settings["model"]
+  model = smoke.model(settings["model"]) if settings["quick"] else settings["model"]
   arg = ",".join(filter(None, [model, settings["data"], labels and f"labels={labels}",
                                extra_arg]))
   config = config_files.load(REPO / "configs" / f"{name}.py").get_config(arg)
@@ -168,7 +168,7 @@ def _distill_config(teacher: str, fraction: str, seed: int, study_dir: pathlib.P
   start = ADAPTATIONS[teacher][1]
   # The teacher is the study's model (a ViT or a CNN), with its method's changes: a probe's
   # BatchNorm before the head, and its read-out.
-  model = "mu" if settings["quick"] else settings["model"]
+  model = smoke.model(settings["model"]) if settings["quick"] else settings["model"]
   config = _config("distill", settings, extra_arg=f"teacher={model}")
   teacher_model = {f"teacher.{key.split('.', 1)[1]}": value
                    for key, value in MODEL_OVERRIDES.get(teacher, {}).items()}
@@ -232,8 +232,8 @@ def main(argv):
               "manual_dir": _MANUAL_DIR.value, "validation": _VALIDATION.value,
               "curve_points": _CURVE_POINTS.value, "pretrain_epochs": _PRETRAIN_EPOCHS.value,
               "command": study_cli.command_line(sys.argv)}
-  suffix = ("_quick" if quick else "") + ("" if data == "animal_mnist" else f"_{data}")
-  study_dir = pathlib.Path(_WORKDIR.value or f"runs/label_efficiency{suffix}")
+  study_dir = pathlib.Path(_WORKDIR.value or
+                           f"runs/label_efficiency{report.study_suffix(settings)}")
   distill_fractions = (_DISTILL_FRACTIONS.value if _DISTILL_FRACTIONS.value is not None
                        else [f for f in fractions if f != "100%"])
   run_study(study_dir.absolute(), pathlib.Path(_OUT.value), settings,

@@ -83,19 +83,31 @@ def _curve_rows(runs: dict) -> list[str]:
   return rows
 
 
+def data_suffix(settings: dict) -> str:
+  """`[_quick][_<data>]`: what names the baselines' files of a study's data."""
+  return (("_quick" if settings["quick"] else "") +
+          ("" if settings["data"] == "animal_mnist" else f"_{settings['data']}"))
+
+
+def study_suffix(settings: dict) -> str:
+  """`[_quick][_<data>][_<model>]`: a study's own files and runs folder; the model is named
+  when it is not the default `mini` (a CNN study must not overwrite the ViT's)."""
+  model = "" if settings["quick"] or settings["model"] == "mini" else f"_{settings['model']}"
+  return data_suffix(settings) + model
+
+
 def write(runs: dict, teachers: dict, images: dict, settings: dict, out: pathlib.Path) -> None:
-  """`<out>/label_efficiency[_quick][_<data>].{md,csv,png}` and `..._curves.png`."""
+  """`<out>/label_efficiency<study_suffix>.{md,csv,png}` and `..._curves.png`."""
   out.mkdir(parents=True, exist_ok=True)
-  suffix = ("_quick" if settings["quick"] else "") + \
-      ("" if settings["data"] == "animal_mnist" else f"_{settings['data']}")
-  stem = out / f"label_efficiency{suffix}"
-  baselines = read_baselines(out / f"baselines{suffix}.csv")
+  stem = out / f"label_efficiency{study_suffix(settings)}"
+  baselines = read_baselines(out / f"baselines{data_suffix(settings)}.csv")
   fractions = [f for f in images if f != "all"]
   seeds = max(len(s) for by_fraction in runs.values() for s in by_fraction.values())
   timings = settings.get("timings", {})
   lines = [f"# Label efficiency on {settings['data']} (top-1 test accuracy)", "",
            f"Command: `{settings['command']}`", "",
-           f"Model: `{'mu' if settings['quick'] else settings['model']}` ViT for every run; "
+           f"Model: `{settings['model']}`{' (quick: its stand-in)' if settings['quick'] else ''} "
+           "for every run; "
            f"{seeds} seed(s) per cell, mean ± standard deviation over seeds. "
            f"{settings['validation']:.0%} of the training split is held out for validation in "
            "every run (pre-training included); test is read once, at the end of each run.", "",

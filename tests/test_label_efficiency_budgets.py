@@ -53,3 +53,21 @@ def test_the_distillation_teacher_is_the_studys_model(model, family, tmp_path):
                                             settings)
   assert (config.teacher.family, config.teacher.variant) == (family, config.model.variant)
   assert config.model.variant == ("mini" if model == "mini" else "cnn_s")
+
+
+@pytest.mark.parametrize("model,quick,stand_in", [("cnn_s", True, "cnn_mu"),
+                                                  ("mini", True, "mu"),
+                                                  ("cnn_s", False, "cnn_s")])
+def test_a_quick_study_keeps_its_models_family(model, quick, stand_in):
+  settings = {**SETTINGS, "model": model, "quick": quick}
+  config = label_efficiency._adaptation_config("scratch", "10%", 0, PRETRAINED, settings)
+  assert config.model.variant == stand_in
+
+
+def test_a_study_of_another_model_writes_files_of_its_own():
+  from experiments import label_efficiency_report as report
+  names = {report.study_suffix({**SETTINGS, "model": m, "data": d, "quick": False})
+           for m in ("mini", "cnn_s") for d in ("animal_mnist", "mnist")}
+  assert names == {"", "_cnn_s", "_mnist", "_mnist_cnn_s"}
+  # The baselines are the data set's, whatever the model.
+  assert report.data_suffix({**SETTINGS, "model": "cnn_s", "data": "mnist"}) == "_mnist"
