@@ -72,3 +72,17 @@ def test_trained_references_are_listed_with_their_curves_when_there_are_any(trai
   else:
     assert any(line.startswith("| oracle_mnist_1-2-7 | mnist | 1,2,7 | 0.990 | 100 | 0.950 at")
                for line in lines)
+
+
+@pytest.mark.parametrize("data,model,epochs", [("mnist", "mini", 4.0),
+                                               ("animal_mnist", "mini", 20.0),
+                                               ("animal_mnist", "cnn_s", 15.0)])
+def test_experts_train_for_the_hubs_own_budget(data, model, epochs, tmp_path):
+  # The hub's budgets stay as the committed build ran them, whatever the fine-tuning recipe's
+  # table (configs/finetune.py) is later cut to; the step floor applies to every expert.
+  from experiments import hub_experts
+  config = hub_experts.expert_config(tmp_path, data, "0,1,2", quick=False,
+                                     mnist_dir="/nowhere", model=model)
+  assert config.num_epochs == epochs and config.min_steps == hub_experts.MIN_STEPS
+  assert config.evals.validation.split == "holdout"
+  assert bool(config.init_from) == (model == "mini")
