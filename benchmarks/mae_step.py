@@ -69,8 +69,9 @@ def alternate(variants: dict, batches, repeats: int, steps_per_window: int) -> N
       v.window(batches, steps_per_window)
 
 
-def jax_variants(config, batches, dtype: str) -> tuple[Variant, Variant, float]:
-  """The train step and the encoder forward in `dtype`, and XLA's FLOPs per train step."""
+def jax_variants(config, batches, dtype: str, with_hlo: bool = False):
+  """`(train step, encoder forward, XLA's FLOPs per train step)` in `dtype`, and with
+  `with_hlo` the train step's optimised HLO text too (what benchmarks/step_profile.py reads)."""
   config = config.copy_and_resolve_references()
   config.model.dtype = dtype
   mesh = sharding.make_mesh((("data", 1), ("fsdp", 1)), jax.devices()[:1])
@@ -91,7 +92,13 @@ def jax_variants(config, batches, dtype: str) -> tuple[Variant, Variant, float]:
   # A copy: the train step donates the state's buffers.
   variables = jax.tree.map(lambda x: x.copy(), steps.variables(state[0]))
   encode = lambda images: features(variables, images)
-  return (Variant(train, jax.block_until_ready), Variant(encode, jax.block_until_ready), flops)
+  variants = (Variant(train, jax.block_until_ready), Variant(encode, jax.block_until_ready),
+              flops)
+  if not with_hlo:
+    return variants
+  lowered = compiled.train_step.lower(compiled.abstract_state,
+                                      aot.batch_spec(config, compiled.batch_sharding))
+  return (*variants, lowered.compile().as_text())
 
 
 def torch_variants(config, bfloat16: bool) -> tuple[Variant, Variant]:
