@@ -79,6 +79,24 @@ def test_split_labels_reads_in_batches_and_a_subset_through_its_parent(monkeypat
   assert lf.split_labels([{"label": 3}, {"label": 1}]).tolist() == [3, 1]  # no batched reads
 
 
+def test_subsets_read_many_records_in_batches_from_their_source():
+  from mll_jax.data import class_subsets
+  labels = [(i * 3) % 5 for i in range(40)]
+  source = _BatchedSource(labels)
+  subset = lf.Subset(source, np.arange(0, 40, 2))
+  assert [r["label"] for r in lf.read_many(subset, [3, 0, 7])] == [labels[6], labels[0],
+                                                                  labels[14]]
+  classes = class_subsets.ClassSubset(subset, (4, 1))  # classes 4 and 1, renumbered 0 and 1
+  kept = [i for i in range(0, 40, 2) if labels[i] in (4, 1)]
+  assert classes.all_labels().tolist() == [0 if labels[i] == 4 else 1 for i in kept]
+  assert [r["label"] for r in lf.read_many(classes, range(len(classes)))] == \
+      classes.all_labels().tolist()
+  assert [classes[i]["label"] for i in range(3)] == classes.all_labels()[:3].tolist()
+  flagged = lf.Flagged(classes, [1])
+  assert [r["labelled"] for r in lf.read_many(flagged, [0, 1, 2])] == [False, True, False]
+  assert source.single_reads == 3  # only the three `classes[i]` above read one at a time
+
+
 def test_flagged_marks_exactly_the_labelled_examples():
   source = [{"label": i % 10} for i in range(100)]
   labelled, _ = lf.split_labelled(np.array([s["label"] for s in source]), "10%", seed=0)

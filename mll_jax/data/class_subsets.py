@@ -5,7 +5,7 @@ import dataclasses
 
 import numpy as np
 
-from mll_jax.data import sources
+from mll_jax.data import label_fractions, sources
 
 
 def resolve(spec, class_names: tuple[str, ...]) -> tuple[int, ...]:
@@ -35,17 +35,28 @@ class ClassSubset:
   in `indices`. Reads every label once at construction (offline-sized data sets)."""
 
   def __init__(self, source, indices: tuple[int, ...], labels: np.ndarray | None = None):
-    labels = labels if labels is not None else np.array(
-        [source[i]["label"] for i in range(len(source))])
+    labels = labels if labels is not None else label_fractions.split_labels(source)
     self.source = source
     self.positions = np.flatnonzero(np.isin(labels, indices))
     self.new_label = {old: new for new, old in enumerate(indices)}
+    renumber = np.full(max(int(np.max(labels, initial=0)), *indices) + 1, -1)
+    renumber[list(indices)] = np.arange(len(indices))
+    self._labels = renumber[np.asarray(labels, int)[self.positions]]
 
   def __len__(self) -> int:
     return len(self.positions)
 
   def __getitem__(self, i):
-    record = self.source[int(self.positions[i])]
+    return self._renumbered(self.source[int(self.positions[i])])
+
+  def __getitems__(self, positions) -> list:
+    return [self._renumbered(r) for r in
+            label_fractions.read_many(self.source, self.positions[np.asarray(positions, int)])]
+
+  def all_labels(self) -> np.ndarray:
+    return self._labels
+
+  def _renumbered(self, record: dict) -> dict:
     return dict(record, label=self.new_label[int(record["label"])])
 
 

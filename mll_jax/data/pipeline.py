@@ -12,7 +12,7 @@ import grain
 import jax
 import numpy as np
 
-from mll_jax.data import transforms
+from mll_jax.data import label_fractions, transforms
 
 
 def train_dataset(source, *, local_batch_size: int, seed: int, transform,
@@ -50,6 +50,6 @@ def eval_arrays(source, *, size: int, channels: int, max_examples: int | None = 
   else:
     indices = np.arange(n)
   transform = transforms.EvalTransform(size, channels)
-  examples = [transform(source[int(i)]) for i in indices]
+  examples = [transform(record) for record in label_fractions.read_many(source, indices)]
   return {"image": np.stack([e["image"] for e in examples]),
           "label": np.array([e["label"] for e in examples], np.int32)}
