@@ -26,7 +26,8 @@ def get_config(arg=None):
   c.num_epochs = 90.0 if big else finetune.budget_epochs(
       finetune.parse_arg(arg)[1], c.data.labels, pretrained=True)
   c.budget_sized_for.num_epochs = c.num_epochs
-  c.warmup_epochs = 10.0 if big else 5.0
+  c.warmup_epochs = 10.0 if big else finetune.warmup_epochs(finetune.parse_arg(arg)[1],
+                                                           c.data.labels)
   c.batch_size = 16384 if big else 64
   # MAE: LARS, base lr 0.1 (x batch / 256), no weight decay, 90 epochs, 10 warm-up. LARS's
   # trust ratio scales steps by the weight norm, so from a 0.01-std head at batch 64 it barely

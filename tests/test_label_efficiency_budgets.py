@@ -71,3 +71,24 @@ def test_a_study_of_another_model_writes_files_of_its_own():
   assert names == {"", "_cnn_s", "_mnist", "_mnist_cnn_s"}
   # The baselines are the data set's, whatever the model.
   assert report.data_suffix({**SETTINGS, "model": "cnn_s", "data": "mnist"}) == "_mnist"
+
+
+@pytest.mark.parametrize("data", ["animal_mnist", "mnist"])
+@pytest.mark.parametrize("model", ["mini", "cnn_s"])
+def test_every_config_a_study_builds_passes_the_trainers_checks(data, model, tmp_path):
+  # What the trainer refuses at the start of a run (a warm-up as long as the run, a value out
+  # of range) must not first surface an hour into a study.
+  from mll_jax import config_checks
+  settings = {**SETTINGS, "model": model, "data": data,
+              "manual_dir": "/mnist" if data == "mnist" else ""}
+  methods = [m for m in label_efficiency.ADAPTATIONS
+             if model == "mini" or label_efficiency.ADAPTATIONS[m][1] != "mae"]
+  for fraction in ("1%", "10%", "100%"):
+    for method in methods:
+      config_checks.check(label_efficiency._adaptation_config(method, fraction, 0, PRETRAINED,
+                                                              settings))
+    for teacher in methods:
+      config_checks.check(label_efficiency._distill_config(teacher, fraction, 0, tmp_path,
+                                                           PRETRAINED, settings))
+  for pretraining in ("mae", "simclr") if model == "mini" else ("simclr",):
+    config_checks.check(label_efficiency._config(pretraining, settings))
