@@ -1,19 +1,24 @@
-"""Train-step images/s of one config under XLA CPU compiler options (`XLA_FLAGS`), each against
-XLA's defaults measured in the same run: which options, if any, the CPU runs should set.
+"""Train-step images/s of one config under XLA CPU compiler options (`XLA_FLAGS`) and under
+other memory allocators, each against the defaults measured in the same run: which options, if
+any, the CPU runs should set.
 
     python benchmarks/xla_cpu_flags.py [--config=configs/finetune.py:mini] [--repeats=5]
 
-XLA reads its flags once, when the backend starts, so every option set runs in its own worker
-process (this script with `--worker`). The workers build and warm their step first (compilation
+XLA reads its flags once, when the backend starts, and an allocator is chosen when the process
+starts (`LD_PRELOAD`, `GLIBC_TUNABLES`), so every option set runs in its own worker process
+(this script with `--worker`). The workers build and warm their step first (compilation
 excluded); then the timed windows alternate, one window of every worker per round, while the
 others wait on their pipe, so background load lands on all sides alike. Each figure is the
 median over rounds; each ratio is against the `default` worker of the same run. Also printed:
-CPU seconds per wall second, and each option set's first loss, which must match the default's
-(an option that changes the numbers is reported as such, not hidden in a speed-up).
+CPU seconds per wall second, the share of them spent in the kernel, minor page faults per step
+(memory handed back to the OS and faulted in again), and each option set's first loss, which
+must match the default's (an option that changes the numbers is reported as such, not hidden
+in a speed-up). An allocator library this machine lacks is skipped and named.
 """
 
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -34,16 +39,29 @@ _STEPS = flags.DEFINE_integer("steps", 20, "Train steps per timed window.")
 _ONLY = flags.DEFINE_list("only", None, "Option sets to run (default: all of CANDIDATES).")
 _WORKER = flags.DEFINE_bool("worker", False, "Internal: time windows on request (stdin).")
 
-# Option sets tried against XLA's defaults (jaxlib 0.10's CPU backend): name (for --only and the
-# report) -> what goes into XLA_FLAGS.
+_LIBS = "/usr/lib/x86_64-linux-gnu"
+# Option sets tried against the defaults (jaxlib 0.10's CPU backend, glibc's malloc): name (for
+# --only and the report) -> the environment variables a worker starts with. XLA_FLAGS are
+# added to any the caller set. The allocators (Debian packages libtcmalloc-minimal4 and
+# libjemalloc2) keep freed memory for reuse where glibc returns large blocks to the OS, which
+# then faults every page in again on the next step; glibc's own tunables can keep it too.
 CANDIDATES = {
-    "default": "",
-    "vec512": "--xla_cpu_prefer_vector_width=512",
-    "xnn_graph": "--xla_cpu_experimental_xnn_graph_fusion_mode=XNN_GRAPH_FUSION_MODE_GREEDY",
-    "no_xnnpack": "--xla_cpu_use_xnnpack=false",
-    "onednn": "--xla_cpu_use_onednn=true",
-    "fast_runtime": "--xla_cpu_opt_preset=FAST_RUNTIME",
-    "fast_math": "--xla_cpu_enable_fast_math=true",
+    "default": {},
+    "vec512": {"XLA_FLAGS": "--xla_cpu_prefer_vector_width=512"},
+    "xnn_graph": {"XLA_FLAGS":
+                  "--xla_cpu_experimental_xnn_graph_fusion_mode=XNN_GRAPH_FUSION_MODE_GREEDY"},
+    "no_xnnpack": {"XLA_FLAGS": "--xla_cpu_use_xnnpack=false"},
+    "onednn": {"XLA_FLAGS": "--xla_cpu_use_onednn=true"},
+    "fast_runtime": {"XLA_FLAGS": "--xla_cpu_opt_preset=FAST_RUNTIME"},
+    "fast_math": {"XLA_FLAGS": "--xla_cpu_enable_fast_math=true"},
+    "tcmalloc": {"LD_PRELOAD": f"{_LIBS}/libtcmalloc_minimal.so.4"},
+    "jemalloc": {"LD_PRELOAD": f"{_LIBS}/libjemalloc.so.2"},
+    # glibc serves blocks above mmap_threshold (at most 32 MiB) by mmap and unmaps them when
+    # freed; XLA's temporaries of one step can be one block larger than that.
+    "glibc_keep": {"GLIBC_TUNABLES": "glibc.malloc.trim_threshold=4294967295:"
+                                     "glibc.malloc.mmap_threshold=33554432"},
+    "glibc_no_mmap": {"GLIBC_TUNABLES": "glibc.malloc.trim_threshold=4294967295:"
+                                        "glibc.malloc.mmap_max=0"},
 }
 
 
@@ -81,20 +99,31 @@ def worker(config) -> None:
   print(json.dumps({"ready": True, "first_loss": first_loss}), flush=True)
   for line in sys.stdin:
     steps_per_window = int(line)
-    cpu0, t0 = time.process_time(), time.perf_counter()
+    usage0, t0 = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
     out = None
     for i in range(steps_per_window):
       out = train(*batches[i % len(batches)])
     sync(out)
     wall = time.perf_counter() - t0
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    user, system = usage.ru_utime - usage0.ru_utime, usage.ru_stime - usage0.ru_stime
     print(json.dumps({"rate": steps_per_window * config.batch_size / wall,
-                      "busy": (time.process_time() - cpu0) / wall}), flush=True)
+                      "busy": (user + system) / wall,
+                      "kernel": system / max(user + system, 1e-9),
+                      "faults": (usage.ru_minflt - usage0.ru_minflt) / steps_per_window}),
+          flush=True)
 
 
-def _start(name: str, xla_flags: str) -> subprocess.Popen:
-  env = dict(os.environ, XLA_FLAGS=" ".join(filter(None, [os.environ.get("XLA_FLAGS", ""),
-                                                           xla_flags])),
-             JAX_PLATFORMS="cpu")
+def missing_library(options: dict) -> str | None:
+  """The preloaded library of an option set that this machine lacks, if any."""
+  library = options.get("LD_PRELOAD")
+  return library if library and not os.path.exists(library) else None
+
+
+def _start(name: str, options: dict) -> subprocess.Popen:
+  env = dict(os.environ, **options, JAX_PLATFORMS="cpu",
+             XLA_FLAGS=" ".join(filter(None, [os.environ.get("XLA_FLAGS", ""),
+                                              options.get("XLA_FLAGS", "")])))
   args = [a for a in sys.argv[1:] if not a.startswith(("--only", "--report_json"))]
   return subprocess.Popen([sys.executable, os.path.abspath(__file__), "--worker", *args],
                           env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
@@ -103,9 +132,8 @@ def _start(name: str, xla_flags: str) -> subprocess.Popen:
 def _reply(proc: subprocess.Popen, name: str) -> dict:
   line = proc.stdout.readline()
   if not line:
-    raise RuntimeError(f"The {name!r} worker ended without answering (XLA_FLAGS "
-                       f"{CANDIDATES[name]!r}: an option this jaxlib lacks?); its error is "
-                       "above.")
+    raise RuntimeError(f"The {name!r} worker ended without answering (options "
+                       f"{CANDIDATES[name]!r}: one this jaxlib lacks?); its error is above.")
   return json.loads(line)
 
 
@@ -120,8 +148,13 @@ def main(argv):
   if unknown or "default" not in names:
     raise app.UsageError(f"--only: unknown {unknown} or no 'default'; known: "
                          f"{', '.join(CANDIDATES)}.")
+  skipped = {n: missing_library(CANDIDATES[n]) for n in names if missing_library(CANDIDATES[n])}
+  for name, library in skipped.items():
+    print(f"{name}: skipped, {library} is not installed")
+  names = [n for n in names if n not in skipped]
   started = time.time()
-  rates, busy, first_loss, workers = {n: [] for n in names}, {n: [] for n in names}, {}, {}
+  measured = {n: {"rate": [], "busy": [], "kernel": [], "faults": []} for n in names}
+  first_loss, workers = {}, {}
   for name in names:  # one at a time: compiling in parallel would slow every compile
     workers[name] = _start(name, CANDIDATES[name])
     first_loss[name] = _reply(workers[name], name)["first_loss"]
@@ -129,26 +162,29 @@ def main(argv):
     for name, proc in workers.items():
       proc.stdin.write(f"{_STEPS.value}\n")
       proc.stdin.flush()
-      answer = _reply(proc, name)
-      rates[name].append(answer["rate"])
-      busy[name].append(answer["busy"])
+      for key, value in _reply(proc, name).items():
+        measured[name][key].append(value)
   for proc in workers.values():
     proc.stdin.close()
     proc.wait()
-  base = statistics.median(rates["default"])
+  median = {n: {k: statistics.median(v) for k, v in m.items()} for n, m in measured.items()}
+  base = median["default"]["rate"]
   figures, ratios = {}, {}
   print(f"{config.task} {config.model.variant}, batch {config.batch_size}, "
         f"{_REPEATS.value} alternating rounds of {_STEPS.value} steps")
   for name in names:
-    rate = statistics.median(rates[name])
+    rate = median[name]["rate"]
     same = np.isclose(first_loss[name], first_loss["default"], rtol=1e-4)
-    print(f"{name:13s} {rate:8.1f} images/s, {statistics.median(busy[name]):.2f} CPU-s per "
-          f"wall-s, {rate / base:.2f}x default, first loss {first_loss[name]:.5f}"
+    print(f"{name:13s} {rate:8.1f} images/s, {median[name]['busy']:.2f} CPU-s per wall-s "
+          f"({median[name]['kernel']:.0%} in the kernel), {median[name]['faults']:,.0f} page "
+          f"faults per step, {rate / base:.2f}x default, first loss {first_loss[name]:.5f}"
           + ("" if same else " (differs from the default's)"))
     figures[f"{name} train step"] = (rate, "images/s")
+    figures[f"{name} page faults per step"] = (median[name]["faults"], "faults")
+    figures[f"{name} kernel share of CPU time"] = (100 * median[name]["kernel"], "%")
     if name != "default":
       ratios[f"{name} / default"] = rate / base
-  report.emit("XLA CPU options (train step)",
+  report.emit("XLA CPU options and allocators (train step)",
               f"{config.task} {config.model.variant}, batch {config.batch_size}, one CPU device;"
               f" {_REPEATS.value} alternating rounds of one {_STEPS.value}-step window per "
               f"option set, one worker process each, medians; "

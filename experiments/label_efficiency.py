@@ -57,6 +57,8 @@ _METHODS = flags.DEFINE_list("methods", None, "Adaptation methods (default: all 
 _DISTILL_FRACTIONS = flags.DEFINE_list(
     "distill_fractions", None, "Fractions to distil at (default: those below 100%, where "
     "images are left unlabelled).")
+_SKIP = flags.DEFINE_list("skip", [], "Cells not run, as METHOD@FRACTION (e.g. scratch@100%), "
+                         "to fit a time budget; the report says so.")
 _VALIDATION = flags.DEFINE_float("validation", 0.1, "Fraction of train held out for validation.")
 _CURVE_POINTS = flags.DEFINE_integer("curve_points", 10, "Validation evaluations per run.")
 _PRETRAIN_EPOCHS = flags.DEFINE_float("pretrain_epochs", None,
@@ -184,10 +186,26 @@ def _tag(fraction: str) -> str:
   return fraction.replace("%", "pct").replace("=", "")
 
 
+def parse_skip(entries: list[str], methods: list[str], fractions: list[str]) -> set:
+  """`{(method, fraction)}` of `--skip` entries METHOD@FRACTION, each checked."""
+  cells = set()
+  for entry in entries:
+    method, _, fraction = entry.partition("@")
+    if method not in methods or fraction not in fractions:
+      raise app.UsageError(f"--skip={entry}: expected METHOD@FRACTION with a method of "
+                           f"--methods ({', '.join(methods)}) and a fraction of --fractions "
+                           f"({', '.join(fractions)}).")
+    cells.add((method, fraction))
+  return cells
+
+
 def run_study(study_dir: pathlib.Path, out: pathlib.Path, settings: dict, seeds: int,
-              fractions: list[str], methods: list[str], distill_fractions: list[str]) -> dict:
-  """Runs every point; returns `{method: {fraction: [run result per seed]}}`, writes reports."""
+              fractions: list[str], methods: list[str], distill_fractions: list[str],
+              skip: frozenset = frozenset()) -> dict:
+  """Runs every point but the `skip` cells `(method, fraction)`; returns `{method: {fraction:
+  [run result per seed]}}`, writes reports."""
   settings.setdefault("timings", {})
+  settings["skipped"] = sorted(f"{m}@{f}" for m, f in skip)
   started = time.time()
   pretrained = pretrain(study_dir, settings, methods)
   images = _training_images(settings, fractions)
@@ -195,7 +213,7 @@ def run_study(study_dir: pathlib.Path, out: pathlib.Path, settings: dict, seeds:
   teachers = {}
   for fraction in fractions:
     for seed in range(seeds):
-      for method in methods:
+      for method in [m for m in methods if (m, fraction) not in skip]:
         config = _adaptation_config(method, fraction, seed, pretrained, settings)
         config.batch_size = label_fractions.batch_size_for(config.batch_size, images[fraction])
         runs[method][fraction].append(_run(
@@ -204,7 +222,7 @@ def run_study(study_dir: pathlib.Path, out: pathlib.Path, settings: dict, seeds:
     if fraction not in distill_fractions:
       continue
     # The teacher is chosen on validation accuracy: test is read only to report.
-    teachers[fraction] = max(methods, key=lambda m: np.mean(
+    teachers[fraction] = max([m for m in methods if runs[m][fraction]], key=lambda m: np.mean(
         [r["validation"] for r in runs[m][fraction]]))
     runs.setdefault("distill", {f: [] for f in fractions})
     for seed in range(seeds):
@@ -238,7 +256,8 @@ def main(argv):
                        else [f for f in fractions if f != "100%"])
   run_study(study_dir.absolute(), pathlib.Path(_OUT.value), settings,
             seeds=_SEEDS.value or (1 if quick else 2), fractions=fractions, methods=methods,
-            distill_fractions=distill_fractions)
+            distill_fractions=distill_fractions,
+            skip=frozenset(parse_skip(_SKIP.value, methods, fractions)))
 
 
 if __name__ == "__main__":

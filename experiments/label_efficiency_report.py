@@ -54,6 +54,9 @@ def claims(runs: dict, teachers: dict, baselines: dict) -> list[str]:
       verdict = "holds" if margin > spread else "does NOT hold"
       lines.append(f"- {fraction}: pre-training + fine-tuning ({best}) minus scratch = "
                    f"{margin:+.3f}, seed spread {spread:.3f}: pre-training helps — {verdict}.")
+    elif "scratch" in runs and finetunes:
+      lines.append(f"- {fraction}: pre-training helps — not tested: scratch was not run at "
+                   f"{fraction} (--skip).")
     if fraction in teachers and "distill" in mean:
       teacher = teachers[fraction]
       per_seed = np.subtract(_tests(runs["distill"][fraction]), _tests(runs[teacher][fraction]))
@@ -129,6 +132,9 @@ def write(runs: dict, teachers: dict, images: dict, settings: dict, out: pathlib
             f"Validation accuracy on the holdout, {settings['curve_points']} points per run: "
             f"`{stem.name}_curves.png`. A change near 0 over the last third means the run "
             "ended on a flat curve.", "", *_curve_rows(runs)]
+  if settings.get("skipped"):
+    lines += ["", "Not run (`--skip`, to fit the time budget): " +
+              ", ".join(settings["skipped"]) + "."]
   if timings:
     lines += ["", "Wall clock: " + ", ".join(f"{k} {v / 60:.1f} min" for k, v in timings.items())
               + " (0 for runs already complete)."]

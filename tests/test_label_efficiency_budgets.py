@@ -92,3 +92,20 @@ def test_every_config_a_study_builds_passes_the_trainers_checks(data, model, tmp
                                                            PRETRAINED, settings))
   for pretraining in ("mae", "simclr") if model == "mini" else ("simclr",):
     config_checks.check(label_efficiency._config(pretraining, settings))
+
+
+def test_skipped_cells_are_checked_and_reported_as_not_run():
+  from absl import app
+  from experiments import label_efficiency_report as report
+  methods, fractions = ["scratch", "mae_finetune"], ["10%", "100%"]
+  assert label_efficiency.parse_skip(["scratch@100%"], methods, fractions) == {
+      ("scratch", "100%")}
+  for bad in ("scratch@50%", "simclr_finetune@100%", "scratch"):
+    with pytest.raises(app.UsageError, match="METHOD@FRACTION"):
+      label_efficiency.parse_skip([bad], methods, fractions)
+  run = {"test": 0.9, "validation": 0.9}
+  runs = {"scratch": {"10%": [run, run], "100%": []},
+          "mae_finetune": {"10%": [run, run], "100%": [run, run]}}
+  lines = report.claims(runs, {}, {})
+  assert any("10%: pre-training + fine-tuning" in line for line in lines)
+  assert "- 100%: pre-training helps — not tested: scratch was not run at 100% (--skip)." in lines
