@@ -8,9 +8,12 @@ import numpy as np
 
 
 def read(workdir: pathlib.Path, metric: str = "validation/accuracy") -> list[tuple[int, float]]:
-  """`[(step, value)]` of `metric` in a run's metrics.jsonl, in step order."""
+  """`[(step, value)]` of `metric` in a run's metrics.jsonl, in step order, one per step (the
+  last logged: a run resumed before the trainer dropped a killed attempt's lines may hold a
+  step twice)."""
   lines = (workdir / "metrics.jsonl").read_text().splitlines()
-  return [(m["step"], m[metric]) for m in map(json.loads, lines) if metric in m]
+  by_step = {m["step"]: m[metric] for m in map(json.loads, lines) if metric in m}
+  return sorted(by_step.items())
 
 
 def mean_curve(curves: list[list]) -> tuple[np.ndarray, np.ndarray]:

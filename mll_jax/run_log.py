@@ -16,12 +16,31 @@ from tqdm import tqdm
 TENSORBOARD_DIR = "tensorboard"
 
 
+def drop_lines_to_be_relogged(path: pathlib.Path, start_step: int) -> None:
+  """Removes from a run's metrics.jsonl what a killed attempt logged after the checkpoint this
+  attempt resumes from (`start_step`), which this attempt logs again: every line when it starts
+  afresh (its step-0 evaluations run again), the lines after `start_step` otherwise. Without
+  this a resumed run's curve has some steps twice. Rewritten atomically (a temporary file
+  renamed over it), so a kill mid-way loses nothing."""
+  if not path.exists():
+    return
+  lines = path.read_text().splitlines()
+  kept = [line for line in lines if start_step > 0 and json.loads(line)["step"] <= start_step]
+  if len(kept) == len(lines):
+    return
+  temporary = path.with_name(path.name + ".tmp")
+  temporary.write_text("".join(line + "\n" for line in kept))
+  temporary.replace(path)
+
+
 class RunLog:
   """Progress and metrics for one run; only process 0 prints or writes."""
 
   def __init__(self, workdir: pathlib.Path, total_steps: int, start_step: int, batch_size: int):
     self.enabled = jax.process_index() == 0
     self.path = workdir / "metrics.jsonl"
+    if self.enabled:
+      drop_lines_to_be_relogged(self.path, start_step)
     self.batch_size = batch_size
     self._window_start = (time.perf_counter(), start_step)
     self.bar = tqdm(total=total_steps, initial=start_step, dynamic_ncols=True, unit="step",

@@ -42,3 +42,25 @@ def test_every_logged_scalar_is_in_the_event_files(make_config, tmp_path):
     assert scalars[tag].keys() == by_step.keys(), tag
     for step, value in by_step.items():
       assert abs(scalars[tag][step] - value) <= 1e-6 * max(1.0, abs(value)), (tag, step)
+
+
+def test_a_resumed_run_logs_each_step_once(tmp_path):
+  # What a killed attempt logged after the checkpoint it is resumed from is logged again by
+  # the new attempt, so it is dropped; a fresh start (no checkpoint) drops everything.
+  path = tmp_path / "metrics.jsonl"
+  lines = [{"step": 0, "validation/accuracy": 0.1}, {"step": 50, "loss": 1.0},
+           {"step": 100, "validation/accuracy": 0.5}, {"step": 150, "loss": 0.5}]
+  path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+  run_log.drop_lines_to_be_relogged(path, start_step=100)
+  assert [json.loads(line)["step"] for line in path.read_text().splitlines()] == [0, 50, 100]
+  run_log.drop_lines_to_be_relogged(path, start_step=0)
+  assert path.read_text() == "" and not path.with_name("metrics.jsonl.tmp").exists()
+
+
+def test_a_curve_holds_one_point_per_step_whatever_the_file(tmp_path):
+  from experiments import curves
+  path = tmp_path / "metrics.jsonl"
+  lines = [{"step": 0, "validation/accuracy": 0.1}, {"step": 0, "validation/accuracy": 0.1},
+           {"step": 10, "loss": 2.0}, {"step": 20, "validation/accuracy": 0.7}]
+  path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+  assert curves.read(tmp_path) == [(0, 0.1), (20, 0.7)]
