@@ -117,7 +117,9 @@ def _run(config, workdir: pathlib.Path, training_images: int, settings: dict) ->
     result.write_text(json.dumps({
         "test": final[METRIC], "validation": final[VALIDATION_METRIC],
         "curve": curves.read(workdir), "steps": steps, "seconds": time.time() - started}))
-  return json.loads(result.read_text())
+  # The curve is read again from metrics.jsonl, the run's source of truth: a result written by
+  # an older version may hold a resumed run's step twice.
+  return {**json.loads(result.read_text()), "curve": curves.read(workdir)}
 
 
 def _training_images(settings: dict, fractions: list[str]) -> dict:
