@@ -1,4 +1,4 @@
-"""The step profiler (benchmarks/step_profile.py) classes XLA's instructions from the optimised
+"""The step profiler (benchmarks/hlo_profile.py) classes XLA's instructions from the optimised
 HLO and attributes the traced time to instructions that exist in it."""
 
 import sys
@@ -10,7 +10,7 @@ import numpy as np
 from conftest import REPO_ROOT
 
 sys.path.insert(0, str(REPO_ROOT))
-from benchmarks import step_profile  # noqa: E402
+from benchmarks import hlo_profile  # noqa: E402
 
 
 def test_the_profile_attributes_time_to_the_programs_own_instructions():
@@ -19,9 +19,9 @@ def test_the_profile_attributes_time_to_the_programs_own_instructions():
 
   fn = jax.jit(step)
   a = jnp.asarray(np.random.default_rng(0).normal(size=(256, 256)), jnp.float32)
-  classes = step_profile.instruction_classes(fn.lower(a, a).compile().as_text())
+  classes = hlo_profile.instruction_classes(fn.lower(a, a).compile().as_text())
   assert any(c.startswith("matmul") for c in classes.values()), classes
-  times, wall = step_profile.traced_op_times(lambda x: fn(x, x), [a], steps=3)
+  times, wall = hlo_profile.traced_op_times(lambda x: fn(x, x), [a], steps=3)
   assert wall > 0 and times and all(ns >= 0 for ns in times.values())
   traced_in_program = [op for op in times if op in classes]
   assert traced_in_program, (times, classes)
@@ -50,7 +50,7 @@ ENTRY %main () -> f32[2,2] {
   ROOT %fusion.2 = f32[2,2]{1,0} fusion(f32[2,2]{0,1} %copy.3), kind=kLoop, calls=%fused_add
 }
 """
-  classes = step_profile.instruction_classes(hlo)
+  classes = hlo_profile.instruction_classes(hlo)
   assert classes["fusion.1"] == "matmul (fused)"
   assert classes["fusion.2"] == "fusion kLoop"
   assert classes["copy.3"] == "copy / transpose"
