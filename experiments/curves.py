@@ -45,10 +45,14 @@ def plot_panels(panels: dict, path: pathlib.Path, ylabel: str) -> None:
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
   fig, axes = plt.subplots(1, len(panels), figsize=(4.8 * len(panels), 3.8), squeeze=False)
+  # One colour per label across the panels (a method missing from one panel keeps its colour).
+  labels = list(dict.fromkeys(label for lines in panels.values() for label in lines))
+  palette = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+  colour = {label: palette[i % len(palette)] for i, label in enumerate(labels)}
   for axis, (title, lines) in zip(axes[0], panels.items()):
     for label, curve in lines.items():
       steps, values = zip(*curve)
-      axis.plot(steps, values, marker=".", label=label)
+      axis.plot(steps, values, marker=".", label=label, color=colour[label])
     axis.set_title(title)
     axis.set_xlabel("training step")
     axis.set_ylabel(ylabel)
