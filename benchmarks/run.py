@@ -48,10 +48,11 @@ BENCHMARKS = {
                                       "--reference_tasks=1"]),
     "reuse_throughput": ("reuse_throughput", [], ["--experts=mu,mu", "--images=64",
                                                   "--batch=32", "--repeats=1"]),
-    # XLA CPU compiler options against the defaults, on the fine-tuning step of the studies.
+    # XLA CPU compiler options and allocators against the defaults, on the fine-tuning step of
+    # the studies (tcmalloc is skipped, and named, where it is not installed).
     "xla_cpu_flags": ("xla_cpu_flags", [], ["--config=configs/finetune.py:mu",
                                             "--config.batch_size=16", "--repeats=1",
-                                            "--steps=2", "--only=default,vec512"]),
+                                            "--steps=2", "--only=default,vec512,tcmalloc"]),
     # A mixed hub's selection: ResNets beside ViTs of two sizes (issue 14).
     "reuse_mixed": ("reuse_throughput", ["--experts=resnet18,resnet18,mini,mini,tiny,tiny",
                                          "--images=1024"],

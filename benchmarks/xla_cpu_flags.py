@@ -121,9 +121,9 @@ def missing_library(options: dict) -> str | None:
 
 
 def _start(name: str, options: dict) -> subprocess.Popen:
-  env = dict(os.environ, **options, JAX_PLATFORMS="cpu",
-             XLA_FLAGS=" ".join(filter(None, [os.environ.get("XLA_FLAGS", ""),
-                                              options.get("XLA_FLAGS", "")])))
+  env = {**os.environ, **options, "JAX_PLATFORMS": "cpu",
+         "XLA_FLAGS": " ".join(filter(None, [os.environ.get("XLA_FLAGS", ""),
+                                             options.get("XLA_FLAGS", "")]))}
   args = [a for a in sys.argv[1:] if not a.startswith(("--only", "--report_json"))]
   return subprocess.Popen([sys.executable, os.path.abspath(__file__), "--worker", *args],
                           env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
