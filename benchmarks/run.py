@@ -8,8 +8,8 @@ Benchmarks: mae_step (MAE train step vs the same model in PyTorch; MFU on an acc
 input_pipeline (grain input images/s vs train step images/s), labeling_throughput, chco_solve
 (1,000 tasks batched vs one at a time vs a numpy reference), reuse_throughput (fused reuse graph
 vs each model's own jitted function in turn), reuse_mixed (the same on a selection of
-ResNet-18s and ViTs of two sizes) and xla_cpu_flags (the fine-tuning step under XLA CPU options,
-each against the defaults). A benchmark that fails is reported as failed with
+ResNet-18s and ViTs of two sizes) and xla_cpu_flags (the fine-tuning step under XLA CPU options
+and allocators, each against the defaults). A benchmark that fails is reported as failed with
 its last output lines, and the others still run. `--quick` shrinks every benchmark to a smoke
 run (the test suite runs it); its figures mean nothing.
 """
