@@ -38,10 +38,10 @@ class ClassSubset:
     labels = labels if labels is not None else label_fractions.split_labels(source)
     self.source = source
     self.positions = np.flatnonzero(np.isin(labels, indices))
-    self.new_label = {old: new for new, old in enumerate(indices)}
-    renumber = np.full(max(int(np.max(labels, initial=0)), *indices) + 1, -1)
-    renumber[list(indices)] = np.arange(len(indices))
-    self._labels = renumber[np.asarray(labels, int)[self.positions]]
+    # Old label -> position in `indices` (-1 for classes left out), for records and labels alike.
+    self._new_label = np.full(max(int(np.max(labels, initial=0)), *indices) + 1, -1)
+    self._new_label[list(indices)] = np.arange(len(indices))
+    self._labels = self._new_label[np.asarray(labels, int)[self.positions]]
 
   def __len__(self) -> int:
     return len(self.positions)
@@ -57,7 +57,7 @@ class ClassSubset:
     return self._labels
 
   def _renumbered(self, record: dict) -> dict:
-    return dict(record, label=self.new_label[int(record["label"])])
+    return dict(record, label=int(self._new_label[int(record["label"])]))
 
 
 def apply(source, indices: tuple[int, ...]):
