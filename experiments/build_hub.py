@@ -22,11 +22,16 @@ import pathlib
 import sys
 import time
 
-import jax
 from absl import app, flags
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+
+if __name__ == "__main__":  # the allocator is picked at process start, before JAX loads
+  from mll_jax.allocator import use_tcmalloc
+  use_tcmalloc()
+
+import jax  # noqa: E402
 
 from experiments import hub_build_report, hub_experts, study_cli  # noqa: E402
 from mll_jax import train  # noqa: E402

@@ -33,6 +33,10 @@ from tqdm import tqdm
 REPO = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+if __name__ == "__main__":  # the allocator is picked at process start, before JAX loads
+  from mll_jax.allocator import use_tcmalloc
+  use_tcmalloc()
+
 from experiments import hub_build_report, hub_experts, study_cli  # noqa: E402
 from experiments import hub_scaling_report as report  # noqa: E402
 from mll_jax import train  # noqa: E402

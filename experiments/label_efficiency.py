@@ -39,6 +39,10 @@ from absl import app, flags
 REPO = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+if __name__ == "__main__":  # the allocator is picked at process start, before JAX loads
+  from mll_jax.allocator import use_tcmalloc
+  use_tcmalloc()
+
 from experiments import curves, smoke, study_cli  # noqa: E402
 from experiments import label_efficiency_report as report  # noqa: E402
 from mll_jax import config_files, sweep, train  # noqa: E402

@@ -19,7 +19,6 @@ import pathlib
 import sys
 import time
 
-import jax
 import numpy as np
 import orbax.checkpoint as ocp
 from absl import app, flags
@@ -27,6 +26,12 @@ from flax import nnx
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+
+if __name__ == "__main__":  # the allocator is picked at process start, before JAX loads
+  from mll_jax.allocator import use_tcmalloc
+  use_tcmalloc()
+
+import jax  # noqa: E402
 
 from experiments import study_cli  # noqa: E402
 from mll_jax import checkpoint, steps, tasks, train  # noqa: E402

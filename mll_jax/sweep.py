@@ -10,6 +10,10 @@ reported and the others go on; a finished point (its `result.json`) is skipped o
 The sweep ends with `results.md` and `results.csv`: the final value of each metric per point.
 """
 
+if __name__ == "__main__":  # the allocator is picked at process start, before JAX loads
+  from mll_jax.allocator import use_tcmalloc
+  use_tcmalloc()
+
 import copy
 import csv
 import hashlib

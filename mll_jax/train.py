@@ -7,6 +7,10 @@ checkpoint and exits cleanly (`run` raises `Preempted`, the CLI exits 0); after 
 rerunning resumes from the last periodic save.
 """
 
+if __name__ == "__main__":  # the allocator is picked at process start, before JAX loads
+  from mll_jax.allocator import use_tcmalloc
+  use_tcmalloc()
+
 import hashlib
 import json
 import math
@@ -22,7 +26,7 @@ from absl import app, flags
 from absl import logging as absl_logging
 from ml_collections import config_flags
 
-from mll_jax import (aot, checkpoint, config_checks, evaluators, multihost, optim, run_log,
+from mll_jax import (allocator, aot, checkpoint, config_checks, evaluators, multihost, optim, run_log,
                      sharding, steps, tasks, tpu_pods, workdir_lock)
 from mll_jax.data import class_subsets, pipeline, run_split, sources, transforms
 from mll_jax.evaluators import context as eval_context
@@ -182,7 +186,8 @@ def _train(config, workdir, task, mesh, compiled, iterator, evals, init_plans,
         state[item] = checkpoint.merge_params(state[item], values)
       log.message(f"Initialised {source.into or 'params'} from {source.path}.")
   log.message(f"workdir: {workdir}  |  {total_steps} steps of {config.batch_size} images on "
-              f"{mesh.size} {jax.default_backend()} device(s), mesh {dict(mesh.shape)}")
+              f"{mesh.size} {jax.default_backend()} device(s), mesh {dict(mesh.shape)}, "
+              f"allocator {allocator.loaded_allocator()}")
 
   def evaluate(at_step: int) -> dict:
     results = {}

@@ -14,6 +14,10 @@
     python -m mll_jax.hub --hub_dir=DIR import FILE.tar           # verified, then committed
 """
 
+if __name__ == "__main__":  # the allocator is picked at process start, before JAX loads
+  from mll_jax.allocator import use_tcmalloc
+  use_tcmalloc()
+
 import json
 import sys
 
