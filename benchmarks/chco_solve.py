@@ -25,6 +25,10 @@ from absl import app, flags
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+if __name__ == "__main__":  # the allocator the trainer runs on (mll_jax/allocator.py)
+  from mll_jax.allocator import use_tcmalloc
+  use_tcmalloc()
+
 from benchmarks import report  # noqa: E402
 from mll_jax.hub import chco  # noqa: E402
 

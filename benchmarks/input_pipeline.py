@@ -21,6 +21,10 @@ from ml_collections import config_flags
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+if __name__ == "__main__":  # the allocator the trainer runs on (mll_jax/allocator.py)
+  from mll_jax.allocator import use_tcmalloc
+  use_tcmalloc()
+
 from benchmarks import report  # noqa: E402
 from mll_jax import optim, sharding, steps, tasks  # noqa: E402
 from mll_jax.data import pipeline, sources, transforms  # noqa: E402

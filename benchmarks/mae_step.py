@@ -3,7 +3,9 @@ and bfloat16 compute) vs the same model in PyTorch (float32 eager, and bfloat16 
 
     python benchmarks/mae_step.py [--config=configs/mae.py] [--repeats=5] [--steps=20]
 
-Every variant runs in this process on the same random uint8 batches. After a warm-up of each
+Every variant runs in this process on the same random uint8 batches, so on one allocator:
+tcmalloc where installed, as mll_jax's commands run (`MLL_JAX_ALLOCATOR=system` for glibc's;
+benchmarks/run.py times both). After a warm-up of each
 (compilation excluded), the timed windows alternate: one window of every variant per round,
 `repeats` rounds, so background load lands on all sides alike; each figure is the median over
 rounds. Also reported: CPU seconds per wall second (how many cores each keeps busy), and the
@@ -22,8 +24,12 @@ from ml_collections import config_flags
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+if __name__ == "__main__":  # the allocator the trainer runs on (mll_jax/allocator.py)
+  from mll_jax.allocator import use_tcmalloc
+  use_tcmalloc()
+
 from benchmarks import report  # noqa: E402
-from mll_jax import aot, optim, sharding, steps, tasks  # noqa: E402
+from mll_jax import allocator, aot, optim, sharding, steps, tasks  # noqa: E402
 from mll_jax.data import sources  # noqa: E402
 from mll_jax.models import mae as mae_model, vit  # noqa: E402
 
@@ -122,8 +128,9 @@ def main(argv):
   rng = np.random.default_rng(0)
   batches = [rng.integers(0, 256, shape, dtype=np.uint8) for _ in range(4)]
   import torch
+  malloc = allocator.loaded_allocator()  # both sides share it: one process
   print(f"machine: {os.cpu_count()} CPUs, jax {jax.__version__} ({jax.default_backend()}), "
-        f"torch {torch.__version__} ({torch.get_num_threads()} threads)")
+        f"torch {torch.__version__} ({torch.get_num_threads()} threads), allocator {malloc}")
   print(f"model: MAE {config.model.variant} patch {config.model.patch_size}, decoder "
         f"{config.model.decoder}, batch {shape}")
   train, infer, flops = {}, {}, {}
@@ -170,10 +177,11 @@ def main(argv):
     })
   for name, value in ratios.items():
     print(f"ratio {name}: {value:.2f}" + ("" if name.startswith("MFU") else "x"))
-  report.emit("MAE train step and encoder inference",
+  report.emit(f"MAE train step and encoder inference, {malloc} allocator",
               f"MAE {config.model.variant} patch {config.model.patch_size}, decoder "
               f"{config.model.decoder}, batch {shape}, 1 {device.platform} device "
-              f"({device.device_kind}); {_REPEATS.value} alternating rounds of one "
+              f"({device.device_kind}), allocator {malloc} (both sides); "
+              f"{_REPEATS.value} alternating rounds of one "
               f"{_STEPS.value}-step window per variant, medians", figures, ratios)
 
 

@@ -4,7 +4,8 @@ each ratio against the baseline measured in the same run.
 
     python benchmarks/run.py [--out=benchmarks/results/report.md] [--quick] [--only=a,b]
 
-Benchmarks: mae_step (MAE train step vs the same model in PyTorch; MFU on an accelerator),
+Benchmarks: mae_step (MAE train step vs the same model in PyTorch, both on tcmalloc where it is
+installed; MFU on an accelerator), mae_step_system_malloc (the same on glibc's allocator),
 input_pipeline (grain input images/s vs train step images/s), labeling_throughput, chco_solve
 (1,000 tasks batched vs one at a time vs a numpy reference), reuse_throughput (fused reuse graph
 vs each model's own jitted function in turn), reuse_mixed (the same on a selection of
@@ -53,12 +54,19 @@ BENCHMARKS = {
     "xla_cpu_flags": ("xla_cpu_flags", [], ["--config=configs/finetune.py:mu",
                                             "--config.batch_size=16", "--repeats=1",
                                             "--steps=2", "--only=default,vec512,tcmalloc"]),
+    # The same MAE step on glibc's allocator, PyTorch's default (the entry above runs both
+    # sides on tcmalloc, mll_jax's default where it is installed).
+    "mae_step_system_malloc": ("mae_step", [], ["--config=configs/mae.py:mu",
+                                                "--config.batch_size=16", "--repeats=1",
+                                                "--steps=2"]),
     # A mixed hub's selection: ResNets beside ViTs of two sizes (issue 14).
     "reuse_mixed": ("reuse_throughput", ["--experts=resnet18,resnet18,mini,mini,tiny,tiny",
                                          "--images=1024"],
                     ["--experts=resnet_mu,resnet_mu,mu,mu,cnn_mu", "--images=64",
                      "--batch=32", "--repeats=1"]),
 }
+# Environment a benchmark's process starts with, beyond this one's.
+ENVIRONMENT = {"mae_step_system_malloc": {"MLL_JAX_ALLOCATOR": "system"}}
 PACKAGES = ("jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "grain", "tensorflow-datasets",
             "numpy", "torch")
 
@@ -103,7 +111,8 @@ def run_one(name: str, script: str, args: list[str], workdir: pathlib.Path,
   try:
     proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / f"{script}.py"), *args,
                            f"--report_json={result}"], cwd=REPO, capture_output=True,
-                          text=True, timeout=timeout)
+                          text=True, timeout=timeout,
+                          env={**os.environ, **ENVIRONMENT.get(name, {})})
     output, code = proc.stdout + proc.stderr, proc.returncode
   except subprocess.TimeoutExpired as e:
     output, code = f"{e.stdout or ''}{e.stderr or ''}\ntimed out after {timeout} s", -1

@@ -22,6 +22,10 @@ from absl import app, flags
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+if __name__ == "__main__":  # the allocator the trainer runs on (mll_jax/allocator.py)
+  from mll_jax.allocator import use_tcmalloc
+  use_tcmalloc()
+
 from benchmarks import hlo_profile  # noqa: E402
 from benchmarks import mae_step  # noqa: E402  (its --config flag is this script's too)
 

@@ -121,7 +121,10 @@ def missing_library(options: dict) -> str | None:
 
 
 def _start(name: str, options: dict) -> subprocess.Popen:
-  env = {**os.environ, **options, "JAX_PLATFORMS": "cpu",
+  # An allocator preloaded into this process (by hand, or by mll_jax's entry points) is not
+  # the default: each worker gets only its option set's preload.
+  inherited = {k: v for k, v in os.environ.items() if k != "LD_PRELOAD"}
+  env = {**inherited, **options, "JAX_PLATFORMS": "cpu",
          "XLA_FLAGS": " ".join(filter(None, [os.environ.get("XLA_FLAGS", ""),
                                              options.get("XLA_FLAGS", "")]))}
   args = [a for a in sys.argv[1:] if not a.startswith(("--only", "--report_json"))]
