@@ -166,7 +166,8 @@ def _adaptation_config(method: str, fraction: str, seed: int, pretrained: dict,
                **MODEL_OVERRIDES.get(method, {})}
   if start and config_name == "finetune" and not settings["quick"]:
     finetune = config_files.load(REPO / "configs" / "finetune.py")
-    overrides.update(finetune.pretrained_overrides(settings["data"], fraction))
+    overrides.update(finetune.pretrained_overrides(settings["data"], fraction,
+                                                   settings["model"]))
   return _config(config_name, settings, labels=fraction, **overrides)
 
 
