@@ -86,6 +86,18 @@ def test_scratch_recipe_has_no_layer_decay_and_fine_tuning_has():
   assert finetune.get_config("vit_b16,imagenet2012").optim.layer_decay == 0.65
 
 
+@pytest.mark.parametrize("labels", ["1%", "10%", "100%"])
+def test_a_pretrained_cnn_keeps_the_from_scratch_budget_without_layer_decay(labels):
+  # Chosen on validation (recipe_probe_cnn.md): the ViT's halved budget and layer decay cost a
+  # SimCLR cnn_s 0.024 at 10% labels.
+  finetune = _load(REPO_ROOT / "configs" / "finetune.py")
+  cnn = finetune.pretrained_overrides("animal_mnist", labels, "cnn_s")
+  assert cnn == {"num_epochs": finetune.get_config(f"cnn_s,animal_mnist,labels={labels}")
+                 .num_epochs, "optim.layer_decay": 1.0}
+  vit = finetune.pretrained_overrides("animal_mnist", labels, "mini")
+  assert vit["num_epochs"] < cnn["num_epochs"] and vit["optim.layer_decay"] < 1.0
+
+
 def test_one_percent_of_animal_mnist_fits_in_a_batch():
   finetune = _load(REPO_ROOT / "configs" / "finetune.py")
   assert finetune.get_config("mini,animal_mnist,labels=1%").batch_size <= 70
