@@ -9,7 +9,8 @@ step). tcmalloc keeps freed memory for reuse: the same step runs 1.51x faster wi
 A process picks its allocator when it starts (`LD_PRELOAD`), so each command-line entry point
 calls `use_tcmalloc()` before it imports JAX: where tcmalloc is installed and not yet loaded, it
 re-executes the same command line with tcmalloc preloaded. `MLL_JAX_ALLOCATOR=system` keeps
-the system allocator (e.g. to measure it); a preload the user set is kept and added to.
+the system allocator (e.g. to measure it), even under an inherited tcmalloc preload; other
+preloads the user set are kept.
 """
 
 import os
@@ -40,9 +41,9 @@ def preload_environment(environ: Mapping[str, str],
                         platform: str = sys.platform) -> Optional[dict]:
   """The environment to re-execute with so that tcmalloc is preloaded, or None to run as is.
 
-  None when the user chose the system allocator, when tcmalloc is already preloaded (which is
-  also what stops the re-executed process from re-executing again), when it is not installed,
-  or off Linux.
+  None when tcmalloc is already preloaded (which is also what stops the re-executed process
+  from re-executing again), when it is not installed, or off Linux. With the system allocator
+  chosen: None, or the environment without an inherited tcmalloc preload.
   """
   choice = environ.get(SWITCH, "tcmalloc")
   if choice not in CHOICES:
@@ -50,7 +51,13 @@ def preload_environment(environ: Mapping[str, str],
         f"{SWITCH}={choice!r} is not an allocator mll_jax knows; use one of "
         f"{', '.join(CHOICES)} (tcmalloc, the default, is used where it is installed).")
   preload = environ.get("LD_PRELOAD", "")
-  if choice == "system" or not platform.startswith("linux") or "tcmalloc" in preload:
+  if choice == "system":  # a tcmalloc preloaded from outside is taken out, the rest kept
+    if "tcmalloc" not in preload:
+      return None
+    kept = " ".join(lib for lib in preload.split() if "tcmalloc" not in lib)
+    environment = {k: v for k, v in environ.items() if k != "LD_PRELOAD"}
+    return {**environment, "LD_PRELOAD": kept} if kept else environment
+  if not platform.startswith("linux") or "tcmalloc" in preload:
     return None
   library = next((path for path in candidates if exists(path)), None)
   if library is None:

@@ -27,6 +27,13 @@ def test_keeps_a_preload_the_user_set():
   assert environment["LD_PRELOAD"] == f"{LIBRARY} /opt/libmine.so"
 
 
+def test_system_takes_an_inherited_tcmalloc_out_and_keeps_the_rest():
+  environment = choose({"MLL_JAX_ALLOCATOR": "system", "LD_PRELOAD": f"{LIBRARY} /opt/x.so"})
+  assert environment == {"MLL_JAX_ALLOCATOR": "system", "LD_PRELOAD": "/opt/x.so"}
+  environment = choose({"MLL_JAX_ALLOCATOR": "system", "LD_PRELOAD": LIBRARY})
+  assert environment == {"MLL_JAX_ALLOCATOR": "system"}
+
+
 @pytest.mark.parametrize("environ, installed, platform", [
     ({"MLL_JAX_ALLOCATOR": "system"}, (LIBRARY,), "linux"),  # the user's choice
     ({"LD_PRELOAD": LIBRARY}, (LIBRARY,), "linux"),  # already re-executed: no loop
@@ -67,6 +74,7 @@ def run_program(**environment):
 def test_a_command_reexecutes_itself_on_tcmalloc():
   assert run_program().stdout.strip() == "tcmalloc"
   assert run_program(MLL_JAX_ALLOCATOR="system").stdout.strip() == "system"
+  assert run_program(MLL_JAX_ALLOCATOR="system", LD_PRELOAD=INSTALLED).stdout.strip() == "system"
 
 
 def test_a_command_with_an_unknown_choice_stops_with_one_line():
