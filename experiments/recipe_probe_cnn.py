@@ -1,14 +1,13 @@
 """Recipe probe, validation only: the fine-tuning recipe of a CNN pre-trained by SimCLR.
 
-    python experiments/recipe_probe_cnn.py [--study_dir=runs/label_efficiency_cnn_s]
+    python experiments/recipe_probe_cnn.py [--probe_study_dir=runs/label_efficiency_cnn_s]
 
 Reuses the SimCLR `cnn_s` of a `--model=cnn_s` label-efficiency study (`pretrain_simclr` in its
 study folder; run that study first) and fine-tunes it on animal_mnist, seed 0, at 10% and 1%
 of the labels, under the ViT's fine-tuning changes (half the from-scratch passes, layer-wise
 decay 0.75) and the CNN's (the from-scratch passes, with and without the decay). Runs are
 compared on the validation holdout (a run logs test once at its end; it is not used here). The
-chosen recipe is
-`configs/finetune.py` `pretrained_overrides` for the convolutional family.
+chosen recipe is `configs/finetune.py` `pretrained_overrides` for the convolutional family.
 """
 
 import json
@@ -34,9 +33,9 @@ _OUT = flags.DEFINE_string("probe_out", str(REPO / "experiments" / "results" /
                                             "recipe_probe_cnn.json"), "Results (JSON).")
 
 FINETUNE = config_files.load(REPO / "configs" / "finetune.py")
-# name -> (passes: "pretrained" or "scratch" budget, layer-wise decay)
-RECIPES = {"vit_changes": ("pretrained", 0.75), "scratch_budget": ("scratch", 0.75),
-           "scratch_budget_no_decay": ("scratch", 1.0)}
+# name -> (the pre-trained budget, not the from-scratch one; layer-wise decay)
+RECIPES = {"vit_changes": (True, 0.75), "scratch_budget": (False, 0.75),
+           "scratch_budget_no_decay": (False, 1.0)}
 
 
 def main(argv):
@@ -47,10 +46,10 @@ def main(argv):
   images = study._training_images(settings, ["1%", "10%"])
   results = {}
   for fraction in ("10%", "1%"):
-    for name, (budget, decay) in RECIPES.items():
+    for name, (pretrained_budget, decay) in RECIPES.items():
       config = study._adaptation_config("simclr_finetune", fraction, 0,
                                         {"simclr": study_dir / "pretrain_simclr"}, settings)
-      epochs = FINETUNE.budget_epochs("animal_mnist", fraction, pretrained=budget != "scratch")
+      epochs = FINETUNE.budget_epochs("animal_mnist", fraction, pretrained=pretrained_budget)
       config = sweep.apply_overrides(config, {"num_epochs": epochs,
                                               "budget_sized_for.num_epochs": epochs,
                                               "optim.layer_decay": decay})
