@@ -15,7 +15,11 @@ Every run uses one model size (`--model`, default `mini`). Methods, at every fra
   distill          SimCLRv2's step 3, at the fractions that leave images unlabelled: the method
                    with the best validation accuracy at that fraction is the teacher; a student
                    of the same size, starting from the teacher's pre-trained encoder, learns the
-                   teacher's predictions on every training image
+                   teacher's predictions on every training image. `--distill_student=MODEL`
+                   makes the student another architecture (e.g. the `mini` ViT under a `cnn_s`
+                   teacher, as DeiT distils a convnet into a ViT): it starts at random and
+                   trains for the from-scratch budget on all labels, since no pre-trained
+                   encoder of its kind is at hand
 Every run, pre-training included, holds out `--validation` of the training split (the same
 images in every run). Budgets are the configs' own, in epochs (configs/finetune.py `EPOCHS`),
 sized where the validation curves flatten. Each adaptation run logs its validation accuracy on
@@ -63,6 +67,9 @@ _DISTILL_FRACTIONS = flags.DEFINE_list(
     "images are left unlabelled).")
 _SKIP = flags.DEFINE_list("skip", [], "Cells not run, as METHOD@FRACTION (e.g. scratch@100%), "
                          "to fit a time budget; the report says so.")
+_DISTILL_STUDENT = flags.DEFINE_string(
+    "distill_student", None, "Model of the distillation student (default: the study's model; "
+    "another architecture starts at random).")
 _VALIDATION = flags.DEFINE_float("validation", 0.1, "Fraction of train held out for validation.")
 _CURVE_POINTS = flags.DEFINE_integer("curve_points", 10, "Validation evaluations per run.")
 _PRETRAIN_EPOCHS = flags.DEFINE_float("pretrain_epochs", None,
@@ -85,13 +92,15 @@ METRIC = "classification/accuracy"
 VALIDATION_METRIC = "validation/accuracy"
 
 
-def _config(name: str, settings: dict, labels: str = "", extra_arg: str = "", **overrides):
-  """`configs/<name>.py` for the study's data and model (and `labels`, and `extra_arg` tokens
-  such as distill.py's `teacher=...`), with its holdout and `overrides`.
+def _config(name: str, settings: dict, labels: str = "", extra_arg: str = "", model: str = "",
+            **overrides):
+  """`configs/<name>.py` for the study's data and model (or `model`; and `labels`, and
+  `extra_arg` tokens such as distill.py's `teacher=...`), with its holdout and `overrides`.
 
   The labels go into the config's arg, not into `data.labels` afterwards: the config sizes its
   budget (and batch) by them, and an override of `data.labels` would keep the 10% budget."""
-  model = smoke.model(settings["model"]) if settings["quick"] else settings["model"]
+  model = model or settings["model"]
+  model = smoke.model(model) if settings["quick"] else model
   arg = ",".join(filter(None, [model, settings["data"], labels and f"labels={labels}",
                                extra_arg]))
   config = config_files.load(REPO / "configs" / f"{name}.py").get_config(arg)
@@ -171,22 +180,44 @@ def _adaptation_config(method: str, fraction: str, seed: int, pretrained: dict,
   return _config(config_name, settings, labels=fraction, **overrides)
 
 
+def distill_student(settings: dict) -> str:
+  """The distillation student's model arg: `settings["distill_student"]`, or the study's."""
+  return settings.get("distill_student") or settings["model"]
+
+
 def _distill_config(teacher: str, fraction: str, seed: int, study_dir: pathlib.Path,
                     pretrained: dict, settings: dict):
   tag = _tag(fraction)
   start = ADAPTATIONS[teacher][1]
+  student = distill_student(settings)
   # The teacher is the study's model (a ViT or a CNN), with its method's changes: a probe's
   # BatchNorm before the head, and its read-out.
   model = smoke.model(settings["model"]) if settings["quick"] else settings["model"]
-  config = _config("distill", settings, extra_arg=f"teacher={model}")
+  config = _config("distill", settings, extra_arg=f"teacher={model}", model=student)
   teacher_model = {f"teacher.{key.split('.', 1)[1]}": value
                    for key, value in MODEL_OVERRIDES.get(teacher, {}).items()}
   if teacher in PROBES:
     teacher_model["teacher.head_norm"] = "batchnorm"
+  student_start = {"student_init_from": str(pretrained[start]) if start else ""}
+  if student != settings["model"]:
+    # The teacher's pre-trained encoder is of another architecture: the student starts at
+    # random, so it gets what a model trained from scratch on every label gets (the config's
+    # 10 passes are sized for a student that starts pre-trained).
+    finetune = config_files.load(REPO / "configs" / "finetune.py")
+    student_start = {"student_init_from": "",
+                     "num_epochs": finetune.budget_epochs(settings["data"], "100%", False),
+                     "warmup_epochs": finetune.warmup_epochs(settings["data"], "100%")}
   return sweep.apply_overrides(config, {
       "data.labels": fraction, "seed": seed, **teacher_model,
-      "init_from": str(study_dir / f"{teacher}_{tag}_seed{seed}"),
-      "student_init_from": str(pretrained[start]) if start else ""})
+      "init_from": str(study_dir / f"{teacher}_{tag}_seed{seed}"), **student_start})
+
+
+def distill_run_name(fraction: str, seed: int, settings: dict) -> str:
+  """A distillation run's folder: the student is named when it is not the study's model, so
+  its runs never stand in for (or replace) those of a same-architecture student."""
+  student = distill_student(settings)
+  named = "" if student == settings["model"] else f"_{student}"
+  return f"distill{named}_{_tag(fraction)}_seed{seed}"
 
 
 def _tag(fraction: str) -> str:
@@ -236,7 +267,8 @@ def run_study(study_dir: pathlib.Path, out: pathlib.Path, settings: dict, seeds:
       config = _distill_config(teachers[fraction], fraction, seed, study_dir, pretrained,
                                settings)
       runs["distill"][fraction].append(_run(
-          config, study_dir / f"distill_{_tag(fraction)}_seed{seed}", images["all"], settings))
+          config, study_dir / distill_run_name(fraction, seed, settings), images["all"],
+          settings))
   settings["timings"]["total"] = time.time() - started
   report.write(runs, teachers, images, settings, out)
   return runs
@@ -252,10 +284,16 @@ def main(argv):
   if unknown:
     raise app.UsageError(f"--methods: unknown {', '.join(unknown)}; known: "
                          f"{', '.join(ADAPTATIONS)}.")
+  finetune = config_files.load(REPO / "configs" / "finetune.py")
+  if _DISTILL_STUDENT.value and _DISTILL_STUDENT.value not in finetune.MODELS:
+    # Checked here, not when the first distillation starts an hour into the study.
+    raise app.UsageError(f"--distill_student={_DISTILL_STUDENT.value}: unknown model; known: "
+                         f"{', '.join(finetune.MODELS)}.")
   fractions = _FRACTIONS.value or (["10%"] if quick else ["1%", "10%", "100%"])
   settings = {"quick": quick, "data": data, "model": _MODEL.value,
               "manual_dir": _MANUAL_DIR.value, "validation": _VALIDATION.value,
               "curve_points": _CURVE_POINTS.value, "pretrain_epochs": _PRETRAIN_EPOCHS.value,
+              "distill_student": _DISTILL_STUDENT.value,
               "command": study_cli.command_line(sys.argv)}
   study_dir = pathlib.Path(_WORKDIR.value or
                            f"runs/label_efficiency{report.study_suffix(settings)}")

@@ -99,10 +99,25 @@ def study_suffix(settings: dict) -> str:
   return data_suffix(settings) + model
 
 
+def other_student(settings: dict) -> str:
+  """The distillation student's model when it is not the study's (`--distill_student`), else
+  ""."""
+  student = settings.get("distill_student") or settings["model"]
+  return "" if student == settings["model"] else student
+
+
+def report_suffix(settings: dict) -> str:
+  """`study_suffix`, plus `_distill_<student>` for a student of another model: its report must
+  not overwrite the same-architecture one (the runs folder is shared: the teachers are the
+  same runs)."""
+  student = other_student(settings)
+  return study_suffix(settings) + (f"_distill_{student}" if student else "")
+
+
 def write(runs: dict, teachers: dict, images: dict, settings: dict, out: pathlib.Path) -> None:
-  """`<out>/label_efficiency<study_suffix>.{md,csv,png}` and `..._curves.png`."""
+  """`<out>/label_efficiency<report_suffix>.{md,csv,png}` and `..._curves.png`."""
   out.mkdir(parents=True, exist_ok=True)
-  stem = out / f"label_efficiency{study_suffix(settings)}"
+  stem = out / f"label_efficiency{report_suffix(settings)}"
   baselines = read_baselines(out / f"baselines{data_suffix(settings)}.csv")
   fractions = [f for f in images if f != "all"]
   seeds = max(len(s) for by_fraction in runs.values() for s in by_fraction.values())
@@ -110,7 +125,8 @@ def write(runs: dict, teachers: dict, images: dict, settings: dict, out: pathlib
   lines = [f"# Label efficiency on {settings['data']} (top-1 test accuracy)", "",
            f"Command: `{settings['command']}`", "",
            f"Model: `{settings['model']}`{' (quick: its stand-in)' if settings['quick'] else ''} "
-           "for every run; "
+           + (f"for every run but distillation's student, a `{other_student(settings)}` "
+              "started at random; " if other_student(settings) else "for every run; ") +
            f"{seeds} seed(s) per cell, mean ± standard deviation over seeds. "
            f"{settings['validation']:.0%} of the training split is held out for validation in "
            "every run (pre-training included); test is read once, at the end of each run.", "",

@@ -109,3 +109,33 @@ def test_skipped_cells_are_checked_and_reported_as_not_run():
   lines = report.claims(runs, {}, {})
   assert any("10%: pre-training + fine-tuning" in line for line in lines)
   assert "- 100%: pre-training helps — not tested: scratch was not run at 100% (--skip)." in lines
+
+
+@pytest.mark.parametrize("data,epochs", [("animal_mnist", 40.0), ("mnist", 4.0)])
+def test_a_student_of_another_architecture_starts_at_random_on_the_scratch_budget(
+    data, epochs, tmp_path):
+  from mll_jax import config_checks
+  settings = {**SETTINGS, "model": "cnn_s", "data": data, "distill_student": "mini",
+              "manual_dir": "/mnist" if data == "mnist" else ""}
+  config = label_efficiency._distill_config("simclr_finetune", "1%", 1, tmp_path, PRETRAINED,
+                                            settings)
+  assert (config.teacher.family, config.teacher.variant) == ("cnn", "cnn_s")
+  assert (config.model.family, config.model.variant) == ("vit", "mini")
+  assert config.student_init_from == ""  # a CNN's SimCLR encoder cannot start a ViT
+  assert config.init_from == str(tmp_path / "simclr_finetune_1pct_seed1")
+  assert config.num_epochs == epochs == finetune.budget_epochs(data, "100%", False)
+  config_checks.check(config)
+  # Its runs and report are its own; the teachers' runs folder is shared.
+  from experiments import label_efficiency_report as report
+  assert label_efficiency.distill_run_name("1%", 1, settings) == "distill_mini_1pct_seed1"
+  assert report.report_suffix(settings) == report.study_suffix(settings) + "_distill_mini"
+
+
+def test_the_default_student_is_the_studys_model_and_starts_pre_trained(tmp_path):
+  from experiments import label_efficiency_report as report
+  settings = {**SETTINGS, "model": "cnn_s", "distill_student": None}
+  config = label_efficiency._distill_config("simclr_finetune", "1%", 0, tmp_path, PRETRAINED,
+                                            settings)
+  assert config.student_init_from == "runs/simclr" and config.num_epochs == 10.0
+  assert label_efficiency.distill_run_name("1%", 0, settings) == "distill_1pct_seed0"
+  assert report.report_suffix(settings) == report.study_suffix(settings) == "_cnn_s"

@@ -31,3 +31,27 @@ def test_quick_study_writes_table_csv_plot_and_curves(tmp_path, subprocess_env):
   assert table.count("change over the last third") == 5
   assert (out / "label_efficiency_quick.png").stat().st_size > 1000
   assert (out / "label_efficiency_quick_curves.png").stat().st_size > 1000
+
+
+def test_quick_study_distils_a_cnn_teacher_into_a_vit_student(tmp_path, subprocess_env):
+  out = tmp_path / "results"
+  proc = subprocess.run(
+      [sys.executable, "experiments/label_efficiency.py", "--quick", "--model=cnn_s",
+       "--methods=scratch", "--distill_student=mini", f"--out={out}",
+       f"--study_dir={tmp_path / 'runs'}", f"--compilation_cache={TEST_CACHE}"],
+      cwd=REPO_ROOT, env=subprocess_env, capture_output=True, text=True, timeout=900)
+  assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+  table = (out / "label_efficiency_quick_distill_mini.md").read_text()
+  assert "distillation's student, a `mini` started at random" in table
+  assert "| distill |" in table and "10%: scratch" in table  # scratch (cnn) is the teacher
+  assert (tmp_path / "runs" / "distill_mini_10pct_seed0" / "result.json").exists()
+
+
+def test_an_unknown_student_is_refused_before_anything_trains(tmp_path, subprocess_env):
+  proc = subprocess.run(
+      [sys.executable, "experiments/label_efficiency.py", "--quick", "--distill_student=vit_q",
+       f"--study_dir={tmp_path / 'runs'}", f"--out={tmp_path}"],
+      cwd=REPO_ROOT, env=subprocess_env, capture_output=True, text=True, timeout=300)
+  assert proc.returncode != 0
+  assert "--distill_student=vit_q: unknown model; known: mu, mini" in proc.stderr
+  assert not (tmp_path / "runs").exists()
