@@ -13,7 +13,7 @@ At every label fraction and seed, on exactly the images a study run with the sam
                  trainer, its validation accuracy logged on the held-out part of train
 The CNN gets `--cnn_epochs` passes over its labelled subset, at least `--cnn_min_steps` steps.
 Test accuracy is read once, at the end; the learning curves are on the holdout.
-Writes `<out>/baselines[_<data>].{md,csv,png}`. Finished runs are skipped on a rerun.
+Writes `<out>/baselines[_<data>].{md,csv,png}`. Finished runs are skipped on a rerun (only if trained with the same config).
 """
 
 import json
@@ -33,7 +33,7 @@ if __name__ == "__main__":  # the allocator is picked at process start, before J
   use_tcmalloc()
 
 from experiments import baselines_report as report  # noqa: E402
-from experiments import curves, smoke, study_cli  # noqa: E402
+from experiments import curves, finished_runs, smoke, study_cli  # noqa: E402
 from mll_jax import config_files, sweep, train  # noqa: E402
 from mll_jax.data import label_fractions, pipeline, run_split, sources  # noqa: E402
 
@@ -92,25 +92,26 @@ def pixel_baselines(train: dict, test: dict) -> dict:
 
 
 def cnn_run(config, labelled: int, settings: dict, workdir: pathlib.Path) -> dict:
-  """Trains the CNN (unless finished before); returns its test accuracy and its curve."""
-  result = workdir / "result.json"
-  if not result.exists():
-    batch = label_fractions.batch_size_for(config.batch_size, labelled)
-    steps = max(math.ceil(settings["cnn_epochs"] * labelled / batch), settings["cnn_min_steps"])
-    if settings["quick"]:
-      steps = config.total_steps
-    every = max(steps // settings["curve_points"], 1)
-    config = sweep.apply_overrides(config, {
-        "batch_size": batch, "total_steps": steps, "warmup_steps": max(steps // 20, 1),
-        "checkpoint.every_steps": max(steps // 4, 1),
-        "evals.classification.log_steps": steps})  # test: once, at the end
-    config.evals.validation = {"kind": "classification", "split": "holdout",
-                               "log_steps": every, "num_examples": 0, "batch_size": 256}
+  """Trains the CNN (unless finished before with the same config); returns its test accuracy
+  and its curve."""
+  batch = label_fractions.batch_size_for(config.batch_size, labelled)
+  steps = max(math.ceil(settings["cnn_epochs"] * labelled / batch), settings["cnn_min_steps"])
+  if settings["quick"]:
+    steps = config.total_steps
+  every = max(steps // settings["curve_points"], 1)
+  config = sweep.apply_overrides(config, {
+      "batch_size": batch, "total_steps": steps, "warmup_steps": max(steps // 20, 1),
+      "checkpoint.every_steps": max(steps // 4, 1),
+      "evals.classification.log_steps": steps})  # test: once, at the end
+  config.evals.validation = {"kind": "classification", "split": "holdout",
+                             "log_steps": every, "num_examples": 0, "batch_size": 256}
+  result = finished_runs.finished_result(workdir, config)
+  if result is None:
     train.run(config, workdir)
-    curve = curves.read(workdir)
-    result.write_text(json.dumps({"test": sweep.final_metrics(workdir)[METRIC], "curve": curve,
-                                  "steps": steps, "batch_size": batch}))
-  return json.loads(result.read_text())
+    result = {"test": sweep.final_metrics(workdir)[METRIC], "curve": curves.read(workdir),
+              "steps": steps, "batch_size": batch}
+    (workdir / "result.json").write_text(json.dumps(result))
+  return result
 
 
 def run_study(study_dir: pathlib.Path, out: pathlib.Path, settings: dict, seeds: int,
@@ -149,9 +150,10 @@ def main(argv):
               "command": study_cli.command_line(sys.argv)}
   suffix = ("_quick" if quick else "") + ("" if data == "animal_mnist" else f"_{data}")
   study_dir = pathlib.Path(_STUDY_DIR.value or f"runs/baselines{suffix}")
-  run_study(study_dir.absolute(), pathlib.Path(_OUT.value), settings,
-            seeds=_SEEDS.value or (1 if quick else 3),
-            fractions=_FRACTIONS.value or (["10%"] if quick else ["1%", "10%", "100%"]))
+  with finished_runs.stale_runs_stop("baselines.py"):
+    run_study(study_dir.absolute(), pathlib.Path(_OUT.value), settings,
+              seeds=_SEEDS.value or (1 if quick else 3),
+              fractions=_FRACTIONS.value or (["10%"] if quick else ["1%", "10%", "100%"]))
 
 
 if __name__ == "__main__":

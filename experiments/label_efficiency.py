@@ -29,7 +29,9 @@ never test. The pre-training runs once (seed 0); the seeds vary the labelled sub
 initialisation and the data order.
 Writes `<out>/label_efficiency[_<data>].{md,csv,png}` and `..._curves.png`, with the reference
 baselines of experiments/baselines.py beside (run that first on the same data). Finished runs
-are skipped on a rerun (their `result.json`); a preempted study resumes.
+are skipped on a rerun (their `result.json`), and a preempted study resumes, only where a run
+was trained with the config the study builds now; a run of another config (an earlier recipe)
+stops the study with the keys that differ (experiments/finished_runs.py).
 """
 
 import json
@@ -47,7 +49,7 @@ if __name__ == "__main__":  # the allocator is picked at process start, before J
   from mll_jax.allocator import use_tcmalloc
   use_tcmalloc()
 
-from experiments import curves, smoke, study_cli  # noqa: E402
+from experiments import curves, finished_runs, smoke, study_cli  # noqa: E402
 from experiments import label_efficiency_report as report  # noqa: E402
 from mll_jax import config_files, sweep, train  # noqa: E402
 from mll_jax.data import holdout, label_fractions, run_split, sources  # noqa: E402
@@ -113,26 +115,26 @@ def _config(name: str, settings: dict, labels: str = "", extra_arg: str = "", mo
 
 
 def _run(config, workdir: pathlib.Path, training_images: int, settings: dict) -> dict:
-  """Trains (unless finished before); returns test accuracy, final validation accuracy, the
-  validation curve and the step count."""
-  result = workdir / "result.json"
-  if not result.exists():
-    steps, _ = train.resolve_duration(config, training_images)
-    config = sweep.apply_overrides(config, {
-        "evals.classification.log_steps": steps,  # test: at the end (and step 0) only
-        "checkpoint.every_steps": max(steps // 4, 1)})
-    config.evals.validation = {"kind": "classification", "split": "holdout",
-                               "log_steps": max(steps // settings["curve_points"], 1),
-                               "num_examples": 0, "batch_size": 256}
+  """Trains (unless finished before with the same config); returns test accuracy, final
+  validation accuracy, the validation curve and the step count."""
+  steps, _ = train.resolve_duration(config, training_images)
+  config = sweep.apply_overrides(config, {
+      "evals.classification.log_steps": steps,  # test: at the end (and step 0) only
+      "checkpoint.every_steps": max(steps // 4, 1)})
+  config.evals.validation = {"kind": "classification", "split": "holdout",
+                             "log_steps": max(steps // settings["curve_points"], 1),
+                             "num_examples": 0, "batch_size": 256}
+  result = finished_runs.finished_result(workdir, config)
+  if result is None:
     started = time.time()
     train.run(config, workdir)
     final = sweep.final_metrics(workdir)
-    result.write_text(json.dumps({
-        "test": final[METRIC], "validation": final[VALIDATION_METRIC],
-        "curve": curves.read(workdir), "steps": steps, "seconds": time.time() - started}))
+    result = {"test": final[METRIC], "validation": final[VALIDATION_METRIC],
+              "curve": curves.read(workdir), "steps": steps, "seconds": time.time() - started}
+    (workdir / "result.json").write_text(json.dumps(result))
   # The curve is read again from metrics.jsonl, the run's source of truth: a result written by
   # an older version may hold a resumed run's step twice.
-  return {**json.loads(result.read_text()), "curve": curves.read(workdir)}
+  return {**result, "curve": curves.read(workdir)}
 
 
 def _training_images(settings: dict, fractions: list[str]) -> dict:
@@ -162,6 +164,7 @@ def pretrain(study_dir: pathlib.Path, settings: dict, methods) -> dict:
     config = _config(name, settings, **overrides)
     holdout.evaluate_on_holdout(config)  # test is read only at adaptation runs' ends
     runs[name] = study_dir / f"pretrain_{name}"
+    finished_runs.check_same_config(runs[name], config)  # e.g. after --pretrain_epochs changed
     started = time.time()
     train.run(config, runs[name])
     settings["timings"][f"pretrain_{name}"] = time.time() - started
@@ -299,10 +302,11 @@ def main(argv):
                            f"runs/label_efficiency{report.study_suffix(settings)}")
   distill_fractions = (_DISTILL_FRACTIONS.value if _DISTILL_FRACTIONS.value is not None
                        else [f for f in fractions if f != "100%"])
-  run_study(study_dir.absolute(), pathlib.Path(_OUT.value), settings,
-            seeds=_SEEDS.value or (1 if quick else 2), fractions=fractions, methods=methods,
-            distill_fractions=distill_fractions,
-            skip=frozenset(parse_skip(_SKIP.value, methods, fractions)))
+  skip = frozenset(parse_skip(_SKIP.value, methods, fractions))
+  with finished_runs.stale_runs_stop("label_efficiency.py"):
+    run_study(study_dir.absolute(), pathlib.Path(_OUT.value), settings,
+              seeds=_SEEDS.value or (1 if quick else 2), fractions=fractions, methods=methods,
+              distill_fractions=distill_fractions, skip=skip)
 
 
 if __name__ == "__main__":

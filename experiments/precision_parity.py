@@ -26,7 +26,7 @@ if __name__ == "__main__":  # the allocator is picked at process start, before J
   from mll_jax.allocator import use_tcmalloc
   use_tcmalloc()
 
-from experiments import smoke, study_cli  # noqa: E402
+from experiments import finished_runs, smoke, study_cli  # noqa: E402
 from mll_jax import config_files, sweep, train  # noqa: E402
 from mll_jax.data import holdout  # noqa: E402
 
@@ -59,18 +59,20 @@ def _config(file: str, arg: str, dtype: str, seed: int, quick: bool):
 
 
 def _run(config, workdir: pathlib.Path) -> dict:
-  """Trains unless finished; final metrics, wall seconds and images/s of the training steps."""
-  result = workdir / "result.json"
-  if not result.exists():
+  """Trains unless finished with the same config; final metrics, wall seconds and images/s of
+  the training steps."""
+  result = finished_runs.finished_result(workdir, config)
+  if result is None:
     started = time.time()
     train.run(config, workdir)
     final = sweep.final_metrics(workdir)
     rates = [json.loads(line).get("images_per_sec") for line in
              (workdir / "metrics.jsonl").read_text().splitlines()]
     rates = [r for r in rates if r]
-    result.write_text(json.dumps({**final, "seconds": time.time() - started,
-                                  "images_per_sec": statistics.median(rates) if rates else 0}))
-  return json.loads(result.read_text())
+    result = {**final, "seconds": time.time() - started,
+              "images_per_sec": statistics.median(rates) if rates else 0}
+    (workdir / "result.json").write_text(json.dumps(result))
+  return result
 
 
 def _spread(values: list[float]) -> float:
@@ -113,13 +115,14 @@ def main(argv):
   study_dir = pathlib.Path(_WORKDIR.value or
                            f"runs/precision_parity{'_quick' if quick else ''}").absolute()
   results = {}
-  for name, (file, arg, quick_arg, _) in POINTS.items():
-    results[name] = {d: [] for d in DTYPES}
-    for seed in range(_SEEDS.value):
-      for dtype in DTYPES:  # alternating, so machine load drifts onto both alike
-        config = _config(file, quick_arg if quick else arg, dtype, seed, quick)
-        tag = f"{file}_{dtype}_seed{seed}"
-        results[name][dtype].append(_run(config, study_dir / tag))
+  with finished_runs.stale_runs_stop("precision_parity.py"):
+    for name, (file, arg, quick_arg, _) in POINTS.items():
+      results[name] = {d: [] for d in DTYPES}
+      for seed in range(_SEEDS.value):
+        for dtype in DTYPES:  # alternating, so machine load drifts onto both alike
+          config = _config(file, quick_arg if quick else arg, dtype, seed, quick)
+          tag = f"{file}_{dtype}_seed{seed}"
+          results[name][dtype].append(_run(config, study_dir / tag))
   text = report(results, _SEEDS.value, study_cli.command_line(sys.argv))
   out = pathlib.Path(_OUT.value)
   out.mkdir(parents=True, exist_ok=True)

@@ -32,6 +32,21 @@ def test_quick_study_writes_table_csv_plot_and_curves(tmp_path, subprocess_env):
   assert (out / "label_efficiency_quick.png").stat().st_size > 1000
   assert (out / "label_efficiency_quick_curves.png").stat().st_size > 1000
 
+  # The same command again reuses every run: the trainer saved the very config the study builds.
+  metrics = tmp_path / "runs" / "scratch_10pct_seed0" / "metrics.jsonl"
+  before = metrics.read_text()
+  rerun = subprocess.run(proc.args, cwd=REPO_ROOT, env=subprocess_env, capture_output=True,
+                         text=True, timeout=900)
+  assert rerun.returncode == 0, rerun.stdout[-3000:] + rerun.stderr[-3000:]
+  assert metrics.read_text() == before
+  # Another holdout is another recipe: the study stops on the first run it would reuse.
+  stale = subprocess.run([*proc.args, "--validation=0.2"], cwd=REPO_ROOT, env=subprocess_env,
+                         capture_output=True, text=True, timeout=900)
+  assert stale.returncode == 1
+  assert "holds a run of another config" in stale.stderr
+  assert "data.validation: 0.1 -> 0.2" in stale.stderr and "Traceback" not in stale.stderr
+  assert metrics.read_text() == before
+
 
 def test_quick_study_distils_a_cnn_teacher_into_a_vit_student(tmp_path, subprocess_env):
   out = tmp_path / "results"
