@@ -183,16 +183,11 @@ def _adaptation_config(method: str, fraction: str, seed: int, pretrained: dict,
   return _config(config_name, settings, labels=fraction, **overrides)
 
 
-def distill_student(settings: dict) -> str:
-  """The distillation student's model arg: `settings["distill_student"]`, or the study's."""
-  return settings.get("distill_student") or settings["model"]
-
-
 def _distill_config(teacher: str, fraction: str, seed: int, study_dir: pathlib.Path,
                     pretrained: dict, settings: dict):
   tag = _tag(fraction)
   start = ADAPTATIONS[teacher][1]
-  student = distill_student(settings)
+  student = report.other_student(settings) or settings["model"]
   # The teacher is the study's model (a ViT or a CNN), with its method's changes: a probe's
   # BatchNorm before the head, and its read-out.
   model = smoke.model(settings["model"]) if settings["quick"] else settings["model"]
@@ -218,9 +213,8 @@ def _distill_config(teacher: str, fraction: str, seed: int, study_dir: pathlib.P
 def distill_run_name(fraction: str, seed: int, settings: dict) -> str:
   """A distillation run's folder: the student is named when it is not the study's model, so
   its runs never stand in for (or replace) those of a same-architecture student."""
-  student = distill_student(settings)
-  named = "" if student == settings["model"] else f"_{student}"
-  return f"distill{named}_{_tag(fraction)}_seed{seed}"
+  student = report.other_student(settings)
+  return f"distill{'_' + student if student else ''}_{_tag(fraction)}_seed{seed}"
 
 
 def _tag(fraction: str) -> str:
