@@ -13,7 +13,8 @@ At every label fraction and seed, on exactly the images a study run with the sam
                  trainer, its validation accuracy logged on the held-out part of train
 The CNN gets `--cnn_epochs` passes over its labelled subset, at least `--cnn_min_steps` steps.
 Test accuracy is read once, at the end; the learning curves are on the holdout.
-Writes `<out>/baselines[_<data>].{md,csv,png}`. Finished runs are skipped on a rerun (only if trained with the same config).
+Writes `<out>/baselines[_<data>].{md,csv,png}`. Finished runs are skipped on a rerun, only where
+they were trained with the config built now (experiments/finished_runs.py).
 """
 
 import json
