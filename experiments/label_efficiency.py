@@ -187,17 +187,17 @@ def _distill_config(teacher: str, fraction: str, seed: int, study_dir: pathlib.P
                     pretrained: dict, settings: dict):
   tag = _tag(fraction)
   start = ADAPTATIONS[teacher][1]
-  student = report.other_student(settings) or settings["model"]
+  other_student = report.other_student(settings)
   # The teacher is the study's model (a ViT or a CNN), with its method's changes: a probe's
   # BatchNorm before the head, and its read-out.
   model = smoke.model(settings["model"]) if settings["quick"] else settings["model"]
-  config = _config("distill", settings, extra_arg=f"teacher={model}", model=student)
+  config = _config("distill", settings, extra_arg=f"teacher={model}", model=other_student)
   teacher_model = {f"teacher.{key.split('.', 1)[1]}": value
                    for key, value in MODEL_OVERRIDES.get(teacher, {}).items()}
   if teacher in PROBES:
     teacher_model["teacher.head_norm"] = "batchnorm"
   student_start = {"student_init_from": str(pretrained[start]) if start else ""}
-  if student != settings["model"]:
+  if other_student:
     # The teacher's pre-trained encoder is of another architecture: the student starts at
     # random, so it gets what a model trained from scratch on every label gets (the config's
     # 10 passes are sized for a student that starts pre-trained).
