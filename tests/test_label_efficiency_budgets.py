@@ -111,7 +111,7 @@ def test_skipped_cells_are_checked_and_reported_as_not_run():
   assert "- 100%: pre-training helps — not tested: scratch was not run at 100% (--skip)." in lines
 
 
-@pytest.mark.parametrize("data,epochs", [("animal_mnist", 40.0), ("mnist", 4.0)])
+@pytest.mark.parametrize("data,epochs", [("animal_mnist", 40.0), ("mnist", 6.0)])
 def test_a_student_of_another_architecture_starts_at_random_on_the_scratch_budget(
     data, epochs, tmp_path):
   from mll_jax import config_checks
