@@ -6,7 +6,9 @@ MFU bound, and the compile time, for each remat / scan setting.
 
 Needs libtpu (`pip install "jax[tpu]"`, the same jax version). Each point is one
 `python -m mll_jax.train --compile_only --topology=...` in a subprocess (a fresh compiler and
-memory per point); the table is written as markdown for docs/scaling.md.
+memory per point); the table is written as markdown for docs/scaling.md. Points of other
+slices or recipes already in the table's `.json` are kept, so one slice can be added (or
+recompiled) without compiling the others again.
 """
 
 import json
@@ -108,9 +110,21 @@ def table(points: list[dict]) -> str:
   return "\n".join(rows)
 
 
+def merged(earlier: list[dict], new: list[dict]) -> list[dict]:
+  """`earlier` points of other (recipe, slice) pairs than `new`'s, then `new`, in CASES order,
+  slices and settings in the order compiled."""
+  replaced = {(p["case"], p["topology"]) for p in new}
+  points = [p for p in earlier if (p["case"], p["topology"]) not in replaced] + new
+  order = {name: i for i, name in enumerate(CASES)}
+  return sorted(points, key=lambda p: order.get(p["case"], len(order)))
+
+
 def main(argv):
   del argv
   names = _CASES.value or list(CASES)
+  out = pathlib.Path(_OUT.value)
+  raw = out.with_suffix(".json")
+  earlier = json.loads(raw.read_text()) if raw.exists() else []
   points = []
   for name in names:
     config_arg, overrides = CASES[name]
@@ -120,11 +134,14 @@ def main(argv):
         point.update(case=name, topology=topology, remat=remat, scan=scan)
         print(json.dumps(point), flush=True)
         points.append(point)
-  out = pathlib.Path(_OUT.value)
+        _write(out, merged(earlier, points))  # after each point: a stopped run keeps them
+  print(table(merged(earlier, points)))
+
+
+def _write(out: pathlib.Path, points: list[dict]) -> None:
   out.parent.mkdir(parents=True, exist_ok=True)
   out.write_text(table(points) + "\n")
   out.with_suffix(".json").write_text(json.dumps(points, indent=1))
-  print(table(points))
 
 
 if __name__ == "__main__":
