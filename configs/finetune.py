@@ -3,6 +3,8 @@ small CNN family (`cnn_mu`, `cnn_s`, `cnn_m`: the reference baseline, and CNN hu
 
 Default: the `tiny` ViT on 10% of animal_mnist's training labels, from scratch. To fine-tune
 an MAE run: `--config.init_from=runs/mae-XXXXXXXX` (the encoder loads; the head starts fresh).
+A SimCLR run as SimCLRv2 does, from the first layer of its projection head:
+`--config.init_from=runs/simclr-XXXXXXXX --config.model.projection_layers=1`.
 Args (comma-separated): a model (mu, tiny, vit_b16, ...), a data set (as configs/mae.py), and
 `labels=1%` / `labels=10%` / `labels=k=5` / `labels=100%`.
 """
@@ -107,21 +109,29 @@ def is_cnn(model: str) -> bool:
 
 
 def model_config(model: str, data: str) -> dict:
-  """`config.model` of a model arg: the ViT's (patch 2 on 8x8 digits) or the CNN's."""
+  """`config.model` of a model arg: the ViT's (patch 2 on 8x8 digits) or the CNN's.
+
+  `projection_layers` (0 here) is how many layers of a SimCLR run's projection head the
+  classifier keeps in front of its head, `proj_hidden` wide as pre-trained: SimCLRv2 fine-tunes
+  from the first (`--config.model.projection_layers=1` with `--config.init_from` a SimCLR run;
+  the study's `simclr_proj_finetune`)."""
+  from_projection = dict(projection_layers=0, proj_hidden=512)
   if resnet.is_resnet(model):
     # The small-image stem (3x3/1 conv, no max pooling) keeps 28x28-64x64 inputs from being
     # pooled to a few pixels by the ImageNet stem.
     stem = "small" if DATA[data][1] <= 64 else "imagenet"
-    return dict(family="cnn", variant=model, head_init_std=0.01, stem=stem, dtype="auto")
+    return dict(family="cnn", variant=model, head_init_std=0.01, stem=stem, dtype="auto",
+                **from_projection)
   variant, patch = MODELS[model]
   if is_cnn(model):
-    return dict(family="cnn", variant=variant, head_init_std=0.01, dtype="auto")
+    return dict(family="cnn", variant=variant, head_init_std=0.01, dtype="auto",
+                **from_projection)
   # fc_norm=True would put the LayerNorm after pooling as MAE's fine-tuning does (a fresh
   # norm); False keeps the pre-trained encoder's final norm, so an MAE checkpoint loads whole.
   return dict(family="vit", variant=variant,
               patch_size=2 if data == "digits" and patch == 4 else patch, pool="gap",
               drop_path=0.1, head_init_std=2e-5, fc_norm=False, qkv_bias=True,
-              **layer_plan.EXECUTION_DEFAULTS)
+              **from_projection, **layer_plan.EXECUTION_DEFAULTS)
 
 
 def get_config(arg=None):

@@ -11,7 +11,9 @@ Every run uses one model size (`--model`, default `mini`). Methods, at every fra
                    the mean of the patch tokens: MAE's protocol)
   mae_token_probe  the same probe on every patch token (`model.pool="tokens"`): the read-out
                    chosen on the validation holdout (experiments/results/probe_features.md)
-  simclr_finetune  SimCLR pre-training + fine-tuning
+  simclr_finetune  SimCLR pre-training + fine-tuning from the encoder's output
+  simclr_proj_finetune  SimCLR pre-training + fine-tuning from the first layer of its
+                   projection head, as SimCLRv2 does (`model.projection_layers=1`)
   distill          SimCLRv2's step 3, at the fractions that leave images unlabelled: the method
                    with the best validation accuracy at that fraction is the teacher; a student
                    of the same size, starting from the teacher's pre-trained encoder, learns the
@@ -84,11 +86,15 @@ ADAPTATIONS = {  # method -> (config file, pre-training it starts from)
     "mae_probe": ("linear_probe", "mae"),
     "mae_token_probe": ("linear_probe", "mae"),
     "simclr_finetune": ("finetune", "simclr"),
+    "simclr_proj_finetune": ("finetune", "simclr"),
 }
-# The default methods: the token probe is run by naming it (--methods).
+# The default methods: the token probe and SimCLRv2's fine-tuning from the projection head are
+# run by naming them (--methods); the committed reports predate the latter.
 DEFAULT_METHODS = ("scratch", "mae_finetune", "mae_probe", "simclr_finetune")
-# What a method changes in its config file's model (the probe's read-out).
-MODEL_OVERRIDES = {"mae_token_probe": {"model.pool": "tokens"}}
+# What a method changes in its config file's model (the probe's read-out; the projection layer
+# a SimCLR fine-tune keeps). A distillation teacher of that method gets the same.
+MODEL_OVERRIDES = {"mae_token_probe": {"model.pool": "tokens"},
+                   "simclr_proj_finetune": {"model.projection_layers": 1}}
 PROBES = ("mae_probe", "mae_token_probe")  # a BatchNorm before the head
 METRIC = "classification/accuracy"
 VALIDATION_METRIC = "validation/accuracy"

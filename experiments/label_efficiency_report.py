@@ -9,7 +9,7 @@ import numpy as np
 
 from experiments import curves as curve_stats
 
-PRETRAINED_FINETUNES = ("mae_finetune", "simclr_finetune")
+PRETRAINED_FINETUNES = ("mae_finetune", "simclr_finetune", "simclr_proj_finetune")
 BASELINE_METHODS = ("knn_pixels", "logreg_pixels", "cnn")
 
 
@@ -38,7 +38,9 @@ def claims(runs: dict, teachers: dict, baselines: dict) -> list[str]:
   """The study's claims, per fraction, with the numbers either way.
 
   Pre-training helps when the best pre-trained fine-tune's mean beats scratch's mean by more
-  than the larger of the two seed spreads (standard deviations). Distillation holds when the
+  than the larger of the two seed spreads (standard deviations); fine-tuning SimCLR from its
+  projection head's first layer (SimCLRv2) helps when it beats fine-tuning from the encoder the
+  same way. Distillation holds when the
   student's mean is not below its teacher's. Every method must beat 1-NN on raw pixels; on
   100% labels fine-tuning must not lose to the linear probe (as in MAE).
   """
@@ -57,6 +59,14 @@ def claims(runs: dict, teachers: dict, baselines: dict) -> list[str]:
     elif "scratch" in runs and finetunes:
       lines.append(f"- {fraction}: pre-training helps — not tested: scratch was not run at "
                    f"{fraction} (--skip).")
+    if "simclr_finetune" in mean and "simclr_proj_finetune" in mean:
+      spread = max(np.std(_tests(runs[m][fraction]))
+                   for m in ("simclr_finetune", "simclr_proj_finetune"))
+      margin = mean["simclr_proj_finetune"] - mean["simclr_finetune"]
+      verdict = "holds" if margin > spread else "does NOT hold"
+      lines.append(f"- {fraction}: SimCLR fine-tuned from the projection head's first layer "
+                   f"minus from the encoder = {margin:+.3f}, seed spread {spread:.3f}: "
+                   f"SimCLRv2's choice helps — {verdict}.")
     if fraction in teachers and "distill" in mean:
       teacher = teachers[fraction]
       per_seed = np.subtract(_tests(runs["distill"][fraction]), _tests(runs[teacher][fraction]))

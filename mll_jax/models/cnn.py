@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from mll_jax.models import precision, resnet, vit
+from mll_jax.models import precision, projection, resnet, vit
 
 
 @dataclasses.dataclass(frozen=True)
@@ -100,15 +100,20 @@ def trunk(variant: str, *, image_size: int, channels: int, stem: str = "imagenet
 
 class CNNClassifier(nnx.Module):
   """Convolutional trunk (`trunk`) + linear head, with the `heads.Classifier` interface:
-  params `{"encoder": ..., "head": ...}`, `(logits, aux)`, `frozen_trunk` for linear probing."""
+  params `{"encoder": ..., "head": ...}`, `(logits, aux)`, `frozen_trunk` for linear probing,
+  and `projection_layers` (SimCLRv2's fine-tuning from a SimCLR projection head's first layer)."""
 
   def __init__(self, variant: str, *, num_classes: int, image_size: int, channels: int,
                head_init_std: float = 0.01, frozen_trunk: bool = False, stem: str = "imagenet",
-               dtype=jnp.float32, rngs: nnx.Rngs):
+               projection_layers: int = 0, proj_hidden: int = 512, dtype=jnp.float32,
+               rngs: nnx.Rngs):
     self.encoder = trunk(variant, image_size=image_size, channels=channels, stem=stem,
                          dtype=dtype, rngs=rngs)
     self.frozen_trunk = frozen_trunk
-    self.head = nnx.Linear(self.encoder.width, num_classes,
+    self.projection = projection.kept_layers(self.encoder.width, proj_hidden,
+                                             projection_layers, rngs=rngs)
+    features = proj_hidden if self.projection is not None else self.encoder.width
+    self.head = nnx.Linear(features, num_classes,
                            kernel_init=nnx.initializers.normal(head_init_std),
                            bias_init=nnx.initializers.zeros_init(), rngs=rngs)
 
@@ -117,5 +122,7 @@ class CNNClassifier(nnx.Module):
     pre_logits, aux = self.encoder(images, None if self.frozen_trunk else key)
     if self.frozen_trunk:
       pre_logits = jax.lax.stop_gradient(pre_logits)
+    if self.projection is not None:
+      pre_logits = self.projection(pre_logits)
     logits = self.head(pre_logits)
     return logits, dict(aux, logits=logits)

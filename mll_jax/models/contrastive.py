@@ -6,25 +6,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from mll_jax.models import cnn, layer_plan, vit
-
-
-class ProjectionMLP(nnx.Module):
-  """`depth` linear layers with GELU between them (SimCLRv2 uses 3).
-
-  No BatchNorm: its statistics would need a cross-device reduction per step and model state,
-  and with AdamW on a ViT the head trains well without it.
-  """
-
-  def __init__(self, width: int, hidden: int, out: int, depth: int, *, rngs: nnx.Rngs):
-    dims = [width] + [hidden] * (depth - 1) + [out]
-    self.layers = nnx.List([nnx.Linear(a, b, rngs=rngs) for a, b in zip(dims[:-1], dims[1:])])
-
-  def __call__(self, x: jax.Array) -> jax.Array:
-    for i, layer in enumerate(self.layers):
-      x = layer(x)
-      if i < len(self.layers) - 1:
-        x = jax.nn.gelu(x)
-    return x
+from mll_jax.models.projection import ProjectionMLP
 
 
 class Contrastive(nnx.Module):

@@ -1,8 +1,10 @@
 """Supervised classification: a ViT (or CNN) + linear head, label smoothing, optional mixup,
 drop path.
 
-With `config.init_from` set to an MAE run it is MAE fine-tuning (configs/finetune.py); with a
-frozen trunk and a BatchNorm head it is the linear probe (configs/linear_probe.py).
+With `config.init_from` set to an MAE run it is MAE fine-tuning (configs/finetune.py); set to a
+SimCLR run with `config.model.projection_layers=1`, SimCLRv2's fine-tuning from the first layer
+of the projection head; with a frozen trunk and a BatchNorm head it is the linear probe
+(configs/linear_probe.py).
 """
 
 import jax
@@ -34,7 +36,9 @@ def classifier(m: ml_collections.ConfigDict, config: ml_collections.ConfigDict,
                              image_size=config.data.image_size, channels=config.data.channels,
                              head_init_std=m.get("head_init_std", 0.01),
                              frozen_trunk=m.get("frozen_trunk", False),
-                             stem=m.get("stem", "imagenet"), dtype=execution["dtype"],
+                             stem=m.get("stem", "imagenet"),
+                             projection_layers=m.get("projection_layers", 0),
+                             proj_hidden=m.get("proj_hidden", 512), dtype=execution["dtype"],
                              rngs=rngs)
   if family != "vit":
     raise ValueError(f"config.model.family must be 'vit' or 'cnn', got {family!r}.")
@@ -44,8 +48,9 @@ def classifier(m: ml_collections.ConfigDict, config: ml_collections.ConfigDict,
       pool=m.get("pool", "gap"), drop_path_rate=m.get("drop_path", 0.0),
       head_init_std=m.get("head_init_std", 2e-5), head_norm=m.get("head_norm", ""),
       frozen_trunk=m.get("frozen_trunk", False), posemb=m.get("posemb", "sincos"),
-      fc_norm=m.get("fc_norm", False), qkv_bias=m.get("qkv_bias", True), **execution,
-      rngs=rngs)
+      fc_norm=m.get("fc_norm", False), qkv_bias=m.get("qkv_bias", True),
+      projection_layers=m.get("projection_layers", 0), proj_hidden=m.get("proj_hidden", 512),
+      **execution, rngs=rngs)
 
 
 def make_model(config: ml_collections.ConfigDict, info: sources.DatasetInfo,
