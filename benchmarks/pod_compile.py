@@ -24,7 +24,7 @@ from absl import app, flags
 REPO = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from mll_jax import tpu_pods  # noqa: E402
+from benchmarks.pod_table import merged, table  # noqa: E402
 
 _TOPOLOGIES = flags.DEFINE_list("topologies", ["v5p-128", "v5e-256"], "Pod slices.")
 _CASES = flags.DEFINE_list("cases", None, "Subset of CASES by name (default all).")
@@ -75,50 +75,6 @@ def compile_point(config_arg: str, overrides: list, topology: str, remat: str,
   return point
 
 
-def _model_flops(points: list[dict], point: dict) -> float:
-  """FLOPs of the step without recompute: those of the unscanned, unrematerialised program of
-  the same recipe on the same slice. XLA's cost analysis counts a while loop's body once
-  (jax-ml/jax#18672), so a scanned program's own count is a fraction of its work."""
-  same = [p["flops"] for p in points if p["ok"] and p["case"] == point["case"]
-          and p["topology"] == point["topology"] and not p["scan"] and p["remat"] == "none"]
-  return same[0] if same else float("nan")
-
-
-def table(points: list[dict]) -> str:
-  """Markdown rows. The MFU bound counts model FLOPs (no recompute) against the chip's peak
-  over the roofline step time; scanned programs get no FLOPs or roofline (see _model_flops)."""
-  rows = ["| recipe | slice | remat | scan | HBM / chip (GiB) | fits | TFLOP / step / chip | "
-          "roofline step (ms) | MFU bound | compile (s) |", "|---" * 10 + "|"]
-  for p in points:
-    if not p["ok"]:
-      rows.append(f"| {p['case']} | {p['topology']} | {p['remat']} | {p['scan']} | "
-                  f"failed: {p['error']} | | | | | |")
-      continue
-    fits = "yes" if p["hbm_gib"] <= p["capacity_gib"] else "**no**"
-    if p["scan"]:
-      flops = step = mfu = "—"
-    else:
-      chip = tpu_pods.pod_slice(p["topology"]).chip
-      flops, step = f"{p['flops'] / 1e12:.1f}", f"{p['step_ms']:.0f}"
-      mfu = f"{_model_flops(points, p) / (p['step_ms'] / 1e3 * chip.peak_bf16_flops):.0%}"
-    rows.append(f"| {p['case']} | {p['topology']} | {p['remat']} | {p['scan']} | "
-                f"{p['hbm_gib']:.1f} of {p['capacity_gib']:.0f} | {fits} | {flops} | {step} | "
-                f"{mfu} | {p['compile_s']:.0f} |")
-  rows += ["", "—: XLA's cost analysis counts a scanned loop's body once (jax-ml/jax#18672), "
-           "so scanned programs have no FLOPs, roofline or MFU here. The MFU bound counts the "
-           "unscanned program's FLOPs over its roofline step time."]
-  return "\n".join(rows)
-
-
-def merged(earlier: list[dict], new: list[dict]) -> list[dict]:
-  """`earlier` points of other (recipe, slice) pairs than `new`'s, then `new`, in CASES order,
-  slices and settings in the order compiled."""
-  replaced = {(p["case"], p["topology"]) for p in new}
-  points = [p for p in earlier if (p["case"], p["topology"]) not in replaced] + new
-  order = {name: i for i, name in enumerate(CASES)}
-  return sorted(points, key=lambda p: order.get(p["case"], len(order)))
-
-
 def main(argv):
   del argv
   names = _CASES.value or list(CASES)
@@ -134,8 +90,9 @@ def main(argv):
         point.update(case=name, topology=topology, remat=remat, scan=scan)
         print(json.dumps(point), flush=True)
         points.append(point)
-        _write(out, merged(earlier, points))  # after each point: a stopped run keeps them
-  print(table(merged(earlier, points)))
+        # After each point, so a stopped run keeps what it compiled.
+        _write(out, merged(earlier, points, tuple(CASES)))
+  print(table(merged(earlier, points, tuple(CASES))))
 
 
 def _write(out: pathlib.Path, points: list[dict]) -> None:
