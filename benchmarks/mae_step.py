@@ -180,7 +180,8 @@ def main(argv):
   report.emit(f"MAE train step and encoder inference, {malloc} allocator",
               f"MAE {config.model.variant} patch {config.model.patch_size}, decoder "
               f"{config.model.decoder}, batch {shape}, 1 {device.platform} device "
-              f"({device.device_kind}), allocator {malloc} (both sides); "
+              f"({device.device_kind}), allocator {malloc}"
+              f"{'' if _ONLY_JAX.value else ' (both sides)'}; "
               f"{_REPEATS.value} alternating rounds of one "
               f"{_STEPS.value}-step window per variant, medians", figures, ratios)
 

@@ -53,12 +53,13 @@ BENCHMARKS = {
     # the studies (tcmalloc is skipped, and named, where it is not installed).
     "xla_cpu_flags": ("xla_cpu_flags", [], ["--config=configs/finetune.py:mu",
                                             "--config.batch_size=16", "--repeats=1",
-                                            "--steps=2", "--only=default,vec512,tcmalloc"]),
+                                            "--steps=2", "--only=default,vec512"]),
     # The same MAE step on glibc's allocator, PyTorch's default (the entry above runs both
-    # sides on tcmalloc, mll_jax's default where it is installed).
+    # sides on tcmalloc, mll_jax's default where it is installed). Its smoke run skips PyTorch:
+    # the entry above already smoke-tests that side, and this one only adds the environment.
     "mae_step_system_malloc": ("mae_step", [], ["--config=configs/mae.py:mu",
                                                 "--config.batch_size=16", "--repeats=1",
-                                                "--steps=2"]),
+                                                "--steps=2", "--only_jax"]),
     # A mixed hub's selection: ResNets beside ViTs of two sizes (issue 14).
     "reuse_mixed": ("reuse_throughput", ["--experts=resnet18,resnet18,mini,mini,tiny,tiny",
                                          "--images=1024"],

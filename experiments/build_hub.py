@@ -7,8 +7,8 @@ validation curve, and the curves as `..._curves.png`).
     python experiments/build_hub.py --mnist_dir=DIR --architectures=mixed --hub_dir=runs/hub_mixed
     python experiments/build_hub.py --quick                                # tests: seconds
 
-With `--architectures=vit` (default) every expert is the `mini` ViT fine-tuned from one shared
-MAE encoder (pre-trained on animal_mnist's training images, no labels) on its classes'
+With `--architectures=vit` (default) every expert is the `mini` ViT fine-tuned from its data
+set's MAE encoder (pre-trained on that data set's training images, no labels) on its classes'
 training images, for the data set's fine-tuning budget in epochs. `mixed` gives the same class
 subsets to `mini` and `tiny` ViTs, ResNet-18s and the small CNN in turn (the others from
 scratch): a hub of mixed architectures of the same size (experiments/hub_experts.py).
@@ -50,10 +50,11 @@ _ARCHITECTURES = flags.DEFINE_enum("architectures", "vit", list(hub_experts.ARCH
 
 def build(hub_dir: pathlib.Path, runs_dir: pathlib.Path, mnist_dir: str | None, quick: bool,
           pool_cap: int, architectures: str = "vit") -> tuple[registry.Hub, dict]:
-  """Pre-trains, trains every expert, builds the pools, registers and labels; returns the hub
+  """Pre-trains each data set's encoder, trains every expert, builds the pools, registers and labels; returns the hub
   and `{expert: (data set, classes, model, its run's results)}`."""
-  encoder = runs_dir / "mae"
-  train.run(hub_experts.config("mae", quick), encoder)
+  chosen = hub_experts.experts(mnist_dir, quick, architectures)
+  hub_experts.train_encoders(runs_dir, [data for data, _, _ in chosen.values()], quick,
+                             mnist_dir)
   hub = registry.Hub(hub_dir)
   if not hub.pools_path.exists():
     data = ["animal_mnist"] + (["idx/mnist"] if mnist_dir else [])
@@ -62,8 +63,7 @@ def build(hub_dir: pathlib.Path, runs_dir: pathlib.Path, mnist_dir: str | None, 
   pools = hub.load_pools()
   registered = {parse[0] for parse in map(registry.parse_ref, hub.index())}
   runs = {}
-  for name, (data, classes, model) in hub_experts.experts(mnist_dir, quick,
-                                                          architectures).items():
+  for name, (data, classes, model) in chosen.items():
     if name in registered and not (runs_dir / name / "metrics.jsonl").exists():
       continue  # registered, but its run is not here to report on: nothing to train
     workdir = hub_experts.train_expert(runs_dir, name, data, classes, quick, mnist_dir, model)

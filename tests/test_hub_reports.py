@@ -74,7 +74,7 @@ def test_trained_references_are_listed_with_their_curves_when_there_are_any(trai
                for line in lines)
 
 
-@pytest.mark.parametrize("data,model,epochs", [("mnist", "mini", 4.0),
+@pytest.mark.parametrize("data,model,epochs", [("mnist", "mini", 6.0),
                                                ("animal_mnist", "mini", 20.0),
                                                ("animal_mnist", "cnn_s", 15.0)])
 def test_experts_train_for_the_hubs_own_budget(data, model, epochs, tmp_path):
@@ -86,3 +86,17 @@ def test_experts_train_for_the_hubs_own_budget(data, model, epochs, tmp_path):
   assert config.num_epochs == epochs and config.min_steps == hub_experts.MIN_STEPS
   assert config.evals.validation.split == "holdout"
   assert bool(config.init_from) == (model == "mini")
+
+
+@pytest.mark.parametrize("data,encoder,name,epochs", [("animal_mnist", "mae", "animal_mnist", 15.0),
+                                                      ("mnist", "mae_mnist", "idx/mnist", 5.0)])
+def test_each_data_sets_experts_start_from_its_own_encoder(data, encoder, name, epochs,
+                                                           tmp_path):
+  # Digit experts fine-tuned from an encoder pre-trained on animals lost to 1-NN on pixels.
+  from experiments import hub_experts
+  config = hub_experts.encoder_config(data, quick=False, mnist_dir="/nowhere")
+  assert (config.data.name, config.num_epochs, config.model.variant) == (name, epochs, "mini")
+  assert config.data.manual_dir == ("/nowhere" if data == "mnist" else "")
+  expert = hub_experts.expert_config(tmp_path, data, "0,1,2", quick=False, mnist_dir="/nowhere")
+  assert expert.init_from == str(tmp_path / encoder)
+  assert hub_experts.encoder_dir(tmp_path, data) == tmp_path / encoder
