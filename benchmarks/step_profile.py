@@ -1,8 +1,9 @@
 """Where the CPU time of one MAE train step goes: XLA's own profiler, summed by HLO op.
 
-    python benchmarks/step_profile.py [--config=configs/mae.py] [--steps=20] [--top=25]
+    python benchmarks/step_profile.py [--config=configs/mae.py] [--profile_steps=20] [--top=25]
+                                      [--dtype=bfloat16]
 
-Traces `--steps` float32 train steps of the config (after a warm-up; the step is the one
+Traces `--profile_steps` train steps (float32, or `--dtype=bfloat16`) of the config (after a warm-up; the step is the one
 `benchmarks/mae_step.py` times) with `jax.profiler`, reads the trace back with
 `jax.profiler.ProfileData`, and sums the time of every executed HLO instruction (XLA CPU
 records one event per thunk, named by the instruction). Each instruction is classed from the
@@ -31,6 +32,8 @@ from benchmarks import mae_step  # noqa: E402  (its --config flag is this script
 
 _PROFILE_STEPS = flags.DEFINE_integer("profile_steps", 20, "Train steps traced.")
 _TOP = flags.DEFINE_integer("top", 25, "Instructions listed.")
+_DTYPE = flags.DEFINE_enum("dtype", "float32", ["float32", "bfloat16"],
+                           "Compute dtype of the traced step (config.model.dtype).")
 
 def main(argv):
   del argv
@@ -39,7 +42,7 @@ def main(argv):
            config.data.channels)
   rng = np.random.default_rng(0)
   batches = [rng.integers(0, 256, shape, dtype=np.uint8) for _ in range(4)]
-  train, _, _, compiled_text = mae_step.jax_variants(config, batches, "float32",
+  train, _, _, compiled_text = mae_step.jax_variants(config, batches, _DTYPE.value,
                                                      with_hlo=True)
   train.warm_up(batches)
   steps = _PROFILE_STEPS.value
@@ -50,7 +53,7 @@ def main(argv):
   for op, ns in times.items():
     by_class[classes.get(op, "unclassified")] += ns
   print(f"MAE {config.model.variant} patch {config.model.patch_size}, decoder "
-        f"{config.model.decoder}, batch {shape}, float32; {steps} traced steps, "
+        f"{config.model.decoder}, batch {shape}, {_DTYPE.value}; {steps} traced steps, "
         f"{wall / steps * 1e3:.1f} ms per step wall clock, {total / steps / 1e6:.1f} ms per "
         "step of instruction time (summed over threads)")
   print(f"\n{'class':28s} {'ms/step':>9s} {'share':>7s}")
