@@ -73,6 +73,56 @@ def test_bfloat16_layernorm_statistics_and_mae_loss_are_float32():
   assert jaxpr.out_avals[0].dtype == jnp.bfloat16
 
 
+
+def _reduce_sums(jaxpr) -> list:
+  """Every reduce_sum of `jaxpr`, its sub-jaxprs (custom_vjp, pjit, remat) included."""
+  found = []
+  for eqn in jaxpr.eqns:
+    found += [eqn] if eqn.primitive.name == "reduce_sum" else []
+    for param in eqn.params.values():
+      inner = getattr(param, "jaxpr", param)
+      found += _reduce_sums(inner) if hasattr(inner, "eqns") else []
+  return found
+
+
+def test_bfloat16_bias_gradients_are_summed_in_float32():
+  # Autodiff sums a bfloat16 output gradient in bfloat16 (9 such sums in this model's
+  # gradient, lowered as slow reduce-window trees on CPU); precision.Linear sums in float32.
+  graphdef, state = nnx.split(_classifier(dtype=jnp.bfloat16))
+  grads = jax.make_jaxpr(jax.grad(lambda s: _loss_and_grads_value(nnx.merge(graphdef, s))))(state)
+  sums = _reduce_sums(grads.jaxpr)
+  assert sums and {e.invars[0].aval.dtype for e in sums} == {jnp.dtype(jnp.float32)}
+
+
+def _loss_and_grads_value(model):
+  logits, _ = model(IMAGES, jax.random.key(3))
+  return jnp.mean(jax.nn.logsumexp(logits, axis=-1) - logits[:, 0])
+
+
+def test_add_bias_forward_as_flax_and_bias_gradient_the_float32_sum():
+  rows = jax.random.normal(jax.random.key(0), (4096, 8), jnp.float32)
+  y, bias = rows.astype(jnp.bfloat16), jnp.linspace(-1.0, 1.0, 8)
+  assert precision.add_bias(y, bias).dtype == jnp.bfloat16
+  np.testing.assert_array_equal(np.asarray(precision.add_bias(y, bias)),
+                                np.asarray(y + bias.astype(jnp.bfloat16)))
+  weights = jax.random.normal(jax.random.key(1), y.shape).astype(jnp.bfloat16)
+  def bias_grad(add):
+    return jax.grad(lambda b: jnp.sum((add(y, b) * weights).astype(jnp.float32)))(bias)
+  exact = np.asarray(weights, np.float64).sum(0)
+  ours, autodiff = bias_grad(precision.add_bias), bias_grad(lambda y, b: y + b.astype(y.dtype))
+  assert ours.dtype == jnp.float32
+  np.testing.assert_allclose(np.asarray(ours), exact, rtol=1e-4, atol=1e-4)
+  # ... where autodiff's bfloat16 sum over 4,096 rows is off by far more.
+  assert np.abs(ours - exact).max() * 10 < np.abs(np.asarray(autodiff, np.float64) - exact).max()
+
+
+def test_float32_linear_is_flax_linear():
+  ours = precision.Linear(6, 5, rngs=nnx.Rngs(0))
+  theirs = nnx.Linear(6, 5, rngs=nnx.Rngs(0))
+  x = jax.random.normal(jax.random.key(2), (3, 6))
+  np.testing.assert_array_equal(np.asarray(ours(x)), np.asarray(theirs(x)))
+  assert set(_pure(ours)) == set(_pure(theirs)) == {"kernel", "bias"}  # checkpoints unchanged
+
 def test_bfloat16_stays_close_to_float32():
   full, half = _classifier(), _classifier(dtype=jnp.bfloat16)
   half = _with_params(half, _pure(full))

@@ -10,6 +10,7 @@ autocast lists.
 
 import jax
 import jax.numpy as jnp
+from flax import nnx
 
 COMPUTE_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
@@ -41,3 +42,41 @@ def compute_dtype(name: str = "auto", backend: str | None = None):
 def to_float32(x: jax.Array) -> jax.Array:
   """A model output handed to a loss or a metric: float32 whatever the compute dtype."""
   return x.astype(jnp.float32)
+
+
+@jax.custom_vjp
+def add_bias(y: jax.Array, bias: jax.Array) -> jax.Array:
+  """`y + bias` in `y`'s dtype, as flax's Linear adds it; the bias gradient (a sum of the
+  output gradient over every example and token) is accumulated in float32.
+
+  Why not let autodiff do it: for a bfloat16 `y`, JAX sums the bfloat16 output gradient in
+  bfloat16, which XLA CPU lowers as a tree of `reduce-window`s rounding at every level. In the
+  MAE `tiny` bfloat16 step those sums took 15% of the step (110 per step,
+  benchmarks/results/step_profile.md) and lose precision over 16,000 rows; summed in float32
+  they are ordinary reductions."""
+  return y + bias.astype(y.dtype)
+
+
+def _add_bias_forward(y, bias):
+  return add_bias(y, bias), jnp.zeros((), bias.dtype)  # residual: the bias's dtype only
+
+
+def _add_bias_backward(bias_like, grad):
+  batch_axes = tuple(range(grad.ndim - 1))
+  return grad, jnp.sum(grad, batch_axes, dtype=jnp.float32).astype(bias_like.dtype)
+
+
+add_bias.defvjp(_add_bias_forward, _add_bias_backward)
+
+
+class Linear(nnx.Linear):
+  """`nnx.Linear` (same parameters, same forward) whose bias gradient is summed in float32
+  (`add_bias`) when it computes in a narrower dtype. A float32 layer is nnx.Linear itself."""
+
+  def __call__(self, inputs: jax.Array, out_sharding=None) -> jax.Array:
+    if self.bias is None or self.dtype in (None, jnp.float32):
+      return super().__call__(inputs, out_sharding)
+    inputs, kernel = self.promote_dtype((inputs, self.kernel[...]), dtype=self.dtype)
+    y = self.dot_general(inputs, kernel, (((inputs.ndim - 1,), (0,)), ((), ())),
+                         precision=self.precision, out_sharding=out_sharding)
+    return add_bias(y, self.bias[...])

@@ -74,8 +74,8 @@ def check_image_size(image_size: int, patch_size: int) -> None:
 def _xavier_linear(fan_in: int, fan_out: int, rngs: nnx.Rngs,
                    dtype=jnp.float32) -> nnx.Linear:
   """A linear layer with float32 parameters computing in `dtype`."""
-  return nnx.Linear(fan_in, fan_out, kernel_init=nnx.initializers.xavier_uniform(),
-                    bias_init=nnx.initializers.zeros_init(), dtype=dtype, rngs=rngs)
+  return precision.Linear(fan_in, fan_out, kernel_init=nnx.initializers.xavier_uniform(),
+                          bias_init=nnx.initializers.zeros_init(), dtype=dtype, rngs=rngs)
 
 
 class Attention(nnx.Module):
@@ -86,9 +86,9 @@ class Attention(nnx.Module):
                implementation: str | None = None, rngs: nnx.Rngs):
     self.heads = heads
     self.implementation = implementation  # jax.nn.dot_product_attention's kernel choice
-    self.qkv = nnx.Linear(width, 3 * width, use_bias=qkv_bias,
-                          kernel_init=nnx.initializers.xavier_uniform(),
-                          bias_init=nnx.initializers.zeros_init(), dtype=dtype, rngs=rngs)
+    self.qkv = precision.Linear(width, 3 * width, use_bias=qkv_bias,
+                                kernel_init=nnx.initializers.xavier_uniform(),
+                                bias_init=nnx.initializers.zeros_init(), dtype=dtype, rngs=rngs)
     self.proj = _xavier_linear(width, width, rngs, dtype)
 
   def __call__(self, x: jax.Array) -> jax.Array:
