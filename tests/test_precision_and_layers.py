@@ -32,11 +32,13 @@ def _with_params(model, params: dict):
   return nnx.merge(graphdef, state)
 
 
+def _loss(model, key=jax.random.key(3)):
+  logits, _ = model(IMAGES, key)
+  return jnp.mean(jax.nn.logsumexp(logits, axis=-1) - logits[:, 0])
+
+
 def _loss_and_grads(model, key=jax.random.key(3)):
-  def loss(m):
-    logits, _ = m(IMAGES, key)
-    return jnp.mean(jax.nn.logsumexp(logits, axis=-1) - logits[:, 0])
-  value, grads = nnx.value_and_grad(loss)(model)
+  value, grads = nnx.value_and_grad(lambda m: _loss(m, key))(model)
   return value, nnx.to_pure_dict(grads)
 
 
@@ -73,7 +75,6 @@ def test_bfloat16_layernorm_statistics_and_mae_loss_are_float32():
   assert jaxpr.out_avals[0].dtype == jnp.bfloat16
 
 
-
 def _reduce_sums(jaxpr) -> list:
   """Every reduce_sum of `jaxpr`, its sub-jaxprs (custom_vjp, pjit, remat) included."""
   found = []
@@ -89,14 +90,9 @@ def test_bfloat16_bias_gradients_are_summed_in_float32():
   # Autodiff sums a bfloat16 output gradient in bfloat16 (9 such sums in this model's
   # gradient, lowered as slow reduce-window trees on CPU); precision.Linear sums in float32.
   graphdef, state = nnx.split(_classifier(dtype=jnp.bfloat16))
-  grads = jax.make_jaxpr(jax.grad(lambda s: _loss_and_grads_value(nnx.merge(graphdef, s))))(state)
+  grads = jax.make_jaxpr(jax.grad(lambda s: _loss(nnx.merge(graphdef, s))))(state)
   sums = _reduce_sums(grads.jaxpr)
   assert sums and {e.invars[0].aval.dtype for e in sums} == {jnp.dtype(jnp.float32)}
-
-
-def _loss_and_grads_value(model):
-  logits, _ = model(IMAGES, jax.random.key(3))
-  return jnp.mean(jax.nn.logsumexp(logits, axis=-1) - logits[:, 0])
 
 
 def test_add_bias_forward_as_flax_and_bias_gradient_the_float32_sum():
@@ -122,6 +118,7 @@ def test_float32_linear_is_flax_linear():
   x = jax.random.normal(jax.random.key(2), (3, 6))
   np.testing.assert_array_equal(np.asarray(ours(x)), np.asarray(theirs(x)))
   assert set(_pure(ours)) == set(_pure(theirs)) == {"kernel", "bias"}  # checkpoints unchanged
+
 
 def test_bfloat16_stays_close_to_float32():
   full, half = _classifier(), _classifier(dtype=jnp.bfloat16)

@@ -50,10 +50,11 @@ def add_bias(y: jax.Array, bias: jax.Array) -> jax.Array:
   output gradient over every example and token) is accumulated in float32.
 
   Why not let autodiff do it: for a bfloat16 `y`, JAX sums the bfloat16 output gradient in
-  bfloat16, which XLA CPU lowers as a tree of `reduce-window`s rounding at every level. In the
-  MAE `tiny` bfloat16 step those sums took 15% of the step (110 per step,
-  benchmarks/results/step_profile.md) and lose precision over 16,000 rows; summed in float32
-  they are ordinary reductions."""
+  bfloat16, which XLA CPU lowers as a tree of `reduce-window`s rounding at every level (in the
+  MAE `tiny` bfloat16 step the profile's reduce-windows, these sums among them, took 15% of the
+  step: benchmarks/results/step_profile.md), losing precision over thousands of rows. Summed
+  in float32 they are exact to float32 and ordinary reductions; a step-time gain from this is
+  not yet measured (two short runs differed by more than their noise)."""
   return y + bias.astype(y.dtype)
 
 
