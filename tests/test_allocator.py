@@ -83,3 +83,12 @@ def test_a_command_with_an_unknown_choice_stops_with_one_line():
   assert result.stderr.strip().splitlines() == [
       "error: MLL_JAX_ALLOCATOR='hoard' is not an allocator mll_jax knows; use one of "
       "tcmalloc, system (tcmalloc, the default, is used where it is installed)."]
+
+
+@pytest.mark.skipif(INSTALLED is None or os.environ.get(allocator.SWITCH) == "system",
+                    reason="tcmalloc is not installed here, or MLL_JAX_ALLOCATOR=system "
+                    "(Debian: apt-get install libtcmalloc-minimal4; .ci/run installs it)")
+def test_the_test_session_runs_on_tcmalloc():
+  # pytest.ini's plugin (mll_jax/pytest_tcmalloc.py) re-executed this session on it, whether or
+  # not the command preloaded it.
+  assert allocator.loaded_allocator() == "tcmalloc"
