@@ -9,14 +9,14 @@ starts (`LD_PRELOAD`, `GLIBC_TUNABLES`), so every option set runs in its own wor
 (this script with `--worker`). The workers build and warm their step first (compilation
 excluded); then the timed windows alternate, one window of every worker per round, while the
 others wait on their pipe, so background load lands on all sides alike. Each figure is the
-median over rounds; each ratio is against the `default` worker of the same run. Also printed:
-CPU seconds per wall second, the share of them spent in the kernel, minor page faults per step
-(memory handed back to the OS and faulted in again), and each option set's first loss, which
-must match the default's (an option that changes the numbers is reported as such, not hidden
-in a speed-up). An allocator library this machine lacks is skipped and named. Two option sets
-split the step's batch over two CPU devices of the worker (`JAX_NUM_CPU_DEVICES=2`, the mesh
-the trainer's `--cpu_devices=2` makes); `--baseline=tcmalloc` puts the ratios against the
-trainer's own allocator instead of glibc's.
+median over rounds; each ratio is against the `default` worker of the same run (or the
+`--baseline` one). Also printed: CPU seconds per wall second, the share of them spent in the
+kernel, minor page faults per step (memory handed back to the OS and faulted in again), and
+each option set's first loss, which must match the baseline's (an option that changes the
+numbers is reported as such, not hidden in a speed-up). An allocator library this machine
+lacks is skipped and named. Two option sets split the step's batch over two CPU devices of the
+worker (`JAX_NUM_CPU_DEVICES=2`, the mesh the trainer's `--cpu_devices=2` makes);
+`--baseline=tcmalloc` puts the ratios against the trainer's own allocator instead of glibc's.
 """
 
 import json
@@ -68,8 +68,8 @@ CANDIDATES = {
                                         "glibc.malloc.mmap_max=0"},
     # The step data-parallel over two CPU devices of one process (each a half batch; the same
     # program as over two chips), against one device whose ops each spread over both cores:
-    # this step's ops are small (width 96, 50 tokens), so splitting the batch may keep the cores
-    # busier than splitting each op. Under tcmalloc, the trainer's allocator.
+    # this step's ops are small (width 96, 50 tokens), so splitting the batch may cost less than
+    # splitting each op (1.26x, xla_cpu_flags.md). Under tcmalloc, the trainer's allocator.
     "tcmalloc_2_devices": {"LD_PRELOAD": f"{_LIBS}/libtcmalloc_minimal.so.4",
                            "JAX_NUM_CPU_DEVICES": "2"},
     "2_devices": {"JAX_NUM_CPU_DEVICES": "2"},
