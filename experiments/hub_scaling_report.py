@@ -61,13 +61,22 @@ def trained_lines(trained: dict) -> list[str]:
                  f"{run['steps']} | {flat} |")
   return ["## The trained references (generalists and oracles)", "",
           f"Each holds out {hub_experts.VALIDATION:.0%} of its training images; its validation "
-          f"accuracy there, {hub_experts.CURVE_POINTS} points per run (a change near 0 over the "
-          "last third: a flat end).", "", *lines, ""]
+          f"accuracy there, {hub_experts.CURVE_POINTS} points per run (`hub_scaling_curves.png`;"
+          " a change near 0 over the last third: a flat end).", "", *lines, ""]
+
+
+def plot_trained_curves(trained: dict, path: pathlib.Path) -> None:
+  """A PNG of the references' validation curves, one panel per data set (none without any)."""
+  panels = {}
+  for name, run in trained.items():
+    if run["curve"]:
+      panels.setdefault(f"{run['data']} references", {})[name] = run["curve"]
+  curves.plot_panels(panels, path, "validation accuracy (holdout of its classes)")
 
 
 def write(results: dict, settings: dict, stem: pathlib.Path) -> None:
-  """`<stem>.md`, `.csv` and `.png`."""
-  scaling_lines, curves = scaling_table(results["scaling"])
+  """`<stem>.md`, `.csv`, `.png` and the references' `<stem>_curves.png`."""
+  scaling_lines, by_size = scaling_table(results["scaling"])
   methods = list(dict.fromkeys(r["method"] for r in results["baselines"]))
   base = ["| method | accuracy (mean ± std over tasks) | models | MFLOPs/image |",
           "|---|---|---|---|"]
@@ -112,7 +121,8 @@ def write(results: dict, settings: dict, stem: pathlib.Path) -> None:
       writer.writerow(["lambda", "chco", "", "", r["lam"], r["task"], r["accuracy"],
                        r["models"], r["mflops"],
                        ";".join(f"{f}:{n}" for f, n in sorted(r.get("families", {}).items()))])
-  _plot(curves, results["lambda"], stem.with_suffix(".png"))
+  _plot(by_size, results["lambda"], stem.with_suffix(".png"))
+  plot_trained_curves(results.get("trained", {}), stem.parent / f"{stem.name}_curves.png")
   print("\n".join(lines))
 
 

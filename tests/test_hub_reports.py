@@ -65,13 +65,16 @@ def test_per_data_set_gaps_of_chco_to_the_oracle_and_the_generalist():
 
 @pytest.mark.parametrize("trained", [{}, {"oracle_mnist_1-2-7": {
     "data": "mnist", "classes": "1,2,7", **_run(0.99)}}])
-def test_trained_references_are_listed_with_their_curves_when_there_are_any(trained):
+def test_trained_references_are_listed_with_their_curves_when_there_are_any(trained, tmp_path):
   lines = hub_scaling_report.trained_lines(trained)
+  curves_png = tmp_path / "hub_scaling_curves.png"
+  hub_scaling_report.plot_trained_curves(trained, curves_png)
   if not trained:
-    assert lines == []
+    assert lines == [] and not curves_png.exists()
   else:
     assert any(line.startswith("| oracle_mnist_1-2-7 | mnist | 1,2,7 | 0.990 | 100 | 0.950 at")
                for line in lines)
+    assert curves_png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 @pytest.mark.parametrize("data,model,epochs", [("mnist", "mini", 6.0),
