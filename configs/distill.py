@@ -46,8 +46,9 @@ def get_config(arg=None):
     # image it would outlast the 3-pass run. Half a pass, as the MNIST recipe probe used.
     c.warmup_epochs = 0.5
   c.budget_sized_for = dict(labels=None, num_epochs=c.num_epochs)  # not sized by the labels
-  c.optim.update(layer_decay=1.0, freeze=("^teacher/",))
+  c.optim.update(layer_decay=1.0, freeze=("^teacher",))  # teacher, teacher_1, ...
   c.init_from = ""             # the teacher's training run (required)
+  c.teacher_ensemble = ()      # more teachers' runs: the student learns their mean prediction
   c.student_init_from = ""     # optional: a pre-training run whose encoder starts the student
   del c.init_fresh             # the task lists its own init sources
   return ml_collections.ConfigDict(c)

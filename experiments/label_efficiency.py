@@ -21,7 +21,10 @@ Every run uses one model size (`--model`, default `mini`). Methods, at every fra
                    makes the student another architecture (e.g. the `mini` ViT under a `cnn_s`
                    teacher, as DeiT distils a convnet into a ViT): it starts at random and
                    trains for the from-scratch budget on all labels, since no pre-trained
-                   encoder of its kind is at hand
+                   encoder of its kind is at hand. `--teacher_ensemble=K` makes the teacher
+                   K fine-tunes of that method on the same labelled subset (other seeds of
+                   head and data order), the student learning their mean prediction, as
+                   Hinton et al. distilled an ensemble into one model
 Every run, pre-training included, holds out `--validation` of the training split (the same
 images in every run). Budgets are the configs' own, in epochs (configs/finetune.py `EPOCHS`),
 sized where the validation curves flatten. Each adaptation run logs its validation accuracy on
@@ -54,7 +57,7 @@ if __name__ == "__main__":  # the allocator is picked at process start, before J
 from experiments import curves, finished_runs, smoke, study_cli  # noqa: E402
 from experiments import label_efficiency_report as report  # noqa: E402
 from mll_jax import config_files, sweep, train  # noqa: E402
-from mll_jax.data import holdout, label_fractions, run_split, sources  # noqa: E402
+from mll_jax.data import holdout, label_fractions, run_split, sources, transforms  # noqa: E402
 
 _QUICK = flags.DEFINE_bool("quick", False, "The `mu` model and a few steps: a smoke test.")
 _DATA = flags.DEFINE_enum("data", "animal_mnist", ["animal_mnist", "mnist"], "Data set.")
@@ -74,6 +77,13 @@ _SKIP = flags.DEFINE_list("skip", [], "Cells not run, as METHOD@FRACTION (e.g. s
 _DISTILL_STUDENT = flags.DEFINE_string(
     "distill_student", None, "Model of the distillation student (default: the study's model; "
     "another architecture starts at random).")
+_TEACHER_ENSEMBLE = flags.DEFINE_integer(
+    "teacher_ensemble", 1, "Teachers per distillation: the chosen method fine-tuned this many "
+    "times on each seed's labelled subset; the student learns their mean prediction.")
+_AUGMENT = flags.DEFINE_string(
+    "augment", "", "Training augmentation of every adaptation and distillation run (e.g. "
+    "shift+flip; default: the data set's, configs/finetune.py AUGMENT). Pre-training keeps its "
+    "own. Names its runs folder and reports.")
 _VALIDATION = flags.DEFINE_float("validation", 0.1, "Fraction of train held out for validation.")
 _CURVE_POINTS = flags.DEFINE_integer("curve_points", 10, "Validation evaluations per run.")
 _PRETRAIN_EPOCHS = flags.DEFINE_float("pretrain_epochs", None,
@@ -96,6 +106,9 @@ DEFAULT_METHODS = ("scratch", "mae_finetune", "mae_probe", "simclr_finetune")
 MODEL_OVERRIDES = {"mae_token_probe": {"model.pool": "tokens"},
                    "simclr_proj_finetune": {"model.projection_layers": 1}}
 PROBES = ("mae_probe", "mae_token_probe")  # a BatchNorm before the head
+# The configs of the runs that learn from labels or a teacher: `--augment` changes theirs (the
+# pre-training keeps its own views).
+ADAPTATION_CONFIGS = ("finetune", "linear_probe", "distill")
 METRIC = "classification/accuracy"
 VALIDATION_METRIC = "validation/accuracy"
 
@@ -113,6 +126,8 @@ def _config(name: str, settings: dict, labels: str = "", extra_arg: str = "", mo
                                extra_arg]))
   config = config_files.load(REPO / "configs" / f"{name}.py").get_config(arg)
   overrides = {"data.validation": settings["validation"], **overrides}
+  if settings.get("augment") and name in ADAPTATION_CONFIGS:
+    overrides["data.augment"] = settings["augment"]
   if settings["manual_dir"]:
     overrides["data.manual_dir"] = settings["manual_dir"]
   if settings["quick"]:
@@ -211,16 +226,38 @@ def _distill_config(teacher: str, fraction: str, seed: int, study_dir: pathlib.P
     student_start = {"student_init_from": "",
                      "num_epochs": finetune.budget_epochs(settings["data"], "100%", False),
                      "warmup_epochs": finetune.warmup_epochs(settings["data"], "100%")}
+  members = [str(study_dir / member_run_name(teacher, fraction, seed, j))
+             for j in range(1, settings.get("teacher_ensemble", 1))]
   return sweep.apply_overrides(config, {
       "data.labels": fraction, "seed": seed, **teacher_model,
-      "init_from": str(study_dir / f"{teacher}_{tag}_seed{seed}"), **student_start})
+      "init_from": str(study_dir / f"{teacher}_{tag}_seed{seed}"),
+      "teacher_ensemble": tuple(members), **student_start})
+
+
+def member_run_name(method: str, fraction: str, seed: int, member: int) -> str:
+  """The folder of a teacher ensemble's `member`-th extra fine-tune (member 0 is the study's
+  own run of that seed)."""
+  return f"{method}_{_tag(fraction)}_seed{seed}_member{member}"
+
+
+def _member_config(method: str, fraction: str, seed: int, member: int, pretrained: dict,
+                   settings: dict):
+  """An ensemble member: the method's run of `seed` with another seed of head initialisation
+  and data order, on the same labelled subset (`data.labels_seed`), so that the ensemble sees
+  no more labels than one run."""
+  config = _adaptation_config(method, fraction, seed + 1000 * member, pretrained, settings)
+  # Set here, not a config default: the study's other runs keep the configs they had.
+  config.data.labels_seed = seed
+  return config
 
 
 def distill_run_name(fraction: str, seed: int, settings: dict) -> str:
   """A distillation run's folder: the student is named when it is not the study's model, so
   its runs never stand in for (or replace) those of a same-architecture student."""
   student = report.other_student(settings)
-  return f"distill{'_' + student if student else ''}_{_tag(fraction)}_seed{seed}"
+  ensemble = settings.get("teacher_ensemble", 1)
+  return (f"distill{'_' + student if student else ''}"
+          f"{f'_ensemble{ensemble}' if ensemble > 1 else ''}_{_tag(fraction)}_seed{seed}")
 
 
 def _tag(fraction: str) -> str:
@@ -267,6 +304,14 @@ def run_study(study_dir: pathlib.Path, out: pathlib.Path, settings: dict, seeds:
         [r["validation"] for r in runs[m][fraction]]))
     runs.setdefault("distill", {f: [] for f in fractions})
     for seed in range(seeds):
+      for member in range(1, settings.get("teacher_ensemble", 1)):
+        config = _member_config(teachers[fraction], fraction, seed, member, pretrained,
+                                settings)
+        config.batch_size = label_fractions.batch_size_for(config.batch_size, images[fraction])
+        members = settings.setdefault("ensemble_members", {}).setdefault(fraction, [])
+        members.append(_run(config, study_dir / member_run_name(teachers[fraction], fraction,
+                                                                 seed, member),
+                            images[fraction], settings))
       config = _distill_config(teachers[fraction], fraction, seed, study_dir, pretrained,
                                settings)
       runs["distill"][fraction].append(_run(
@@ -288,6 +333,14 @@ def main(argv):
     raise app.UsageError(f"--methods: unknown {', '.join(unknown)}; known: "
                          f"{', '.join(ADAPTATIONS)}.")
   finetune = config_files.load(REPO / "configs" / "finetune.py")
+  if _AUGMENT.value:
+    try:
+      transforms.parse_augment(_AUGMENT.value)
+    except ValueError as error:
+      raise app.UsageError(f"--augment: {error}") from None
+  if _TEACHER_ENSEMBLE.value < 1:
+    raise app.UsageError(f"--teacher_ensemble={_TEACHER_ENSEMBLE.value}: expected a count of "
+                         "teachers, 1 or more (1: the chosen method's run alone).")
   if _DISTILL_STUDENT.value and _DISTILL_STUDENT.value not in finetune.MODELS:
     # Checked here, not when the first distillation starts an hour into the study.
     raise app.UsageError(f"--distill_student={_DISTILL_STUDENT.value}: unknown model; known: "
@@ -297,6 +350,7 @@ def main(argv):
               "manual_dir": _MANUAL_DIR.value, "validation": _VALIDATION.value,
               "curve_points": _CURVE_POINTS.value, "pretrain_epochs": _PRETRAIN_EPOCHS.value,
               "distill_student": _DISTILL_STUDENT.value,
+              "teacher_ensemble": _TEACHER_ENSEMBLE.value, "augment": _AUGMENT.value,
               "command": study_cli.command_line(sys.argv)}
   study_dir = pathlib.Path(_WORKDIR.value or
                            f"runs/label_efficiency{report.study_suffix(settings)}")

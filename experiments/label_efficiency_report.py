@@ -103,10 +103,12 @@ def data_suffix(settings: dict) -> str:
 
 
 def study_suffix(settings: dict) -> str:
-  """`[_quick][_<data>][_<model>]`: a study's own files and runs folder; the model is named
-  when it is not the default `mini` (a CNN study must not overwrite the ViT's)."""
+  """`[_quick][_<data>][_<model>][_aug-<augment>]`: a study's own files and runs folder; the
+  model is named when it is not the default `mini` (a CNN study must not overwrite the ViT's),
+  the augmentation when `--augment` sets one."""
   model = "" if settings["quick"] or settings["model"] == "mini" else f"_{settings['model']}"
-  return data_suffix(settings) + model
+  augment = settings.get("augment", "")
+  return data_suffix(settings) + model + (f"_aug-{augment.replace('+', '-')}" if augment else "")
 
 
 def other_student(settings: dict) -> str:
@@ -117,11 +119,31 @@ def other_student(settings: dict) -> str:
 
 
 def report_suffix(settings: dict) -> str:
-  """`study_suffix`, plus `_distill_<student>` for a student of another model: its report must
-  not overwrite the same-architecture one (the runs folder is shared: the teachers are the
-  same runs)."""
+  """`study_suffix`, plus `_distill_<student>` for a student of another model and
+  `_ensemble<K>` for a teacher ensemble: such a report must not overwrite the plain one (the
+  runs folder is shared: the teachers are the same runs)."""
   student = other_student(settings)
-  return study_suffix(settings) + (f"_distill_{student}" if student else "")
+  ensemble = settings.get("teacher_ensemble", 1)
+  return (study_suffix(settings) + (f"_distill_{student}" if student else "") +
+          (f"_ensemble{ensemble}" if ensemble > 1 else ""))
+
+
+def teachers_line(teachers: dict, settings: dict) -> str:
+  """Which method taught the student at each fraction, and the ensemble when there is one
+  (with its extra members' mean test accuracy)."""
+  ensemble = settings.get("teacher_ensemble", 1)
+  members = settings.get("ensemble_members", {})
+  named = []
+  for fraction, teacher in teachers.items():
+    text = f"{fraction}: {teacher}"
+    if ensemble > 1:
+      tests = _tests(members.get(fraction, []))
+      text += (f" (an ensemble of {ensemble} fine-tunes per seed on that seed's labels; the "
+               f"{len(tests)} extra members' mean test accuracy "
+               f"{np.mean(tests) if tests else float('nan'):.3f})")
+    named.append(text)
+  return ("Distillation teachers (best validation accuracy per fraction): " +
+          (", ".join(named) or "none") + ".")
 
 
 def write(runs: dict, teachers: dict, images: dict, settings: dict, out: pathlib.Path) -> None:
@@ -151,8 +173,7 @@ def write(runs: dict, teachers: dict, images: dict, settings: dict, out: pathlib
   lines += ["", "Labelled images per fraction: " +
             ", ".join(f"{f}: {images[f]}" for f in fractions) +
             f"; distillation and pre-training see all {images['all']} training images.",
-            "Distillation teachers (best validation accuracy per fraction): " +
-            (", ".join(f"{f}: {t}" for f, t in teachers.items()) or "none") + ".", "",
+            teachers_line(teachers, settings), "",
             "## The claims", "", *claims(runs, teachers, baselines), "",
             "## Budgets and learning curves", "",
             f"Validation accuracy on the holdout, {settings['curve_points']} points per run: "

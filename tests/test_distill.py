@@ -87,3 +87,61 @@ def test_a_linear_probe_teacher_loads_with_its_batchnorm(probe_run, make_distill
   np.testing.assert_array_equal(read(tmp_path / "bn")["teacher"]["head_norm"]["mean"],
                                 read(probe_run)["head_norm"]["mean"])
   assert np.abs(read(probe_run)["head_norm"]["mean"]).sum() > 0  # trained statistics
+
+
+@pytest.fixture(scope="module")
+def second_teacher_run(tmp_path_factory, data_dir):
+  from conftest import small_finetune_config
+  workdir = tmp_path_factory.mktemp("teacher_1")
+  train.run(small_finetune_config(data_dir, total_steps=6, seed=1), workdir)
+  return workdir
+
+
+def test_an_ensemble_of_teachers_loads_each_run_and_keeps_them_fixed(
+    teacher_run, second_teacher_run, make_distill_config, tmp_path):
+  config = make_distill_config(init_from=str(teacher_run),
+                               teacher_ensemble=(str(second_teacher_run),))
+  train.run(config, tmp_path / "run")
+  distilled = _read_params(tmp_path / "run", 6)
+  for key, run in (("teacher/", teacher_run), ("teacher_1/", second_teacher_run)):
+    _assert_same({k[len(key):]: v for k, v in distilled.items() if k.startswith(key)},
+                 _read_params(run, 6))
+  assert not np.array_equal(distilled["teacher/head/kernel"], distilled["teacher_1/head/kernel"])
+
+
+def test_the_student_learns_the_teachers_mean_softened_prediction(make_distill_config):
+  import jax
+  import optax
+  from flax import nnx
+  from mll_jax.data import sources
+  from mll_jax.tasks import distill
+  config = make_distill_config(init_from="a", teacher_ensemble=("b", "c"),
+                               distill_temperature=2.0)
+  info = sources.DatasetInfo("animal_mnist", tuple("abcdefghij"), (28, 28, 1), {})
+  model = distill.make_model(config, info, nnx.Rngs(0))
+  assert [type(t).__name__ for t in model.teachers()] == ["Classifier"] * 3
+  # Heads start near 0 (uniform predictions, the same loss for any target): make them differ.
+  for i, classifier in enumerate([model.student, *model.teachers()]):
+    kernel = classifier.head.kernel
+    kernel.value = jax.random.normal(jax.random.key(10 + i), kernel.value.shape)
+  images = jax.random.randint(jax.random.key(1), (4, 28, 28, 1), 0, 255).astype("uint8")
+  value, metrics = distill.loss(model, {"image": images}, jax.random.key(2), config)
+  student, _ = model.student(images, jax.random.key(2))
+  mean = np.mean([jax.nn.softmax(t(images)[0] / 2.0) for t in model.teachers()], axis=0)
+  expected = optax.softmax_cross_entropy(student / 2.0, mean).mean()
+  np.testing.assert_allclose(value, expected, rtol=1e-5)
+  # Not the first teacher's alone: the teachers differ.
+  alone = optax.softmax_cross_entropy(
+      student / 2.0, jax.nn.softmax(model.teacher(images)[0] / 2.0)).mean()
+  assert abs(float(alone) - float(expected)) > 1e-4
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"teacher_ensemble": ("runs/b", "")}, "expected a tuple of training-run folders"),
+    ({"teacher_ensemble": ("runs/b",), "optim.freeze": ("^teacher/",)},
+     "leaves the teacher\\(s\\) teacher_1 trainable"),
+])
+def test_a_bad_teacher_ensemble_is_refused(overrides, message, make_distill_config, tmp_path):
+  with pytest.raises(ValueError, match=message):
+    train.run(make_distill_config(init_from="runs/a", **overrides), tmp_path / "run")
+  assert not (tmp_path / "run").exists()

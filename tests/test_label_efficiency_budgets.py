@@ -167,3 +167,42 @@ def test_the_report_says_whether_fine_tuning_from_the_projection_layer_helps():
       "= +0.060, seed spread 0.010: SimCLRv2's choice helps — holds.",
       "- 10%: SimCLR fine-tuned from the projection head's first layer minus from the encoder "
       "= +0.000, seed spread 0.001: SimCLRv2's choice helps — does NOT hold."]
+
+
+def test_a_teacher_ensemble_is_fine_tuned_on_its_seeds_labels_and_reported_apart(tmp_path):
+  from experiments import label_efficiency_report as report
+  from mll_jax import config_checks
+  settings = {**SETTINGS, "model": "cnn_s", "distill_student": "mini", "teacher_ensemble": 3}
+  config = label_efficiency._distill_config("simclr_finetune", "1%", 1, tmp_path, PRETRAINED,
+                                            settings)
+  assert config.init_from == str(tmp_path / "simclr_finetune_1pct_seed1")
+  assert config.teacher_ensemble == (str(tmp_path / "simclr_finetune_1pct_seed1_member1"),
+                                     str(tmp_path / "simclr_finetune_1pct_seed1_member2"))
+  config_checks.check(config)
+  member = label_efficiency._member_config("simclr_finetune", "1%", 1, 2, PRETRAINED, settings)
+  own = label_efficiency._adaptation_config("simclr_finetune", "1%", 1, PRETRAINED, settings)
+  assert (member.seed, member.data.labels_seed) == (2001, 1)
+  assert member.num_epochs == own.num_epochs and member.init_from == own.init_from
+  assert label_efficiency.distill_run_name("1%", 1, settings) == "distill_mini_ensemble3_1pct_seed1"
+  assert report.report_suffix(settings) == "_cnn_s_distill_mini_ensemble3"
+  line = report.teachers_line({"1%": "simclr_finetune"}, {
+      **settings, "ensemble_members": {"1%": [{"test": 0.7}, {"test": 0.8}]}})
+  assert "1%: simclr_finetune (an ensemble of 3 fine-tunes per seed" in line
+  assert "mean test accuracy 0.750" in line
+
+
+def test_a_study_augmentation_reaches_every_adaptation_run_but_not_pre_training(tmp_path):
+  from experiments import label_efficiency_report as report
+  settings = {**SETTINGS, "model": "cnn_s", "augment": "shift+flip", "teacher_ensemble": 2}
+  for method in ("scratch", "simclr_finetune"):
+    assert label_efficiency._adaptation_config(method, "1%", 0, PRETRAINED,
+                                               settings).data.augment == "shift+flip"
+  assert label_efficiency._member_config("simclr_finetune", "1%", 0, 1, PRETRAINED,
+                                         settings).data.augment == "shift+flip"
+  assert label_efficiency._distill_config("simclr_finetune", "1%", 0, tmp_path, PRETRAINED,
+                                          settings).data.augment == "shift+flip"
+  simclr = label_efficiency._config("simclr", settings)
+  assert simclr.data.augment == label_efficiency._config(
+      "simclr", {**settings, "augment": ""}).data.augment != "shift+flip"
+  assert report.study_suffix(settings) == "_cnn_s_aug-shift-flip"
+  assert label_efficiency._config("finetune", {**settings, "augment": ""}).data.augment == "shift"

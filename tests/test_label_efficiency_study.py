@@ -5,6 +5,8 @@ import csv
 import subprocess
 import sys
 
+import pytest
+
 from conftest import REPO_ROOT, TEST_CACHE
 
 
@@ -62,11 +64,17 @@ def test_quick_study_distils_a_cnn_teacher_into_a_vit_student(tmp_path, subproce
   assert (tmp_path / "runs" / "distill_mini_10pct_seed0" / "result.json").exists()
 
 
-def test_an_unknown_student_is_refused_before_anything_trains(tmp_path, subprocess_env):
+@pytest.mark.parametrize("flag, message", [
+    ("--distill_student=vit_q", "--distill_student=vit_q: unknown model; known: mu, mini"),
+    ("--augment=shift+rotate", "--augment: config.data.augment='shift+rotate' has unknown "
+                               "augmentation 'rotate'"),
+    ("--teacher_ensemble=0", "--teacher_ensemble=0: expected a count of teachers, 1 or more"),
+])
+def test_a_bad_flag_is_refused_before_anything_trains(flag, message, tmp_path, subprocess_env):
   proc = subprocess.run(
-      [sys.executable, "experiments/label_efficiency.py", "--quick", "--distill_student=vit_q",
+      [sys.executable, "experiments/label_efficiency.py", "--quick", flag,
        f"--study_dir={tmp_path / 'runs'}", f"--out={tmp_path}"],
       cwd=REPO_ROOT, env=subprocess_env, capture_output=True, text=True, timeout=300)
   assert proc.returncode != 0
-  assert "--distill_student=vit_q: unknown model; known: mu, mini" in proc.stderr
+  assert message in proc.stderr
   assert not (tmp_path / "runs").exists()

@@ -140,3 +140,16 @@ def test_batch_size_fits_a_small_labelled_subset(batch, labelled, expected):
 def test_an_empty_subset_cannot_be_batched():
   with pytest.raises(ValueError, match="0 images"):
     lf.batch_size_for(128, 0)
+
+
+def test_a_labels_seed_keeps_one_subset_across_run_seeds():
+  import ml_collections
+  from mll_jax.data import run_split
+  source = [{"label": i % 10} for i in range(1000)]
+  data = lambda **extra: ml_collections.ConfigDict(
+      {"validation": 0.1, "validation_seed": 0, "labels": "1%", **extra})
+  images = lambda config, seed: run_split.training_source(source, config, seed, None).indices
+  own = images(data(), 1).tolist()
+  assert images(data(labels_seed=1), 1001).tolist() == own  # an ensemble member of seed 1
+  assert images(data(), 1001).tolist() != own  # without it, another subset
+  assert images(data(labels_seed=-1), 1).tolist() == own  # -1: the run's seed
