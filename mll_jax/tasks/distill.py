@@ -45,6 +45,7 @@ class DistillModel(nnx.Module):
       setattr(self, key, teacher)
 
   def teachers(self) -> list[heads.Classifier]:
+    """Every teacher, `teacher` first."""
     return [getattr(self, key) for key in teacher_keys(self.teacher_count)]
 
   def __call__(self, images, key=None):
