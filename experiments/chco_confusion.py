@@ -1,0 +1,84 @@
+"""Where CHCO's reuse errs on one task: the confusion matrix of its predictions on the task's
+test images, beside which pairs of the task's classes some expert was trained to tell apart.
+
+    python experiments/chco_confusion.py --hub_dir=runs/hub --mnist_dir=DIR --task=mnist:3,4,6,9
+
+CHCO combines heads; it cannot add a distinction that no expert learnt. A pair of target
+classes that no single expert holds both of is only separated by experts that each saw one of
+them, and must say "not mine" to the other, an image of a class they were never shown. This
+prints, per pair of classes, the errors between them and the experts that hold both.
+Writes `<out>/chco_confusion_<data>_<classes>.md`.
+"""
+
+import itertools
+import pathlib
+import sys
+
+import numpy as np
+from absl import app, flags
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+if __name__ == "__main__":  # the allocator is picked at process start, before JAX loads
+  from mll_jax.allocator import use_tcmalloc
+  use_tcmalloc()
+
+from experiments import hub_scaling  # noqa: E402
+from mll_jax import train  # noqa: E402
+from mll_jax.hub import registry, reuse, selection  # noqa: E402
+
+# --hub_dir, --mnist_dir, --lam, --max_test_images and --out are hub_scaling.py's flags (its
+# import defines them), so this task is scored exactly as the study scores it.
+_TASK = flags.DEFINE_string("task", "mnist:3,4,6,9", "DATA:CLASSES (comma-separated).")
+FLAGS = flags.FLAGS
+
+
+def pair_experts(classes, experts: dict) -> dict:
+  """`{(a, b): [experts trained on both a and b]}` for every pair of `classes`."""
+  return {(a, b): [n for n, held in experts.items() if {a, b} <= set(held.split(","))]
+          for a, b in itertools.combinations(classes, 2)}
+
+
+def main(argv):
+  del argv
+  train.setup_runtime()
+  data, _, names = _TASK.value.partition(":")
+  if data not in hub_scaling.DATA or not names:
+    raise app.UsageError(f"--task={_TASK.value}: expected DATA:CLASSES with DATA one of "
+                         f"{', '.join(hub_scaling.DATA)}, e.g. mnist:3,4,6,9.")
+  classes = tuple(names.split(","))
+  hub = registry.Hub(FLAGS.hub_dir, create=False)
+  study = hub_scaling.Study(hub, FLAGS.mnist_dir, FLAGS.max_test_images)
+  chosen = selection.select(hub, list(classes), models=study.models, lam=FLAGS.lam)
+  images, labels = study.images(data, classes)
+  predicted = reuse.build(chosen, hub).predict(images).argmax(-1)
+  confusion = np.zeros((len(classes), len(classes)), int)
+  np.add.at(confusion, (labels, predicted), 1)
+  pairs = pair_experts(classes, hub_scaling.DATA[data][1])
+  lines = [f"# CHCO's confusion on {data}: {','.join(classes)}", "",
+           f"Command: `python experiments/chco_confusion.py --task={_TASK.value} "
+           f"--lam={FLAGS.lam}`; {len(labels)} test images (hub_scaling.py's subset), "
+           f"accuracy {np.mean(predicted == labels):.3f}, {len(chosen.models)} models: "
+           f"{', '.join(chosen.models)}.", "",
+           "Rows: true class; columns: predicted.", "",
+           "| true \\ predicted | " + " | ".join(classes) + " |",
+           "|---|" + "---|" * len(classes)]
+  lines += [f"| {c} | " + " | ".join(str(v) for v in row) + " |"
+            for c, row in zip(classes, confusion)]
+  lines += ["", "| pair | errors between them (both ways) | experts trained on both |",
+            "|---|---|---|"]
+  for (a, b), holders in sorted(pairs.items(), key=lambda p: -confusion[
+      classes.index(p[0][0]), classes.index(p[0][1])] - confusion[
+      classes.index(p[0][1]), classes.index(p[0][0])]):
+    i, j = classes.index(a), classes.index(b)
+    lines.append(f"| {a}-{b} | {confusion[i, j] + confusion[j, i]} | "
+                 f"{', '.join(holders) or '**none**'} |")
+  text = "\n".join(lines) + "\n"
+  print(text)
+  out = pathlib.Path(FLAGS.out)
+  (out / f"chco_confusion_{data}_{'-'.join(classes)}.md").write_text(text)
+
+
+if __name__ == "__main__":
+  app.run(main)
