@@ -10,7 +10,6 @@ prints, per pair of classes, the errors between them and the experts that hold b
 Writes `<out>/chco_confusion_<data>_<classes>.md`.
 """
 
-import itertools
 import pathlib
 import sys
 
@@ -24,7 +23,7 @@ if __name__ == "__main__":  # the allocator is picked at process start, before J
   from mll_jax.allocator import use_tcmalloc
   use_tcmalloc()
 
-from experiments import hub_scaling  # noqa: E402
+from experiments import hub_experts, hub_scaling  # noqa: E402
 from mll_jax import train  # noqa: E402
 from mll_jax.hub import registry, reuse, selection  # noqa: E402
 
@@ -32,12 +31,6 @@ from mll_jax.hub import registry, reuse, selection  # noqa: E402
 # import defines them), so this task is scored exactly as the study scores it.
 _TASK = flags.DEFINE_string("task", "mnist:3,4,6,9", "DATA:CLASSES (comma-separated).")
 FLAGS = flags.FLAGS
-
-
-def pair_experts(classes, experts: dict) -> dict:
-  """`{(a, b): [experts trained on both a and b]}` for every pair of `classes`."""
-  return {(a, b): [n for n, held in experts.items() if {a, b} <= set(held.split(","))]
-          for a, b in itertools.combinations(classes, 2)}
 
 
 def main(argv):
@@ -55,7 +48,7 @@ def main(argv):
   predicted = reuse.build(chosen, hub).predict(images).argmax(-1)
   confusion = np.zeros((len(classes), len(classes)), int)
   np.add.at(confusion, (labels, predicted), 1)
-  pairs = pair_experts(classes, hub_scaling.DATA[data][1])
+  pairs = hub_experts.pair_experts(classes, hub_scaling.DATA[data][1])
   lines = [f"# CHCO's confusion on {data}: {','.join(classes)}", "",
            f"Command: `python experiments/chco_confusion.py --task={_TASK.value} "
            f"--lam={FLAGS.lam}`; {len(labels)} test images (hub_scaling.py's subset), "

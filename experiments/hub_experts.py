@@ -2,6 +2,7 @@
 their architectures, and the configs they are trained with (shared by build_hub.py and
 hub_scaling.py)."""
 
+import itertools
 import pathlib
 
 from experiments import smoke
@@ -87,6 +88,14 @@ def experts(mnist_dir: str | None, quick: bool, architectures: str = "vit") -> d
     chosen.update({n: (data, c, models[i % len(models)])
                    for i, (n, c) in enumerate(subsets.items())})
   return dict(list(chosen.items())[:3]) if quick else chosen
+
+
+def pair_experts(classes, experts: dict) -> dict:
+  """`{(a, b): [experts trained on both a and b]}` for every pair of `classes`: a pair no
+  expert holds is one that CHCO's combination of heads can only separate through experts that
+  each saw one of the two (experiments/chco_confusion.py)."""
+  return {(a, b): [n for n, held in experts.items() if {a, b} <= set(held.split(","))]
+          for a, b in itertools.combinations(classes, 2)}
 
 
 def encoder_dir(runs_dir: pathlib.Path, data: str) -> pathlib.Path:
