@@ -23,7 +23,7 @@ if __name__ == "__main__":  # the allocator is picked at process start, before J
   from mll_jax.allocator import use_tcmalloc
   use_tcmalloc()
 
-from experiments import hub_experts, hub_scaling  # noqa: E402
+from experiments import hub_experts, hub_scaling, hub_scaling_report  # noqa: E402
 from mll_jax import train  # noqa: E402
 from mll_jax.hub import registry, reuse, selection  # noqa: E402
 
@@ -54,6 +54,8 @@ def main(argv):
            f"--lam={FLAGS.lam}`; {len(labels)} test images (hub_scaling.py's subset), "
            f"accuracy {np.mean(predicted == labels):.3f}, {len(chosen.models)} models: "
            f"{', '.join(chosen.models)}.", "",
+           *hub_scaling_report.task_references(pathlib.Path(FLAGS.out) / "hub_scaling.json",
+                                               ",".join(classes)),
            "Rows: true class; columns: predicted.", "",
            "| true \\ predicted | " + " | ".join(classes) + " |",
            "|---|" + "---|" * len(classes)]

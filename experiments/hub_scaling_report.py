@@ -1,6 +1,7 @@
 """The hub-scaling study's outputs: markdown tables, a CSV of every evaluation and a plot."""
 
 import csv
+import json
 import pathlib
 
 import numpy as np
@@ -149,3 +150,16 @@ def _plot(curves: dict, lambda_rows: list[dict], path: pathlib.Path) -> None:
   fig.tight_layout()
   fig.savefig(path, dpi=120)
   plt.close(fig)
+
+
+def task_references(study_json: pathlib.Path, task: str) -> list[str]:
+  """The labelled references of hub_scaling.py on this task's same test images (its committed
+  json), or a line saying they are missing."""
+  rows = ({r["method"]: r["accuracy"] for r in json.loads(study_json.read_text())["baselines"]
+           if r["task"] == task} if study_json.exists() else {})
+  named = [f"{m} {rows[m]:.3f}" for m in ("oracle", "generalist", "knn_pixels") if m in rows]
+  if not named:
+    return [f"(No references: `{study_json.name}` has no row of this task; run "
+            "experiments/hub_scaling.py first.)", ""]
+  return [f"References on the same test images (`{study_json.name}`): {', '.join(named)}; "
+          "each sees the task's labels, which CHCO never does.", ""]
