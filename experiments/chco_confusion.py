@@ -63,12 +63,10 @@ def main(argv):
             for c, row in zip(classes, confusion)]
   lines += ["", "| pair | errors between them (both ways) | experts trained on both |",
             "|---|---|---|"]
-  for (a, b), holders in sorted(pairs.items(), key=lambda p: -confusion[
-      classes.index(p[0][0]), classes.index(p[0][1])] - confusion[
-      classes.index(p[0][1]), classes.index(p[0][0])]):
-    i, j = classes.index(a), classes.index(b)
-    lines.append(f"| {a}-{b} | {confusion[i, j] + confusion[j, i]} | "
-                 f"{', '.join(holders) or '**none**'} |")
+  both_ways = lambda a, b: int(confusion[classes.index(a), classes.index(b)] +
+                              confusion[classes.index(b), classes.index(a)])
+  for (a, b), holders in sorted(pairs.items(), key=lambda pair: -both_ways(*pair[0])):
+    lines.append(f"| {a}-{b} | {both_ways(a, b)} | {', '.join(holders) or '**none**'} |")
   text = "\n".join(lines) + "\n"
   print(text)
   out = pathlib.Path(FLAGS.out)
