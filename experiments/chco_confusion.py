@@ -48,7 +48,9 @@ def main(argv):
   predicted = reuse.build(chosen, hub).predict(images).argmax(-1)
   confusion = np.zeros((len(classes), len(classes)), int)
   np.add.at(confusion, (labels, predicted), 1)
-  pairs = hub_experts.pair_experts(classes, hub_scaling.DATA[data][1])
+  # The classes each expert of this hub holds, read from the hub (not hub_experts' current
+  # design), so that a report on an older hub names that hub's experts.
+  pairs = hub_experts.pair_experts(classes, {e.ref: ",".join(e.classes) for e in hub.entries()})
   lines = [f"# CHCO's confusion on {data}: {','.join(classes)}", "",
            f"Command: `python experiments/chco_confusion.py --task={_TASK.value} "
            f"--lam={FLAGS.lam}`; {len(labels)} test images (hub_scaling.py's subset), "

@@ -81,6 +81,18 @@ def target_summary(runs: dict) -> list[str]:
   return lines
 
 
+def coverage_lines(runs: dict) -> list[str]:
+  """One line per data set: the pairs of its classes that no expert of `runs` holds both of
+  (CHCO can only separate such a pair through experts that each saw one of the two)."""
+  lines = []
+  for data in dict.fromkeys(d for d, _, _, _ in runs.values()):
+    held = {name: classes for name, (d, classes, _, _) in runs.items() if d == data}
+    uncovered = hub_experts.uncovered_pairs(held)
+    lines.append(f"- {data}: pairs of its classes that no expert holds: "
+                 f"{', '.join('-'.join(p) for p in uncovered) if uncovered else 'none'}.")
+  return lines
+
+
 def write(hub, runs: dict, settings: dict, stem: pathlib.Path) -> str:
   """`<stem>.md` and `<stem>_curves.png`; returns the markdown."""
   lines = ["# The experiment hub (experiments/build_hub.py)", "",
@@ -93,7 +105,7 @@ def write(hub, runs: dict, settings: dict, stem: pathlib.Path) -> str:
            f"images and logs its accuracy there {hub_experts.CURVE_POINTS} times "
            f"(`{stem.name}_curves.png`); test is read once, at the end. A change near 0 over "
            "the last third means the run ended on a flat curve.", "",
-           *expert_lines(runs), "", *target_summary(runs)]
+           *expert_lines(runs), "", *target_summary(runs), *coverage_lines(runs)]
   text = "\n".join(lines) + "\n"
   stem.parent.mkdir(parents=True, exist_ok=True)
   stem.with_suffix(".md").write_text(text)

@@ -22,17 +22,17 @@ def test_quick_hub_build(tmp_path, subprocess_env, data_dir, monkeypatch):
   proc = subprocess.run(command, cwd=REPO_ROOT, env=subprocess_env, capture_output=True,
                         text=True, timeout=900)
   assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-  assert "3 models" in proc.stdout and "pets@1" in proc.stdout
+  assert "3 models" in proc.stdout and "pets_plus@1" in proc.stdout
   # The report: every expert's test accuracy beside its validation curve on its holdout.
   report = (out / "hub_build_quick.md").read_text()
-  for name in ("pets", "farm", "savanna"):
+  for name in ("pets_plus", "farm", "savanna_plus"):
     row = next(line for line in report.splitlines() if line.startswith(f"| {name} |"))
     assert "animal_mnist" in row and "change over the last third" in row
     assert 0.0 <= float(row.split(" | ")[5]) <= 1.0  # 1-NN on pixels, on the same split
   assert "experts reach the 0.93 target" in report
   assert (out / "hub_build_quick_curves.png").stat().st_size > 1000
   hub = registry.Hub(tmp_path / "hub")
-  assert [e.ref for e in hub.entries()] == ["farm@1", "pets@1", "savanna@1"]
+  assert [e.ref for e in hub.entries()] == ["farm@1", "pets_plus@1", "savanna_plus@1"]
   pools = hub.load_pools()
   for entry in hub.entries():
     assert hub.load_label(entry.ref)["responses"].shape == (len(pools.images),
@@ -45,14 +45,14 @@ def test_quick_hub_build(tmp_path, subprocess_env, data_dir, monkeypatch):
   # 1-NN on pixels scored on images a study passes (hub_scaling: its tasks' test images),
   # named by class: the run's own test images give the report's number; names swapped, less.
   monkeypatch.setenv("TFDS_DATA_DIR", data_dir)
-  pets = tmp_path / "hub_runs" / "pets"
-  images, labels = task_data.task_images("animal_mnist", ["cat", "dog", "bird"])
+  pets = tmp_path / "hub_runs" / "pets_plus"
+  images, labels = task_data.task_images("animal_mnist", ["cat", "dog", "bird", "cow", "horse"])
   own = hub_build_report.pixel_knn(pets)
-  row = next(line for line in report.splitlines() if line.startswith("| pets |"))
+  row = next(line for line in report.splitlines() if line.startswith("| pets_plus |"))
   assert f"{own:.3f}" == row.split(" | ")[5]
-  assert hub_build_report.pixel_knn(pets, (images, np.array(["cat", "dog", "bird"])[labels])) \
+  assert hub_build_report.pixel_knn(pets, (images, np.array(["cat", "dog", "bird", "cow", "horse"])[labels])) \
       == pytest.approx(own)
-  swapped = np.array(["dog", "cat", "bird"])[labels]
+  swapped = np.array(["dog", "cat", "bird", "cow", "horse"])[labels]
   assert hub_build_report.pixel_knn(pets, (images, swapped)) < own
 
 
@@ -65,7 +65,7 @@ def test_quick_hub_scaling_study_on_a_quick_mixed_hub(tmp_path, subprocess_env):
   assert built.returncode == 0, built.stdout[-3000:] + built.stderr[-3000:]
   hub = registry.Hub(tmp_path / "hub")
   assert {e.ref: e.architecture["model"].get("family", "vit") for e in hub.entries()} == {
-      "pets@1": "vit", "farm@1": "cnn", "savanna@1": "vit"}
+      "pets_plus@1": "vit", "farm@1": "cnn", "savanna_plus@1": "vit"}
   out = tmp_path / "results"
   proc = subprocess.run([sys.executable, "experiments/hub_scaling.py", "--quick",
                          f"--hub_dir={tmp_path / 'hub'}", f"--out={out}",

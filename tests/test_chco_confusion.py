@@ -9,12 +9,26 @@ sys.path.insert(0, str(REPO_ROOT))
 from experiments import hub_experts  # noqa: E402
 
 
+# The digit experts of the hub built before 2026-12-04, whose pair 4-9 no expert held.
+TRIPLES_AND_ODD = {"digits_012": "0,1,2", "digits_234": "2,3,4", "digits_456": "4,5,6",
+                   "digits_678": "6,7,8", "digits_890": "8,9,0", "digits_odd": "1,3,5,7,9"}
+
+
 def test_pairs_no_expert_holds_are_named_and_held_pairs_list_their_experts():
-  pairs = hub_experts.pair_experts(("3", "4", "6", "9"), hub_experts.DIGIT_EXPERTS)
+  pairs = hub_experts.pair_experts(("3", "4", "6", "9"), TRIPLES_AND_ODD)
   assert pairs[("4", "9")] == [] and pairs[("3", "6")] == [] and pairs[("6", "9")] == []
   assert pairs[("3", "4")] == ["digits_234"] and pairs[("3", "9")] == ["digits_odd"]
   assert pairs[("4", "6")] == ["digits_456"]
   assert len(pairs) == 6
+  assert ("4", "9") in hub_experts.uncovered_pairs(TRIPLES_AND_ODD)
+  assert len(hub_experts.uncovered_pairs(TRIPLES_AND_ODD)) == 20
+
+
+def test_every_pair_of_each_data_sets_classes_is_held_by_an_expert_of_the_hub_design():
+  for experts, classes in ((hub_experts.ANIMAL_EXPERTS, 10), (hub_experts.DIGIT_EXPERTS, 10)):
+    held = {c for subset in experts.values() for c in subset.split(",")}
+    assert len(held) == classes and hub_experts.uncovered_pairs(experts) == []
+    assert max(len(subset.split(",")) for subset in experts.values()) <= 5
 
 
 def test_the_references_of_a_task_come_from_the_hub_scaling_json(tmp_path):

@@ -29,6 +29,14 @@ def test_expert_rows_say_which_targets_are_met():
       "lowest 0.940)."]
 
 
+def test_the_build_report_names_each_data_sets_pairs_no_expert_holds():
+  runs = {"a": ("mnist", "0,1,2", "mini", _run(0.99)), "b": ("mnist", "2,3", "mini", _run(0.99)),
+          "pets": ("animal_mnist", "cat,dog", "mini", _run(0.94))}
+  assert hub_build_report.coverage_lines(runs) == [
+      "- mnist: pairs of its classes that no expert holds: 0-3, 1-3.",
+      "- animal_mnist: pairs of its classes that no expert holds: none."]
+
+
 def test_a_finished_run_is_read_from_its_metrics(tmp_path):
   lines = [{"step": 0, "validation/accuracy": 0.1, "classification/accuracy": 0.1},
            {"step": 10, "loss": 1.0},
