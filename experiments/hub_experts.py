@@ -34,8 +34,8 @@ DIGIT_EXPERTS = {
 # ViT fine-tuned from its data set's MAE encoder. "mixed" (issue 14): ViTs of two sizes beside the
 # convolutional family, so CHCO's cost term compares models of different FLOPs per image. The
 # other models train from scratch (the MAE encoders are `mini` ViTs). ResNet-18 (about 1 GFLOP
-# per 28x28 image with the small stem) is kept to animal_mnist's 2,400-3,200 image experts:
-# on MNIST's 18,000-30,000 it would take over an hour per expert on the 2-core CPU.
+# per 28x28 image with the small stem) is kept to animal_mnist's 2,400-4,000 image experts:
+# on MNIST's 30,000 (5 digits) it would take over an hour per expert on the 2-core CPU.
 ARCHITECTURES = {
     "vit": {"animal_mnist": ("mini",), "mnist": ("mini",)},
     "mixed": {"animal_mnist": ("mini", "resnet18", "tiny", "cnn_s"),
@@ -49,10 +49,11 @@ PRETRAINED_MODEL = "mini"  # the MAE encoders' size: experts of this model start
 # MNIST label-efficiency study (label_efficiency_mnist.md), whose fine-tune from it reaches
 # 0.992 on all ten digits.
 ENCODER_EPOCHS = {"animal_mnist": None, "mnist": 5.0}
-# Passes for the convolutional experts from scratch: the reference CNN of experiments/
-# baselines.py reaches 0.971 on all of animal_mnist in 15 (the ViTs' 40 would cost a ResNet-18
-# expert over half an hour here).
-CNN_EPOCHS = 15.0
+# Passes for the convolutional experts from scratch (and the small CNN beside each run in
+# experiments/hub_baselines.py): the reference CNN of experiments/baselines.py reaches 0.971 on
+# all of animal_mnist in 15 (the ViTs' 40 would cost a ResNet-18 expert over half an hour
+# here), and 0.991 on all of MNIST in 6, its curve flat (baselines_mnist.md).
+CNN_EPOCHS = {"animal_mnist": 15.0, "mnist": 6.0}
 # Passes for the `mini` experts from their data set's MAE encoder: the fine-tuning recipe's
 # budgets at 100% labels (recipe_probe_experts.md, with the MIN_STEPS floor below; MNIST's 6
 # since the 2026-12-02 study found 4 still rising). Pinned here, not read from
@@ -158,7 +159,7 @@ def expert_config(runs_dir: pathlib.Path, data: str, classes: str, quick: bool,
   if not quick:
     overrides.update({"log_steps": 100, "min_steps": MIN_STEPS})
     if model.startswith(("cnn_", "resnet")):
-      overrides["num_epochs"] = CNN_EPOCHS
+      overrides["num_epochs"] = CNN_EPOCHS[data]
   result = config("expert", quick, model, **overrides)
   # Test accuracy at the end only (and step 0): nothing is chosen on it.
   result.evals.classification.log_steps = 10**9

@@ -54,7 +54,29 @@ def test_quick_hub_build(tmp_path, subprocess_env, data_dir, monkeypatch):
       == pytest.approx(own)
   swapped = np.array(["dog", "cat", "bird", "cow", "horse"])[labels]
   assert hub_build_report.pixel_knn(pets, (images, swapped)) < own
-
+  # Image by image against 1-NN: 1-NN's accuracy is the report's, the discordant counts make up
+  # the difference; a run against itself is level, and against a run of other classes refused.
+  paired = hub_build_report.against_baselines(pets, cnn_workdir=pets)
+  assert paired["knn"] == pytest.approx(own) and paired["images"] == len(labels)
+  assert (paired["vs_knn"]["a_only"] - paired["vs_knn"]["b_only"]) / paired["images"] == \
+      pytest.approx(paired["run"] - paired["knn"])
+  assert paired["cnn"] == paired["run"] and paired["vs_cnn"] == {"a_only": 0, "b_only": 0, "p": 1.0}
+  with pytest.raises(ValueError, match="must train on the run's own classes"):
+    hub_build_report.against_baselines(pets, cnn_workdir=tmp_path / "hub_runs" / "farm")
+  # The baselines script: a small CNN per run on that run's split, in <runs_dir>_cnn.
+  baselines = [sys.executable, "experiments/hub_baselines.py", "--quick", f"--out={out}",
+               f"--runs_dir={tmp_path / 'hub_runs'}", f"--compilation_cache={TEST_CACHE}"]
+  proc = subprocess.run(baselines, cwd=REPO_ROOT, env=subprocess_env, capture_output=True,
+                        text=True, timeout=900)
+  assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+  table = (out / "hub_baselines_quick.md").read_text()
+  for name in ("pets_plus", "farm", "savanna_plus"):
+    row = next(line for line in table.splitlines() if line.startswith(f"| {name} |"))
+    assert "p = " in row.split(" | ")[8] and (tmp_path / "hub_runs_cnn" / name).is_dir()
+  assert "| mae |" not in table  # the encoder is not a classifier
+  empty = subprocess.run(baselines[:-2] + [f"--runs_dir={tmp_path / 'nothing'}"], cwd=REPO_ROOT,
+                         env=subprocess_env, capture_output=True, text=True, timeout=300)
+  assert empty.returncode != 0 and "holds no finished classifier runs" in empty.stderr
 
 def test_quick_hub_scaling_study_on_a_quick_mixed_hub(tmp_path, subprocess_env):
   env = subprocess_env

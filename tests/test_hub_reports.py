@@ -37,6 +37,29 @@ def test_the_build_report_names_each_data_sets_pairs_no_expert_holds():
       "- animal_mnist: pairs of its classes that no expert holds: none."]
 
 
+def test_the_paired_test_counts_discordant_images_and_resolves_only_clear_gaps():
+  import numpy as np
+  right_run = np.array([True] * 90 + [False] * 10)
+  right_knn = np.array([True] * 86 + [False] * 4 + [True] * 8 + [False] * 2)
+  result = hub_build_report.paired_test(right_run, right_knn)
+  assert (result["a_only"], result["b_only"]) == (4, 8)
+  assert result["p"] == pytest.approx(0.388, abs=1e-3)  # 2 * P(Binomial(12, 1/2) <= 4)
+  assert hub_build_report.verdict(result, "1-NN") == "below 1-NN (not significant)"
+  clear = hub_build_report.paired_test(np.arange(100) < 90, np.arange(100) < 70)
+  assert (clear["a_only"], clear["b_only"]) == (20, 0) and clear["p"] < 1e-5
+  assert hub_build_report.verdict(clear, "the CNN") == "above the CNN (significant)"
+  same = hub_build_report.paired_test(right_run, right_run)
+  assert same["p"] == 1.0 and hub_build_report.verdict(same, "1-NN") == "level"
+  measured = {"run": 0.9, "knn": 0.94, "images": 100, "vs_knn": result}
+  rows = hub_build_report.baselines_table({
+      "farm": ("animal_mnist", "cow,sheep,horse", measured, None),
+      "generalist": ("mnist", "", {**measured, "cnn": 0.8, "vs_cnn": clear}, [(0, 0.5), (9, 0.9)])})
+  assert rows[2] == ("| farm | animal_mnist | cow,sheep,horse | 100 | 0.900 | 0.940 | - | "
+                     "4 / 8, p = 0.388: below 1-NN (not significant) | - | - |")
+  assert "| 0.800 | 4 / 8, p = 0.388" in rows[3]
+  assert "20 / 0, p = 0.000: above the CNN (significant) | 0.900 at step 9" in rows[3]
+
+
 def test_a_finished_run_is_read_from_its_metrics(tmp_path):
   lines = [{"step": 0, "validation/accuracy": 0.1, "classification/accuracy": 0.1},
            {"step": 10, "loss": 1.0},
