@@ -3,7 +3,7 @@ reference baselines on the same split: 1-NN on raw pixels, and the small CNN (`c
 by mll_jax on the run's own training images less its holdout. Image by image on the same test
 images of the run's classes, with McNemar's exact test.
 
-    python experiments/hub_baselines.py --runs_dir=runs/hub_runs [--nocnn]
+    python experiments/hub_baselines.py --runs_dir=runs/hub_runs [--nocnn] [--datasets=mnist]
     python experiments/hub_baselines.py --runs_dir=... --quick     # tests: seconds
 
 A run a few test images below a baseline may be a defect or the draw of the test set: of the
@@ -33,6 +33,8 @@ from mll_jax.hub import run_import  # noqa: E402
 
 _RUNS_DIR = flags.DEFINE_string("runs_dir", "runs/hub_runs", "A hub study's training runs.")
 _CNN = flags.DEFINE_bool("cnn", True, "Train the small CNN beside each run (else 1-NN only).")
+_DATASETS = flags.DEFINE_list("datasets", ["animal_mnist", "mnist"],
+                              "The data sets whose runs are compared.")
 _QUICK = flags.DEFINE_bool("quick", False, "The CNN's test-sized stand-in, 3 steps each.")
 _OUT = flags.DEFINE_string("out", str(REPO / "experiments" / "results"), "Report folder.")
 
@@ -54,9 +56,11 @@ def main(argv):
   train.setup_runtime()
   runs_dir = pathlib.Path(_RUNS_DIR.value).absolute()
   runs = classifier_runs(runs_dir) if runs_dir.is_dir() else {}
+  runs = {name: run for name, run in runs.items() if run[0] in _DATASETS.value}
   if not runs:
-    raise app.UsageError(f"--runs_dir={runs_dir} holds no finished classifier runs: pass a hub "
-                         "study's runs (build_hub.py writes them to <hub_dir>_runs).")
+    raise app.UsageError(f"--runs_dir={runs_dir} holds no finished classifier runs of "
+                         f"{', '.join(_DATASETS.value)}: pass a hub study's runs "
+                         "(build_hub.py writes them to <hub_dir>_runs).")
   started, results = time.time(), {}
   for name, (data, classes, mnist_dir) in runs.items():
     cnn_workdir, curve = None, None

@@ -11,14 +11,15 @@ from mll_jax import config_files, sweep, train
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
 # Overlapping class subsets in which every pair of a data set's classes is held by at least one
-# expert (`uncovered_pairs` is empty; tests/test_hub_experts.py). CHCO combines heads and cannot
-# add a distinction no head learnt: on the hub built before 2026-12-04 (digit triples 012, 234,
-# 456, 678, 890 and the odd digits) 30 of its 31 errors on the task 3,4,6,9 were 4 against 9, a
-# pair no expert held (chco_confusion_mnist_3-4-6-9.md), and 20 of 45 digit pairs and 19 of 45
-# animal pairs were held by none. Each design is the earlier one with the fewest classes added
-# to cover every pair, experts of at most 5 classes, the first such in enumeration order; no task
-# or test result chose among them. `farm`, `equines` and `wild` are unchanged (as is
-# `digits_odd`); an expert whose old name no longer describes it is `<old name>_plus`.
+# expert (`uncovered_pairs` is empty; tests/test_chco_confusion.py). CHCO combines heads and
+# cannot add a distinction no head learnt: on the hub built before 2026-12-04 (digit triples
+# 012, 234, 456, 678, 890 and the odd digits) 30 of its 31 errors on the task 3,4,6,9 were 4
+# against 9, a pair no expert held (chco_confusion_mnist_3-4-6-9_hub_2026-12-03.md), and 20 of
+# 45 digit pairs and 19 of 45 animal pairs were held by none. Each design is the earlier one
+# with the fewest classes added to cover every pair, experts of at most 5 classes, the first
+# such in enumeration order; no task or test result chose among them. `farm`, `equines` and
+# `wild` are unchanged (as is `digits_odd`); an expert whose old name no longer describes it is
+# `<old name>_plus`.
 ANIMAL_EXPERTS = {
     "pets_plus": "cat,dog,bird,cow,horse", "farm": "cow,sheep,horse",
     "savanna_plus": "elephant,giraffe,zebra,bird,sheep", "equines": "horse,zebra,cow",

@@ -46,12 +46,13 @@ def test_quick_hub_build(tmp_path, subprocess_env, data_dir, monkeypatch):
   # named by class: the run's own test images give the report's number; names swapped, less.
   monkeypatch.setenv("TFDS_DATA_DIR", data_dir)
   pets = tmp_path / "hub_runs" / "pets_plus"
-  images, labels = task_data.task_images("animal_mnist", ["cat", "dog", "bird", "cow", "horse"])
+  pets_classes = ["cat", "dog", "bird", "cow", "horse"]
+  images, labels = task_data.task_images("animal_mnist", pets_classes)
   own = hub_build_report.pixel_knn(pets)
   row = next(line for line in report.splitlines() if line.startswith("| pets_plus |"))
   assert f"{own:.3f}" == row.split(" | ")[5]
-  assert hub_build_report.pixel_knn(pets, (images, np.array(["cat", "dog", "bird", "cow", "horse"])[labels])) \
-      == pytest.approx(own)
+  assert hub_build_report.pixel_knn(pets, (images, np.array(pets_classes)[labels])) == \
+      pytest.approx(own)
   swapped = np.array(["dog", "cat", "bird", "cow", "horse"])[labels]
   assert hub_build_report.pixel_knn(pets, (images, swapped)) < own
   # Image by image against 1-NN: 1-NN's accuracy is the report's, the discordant counts make up
