@@ -1,6 +1,7 @@
 """Budget probe for the hub's experts (issue 12): two animal_mnist experts of experiments/
 hub_experts.py (`farm`, and `pets` of the hub built before 2026-12-04) fine-tuned from the
-hub's MAE encoder for more passes than the 20 of the recipe, scored on the validation holdout of their classes (never test).
+hub's MAE encoder for more passes than the 20 of the recipe, scored on the validation holdout
+of their classes (never test).
 
     python -m mll_jax.sweep --config=configs/expert.py:mini \\
         --sweep=experiments/sweeps/expert_budget.py --workdir=runs/expert_budget \\
