@@ -8,9 +8,11 @@ animal_mnist), judged by its final few-shot accuracy and reconstruction loss on 
 (the same 10% of train for every run), and `configs/finetune.py:mini,animal_mnist,labels=10%`
 from scratch, judged by test accuracy. A claim holds when the difference of the two means is
 no larger than the larger of the two seed spreads (max - min over seeds). Writes
-`experiments/results/precision_parity.md` with each run's images/s as trained.
+`experiments/results/precision_parity.md` with each run's images/s as trained, and the
+fine-tune point's reference baselines on its split from `experiments/results/baselines.csv`.
 """
 
+import csv
 import json
 import pathlib
 import statistics
@@ -75,6 +77,32 @@ def _run(config, workdir: pathlib.Path) -> dict:
   return result
 
 
+# The fine-tune point's reference baselines: experiments/baselines.py draws, per seed, exactly
+# the labelled images a run with the same `data.labels`, `data.validation` (0.1) and `seed`
+# trains on, so its rows for this point's fraction and seeds are on this point's split.
+BASELINES_CSV = REPO / "experiments" / "results" / "baselines.csv"
+BASELINES_FRACTION = "10%"
+
+
+def baseline_lines(seeds: int, path: pathlib.Path = BASELINES_CSV) -> list[str]:
+  """The fine-tune point's reference baselines (1-NN on pixels, the small CNN) on its split, at
+  its seeds, read from the baselines study's table; says so where that table lacks them."""
+  rows = list(csv.DictReader(path.open())) if path.exists() else []
+  lines = [f"Reference baselines for the fine-tune point, on its split ({BASELINES_FRACTION} "
+           f"labels, the same holdout, seeds 0-{seeds - 1}), from `{path.name}` "
+           "(`python experiments/baselines.py`; not rerun here):", ""]
+  for method, label in (("knn_pixels", "1-NN on pixels"), ("cnn", "small CNN (`cnn_s`)")):
+    values = [float(r["accuracy"]) for r in rows if r["method"] == method
+              and r["fraction"] == BASELINES_FRACTION and int(r["seed"]) < seeds]
+    if len(values) < seeds:
+      lines.append(f"- {label}: not in `{path.name}` for seeds 0-{seeds - 1}.")
+    else:
+      lines.append(f"- {label}: {statistics.mean(values):.4f} ± {statistics.pstdev(values):.4f}"
+                   f" (per seed {', '.join(f'{v:.3f}' for v in values)})")
+  return lines + ["", "The MAE point's metrics are on the pre-training holdout and have no "
+                  "pixel baseline."]
+
+
 def _spread(values: list[float]) -> float:
   return max(values) - min(values) if values else float("nan")
 
@@ -105,6 +133,7 @@ def report(results: dict, seeds: int, command: str) -> str:
       lines.append(f"| {name} | {d} | "
                    f"{statistics.mean(r['images_per_sec'] for r in runs):.0f} | "
                    f"{statistics.mean(r['seconds'] for r in runs) / 60:.1f} |")
+  lines += ["", *baseline_lines(seeds)]
   return "\n".join(lines) + "\n"
 
 

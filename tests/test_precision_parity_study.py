@@ -1,6 +1,7 @@
 """experiments/precision_parity.py's --quick mode runs every point in float32 and bfloat16 and
 writes its table with a verdict per metric."""
 
+import csv
 import subprocess
 import sys
 
@@ -18,6 +19,12 @@ def test_quick_precision_parity_writes_the_table(tmp_path, subprocess_env):
   for metric in ("fewshot/10shot", "reconstruction/loss", "classification/accuracy"):
     rows = [line for line in table.splitlines() if f"| {metric} |" in line]
     assert len(rows) == 1 and ("within the seed spread" in rows[0] or "outside" in rows[0])
+  # The fine-tune point's baselines are the baselines study's seed-0 rows at 10% labels.
+  rows = list(csv.DictReader((REPO_ROOT / "experiments/results/baselines.csv").open()))
+  for method, label in (("knn_pixels", "1-NN on pixels"), ("cnn", "small CNN")):
+    seed0 = next(float(r["accuracy"]) for r in rows
+                 if (r["method"], r["fraction"], r["seed"]) == (method, "10%", "0"))
+    assert f"- {label}" in table and f"{seed0:.4f} ± 0.0000" in table, table
   # Each run's config asked for its dtype.
   configs = sorted((tmp_path / "runs").glob("*/config.json"))
   assert len(configs) == 4
