@@ -33,6 +33,8 @@ from mll_jax import config_files, sweep, train  # noqa: E402
 from mll_jax.data import holdout  # noqa: E402
 
 _SEEDS = flags.DEFINE_integer("seeds", 2, "Seeds per point.")
+_POINTS = flags.DEFINE_list("points", ["mae", "finetune"],
+                            "Which points to run, by config file; a subset writes its own report.")
 _QUICK = flags.DEFINE_bool("quick", False, "The `mu` model and a few steps: a smoke test.")
 _WORKDIR = flags.DEFINE_string("study_dir", None, "Runs folder (default runs/precision_parity).")
 _OUT = flags.DEFINE_string("out", str(REPO / "experiments" / "results"), "Results folder.")
@@ -115,8 +117,8 @@ def report(results: dict, seeds: int, command: str) -> str:
            "spread (max - min).", "",
            "| run | metric | float32 | bfloat16 | difference | seed spread | verdict |",
            "|---|---|---|---|---|---|---|"]
-  for name, (_, _, _, metrics) in POINTS.items():
-    for key, _ in metrics:
+  for name in results:
+    for key, _ in POINTS[name][3]:
       values = {d: [r[key] for r in results[name][d]] for d in DTYPES}
       difference = statistics.mean(values["bfloat16"]) - statistics.mean(values["float32"])
       spread = max(_spread(values[d]) for d in DTYPES)
@@ -127,13 +129,14 @@ def report(results: dict, seeds: int, command: str) -> str:
                    f"{verdict} |")
   lines += ["", "| run | dtype | training images/s (median of log steps) | wall min per run |",
             "|---|---|---|---|"]
-  for name in POINTS:
+  for name in results:
     for d in DTYPES:
       runs = results[name][d]
       lines.append(f"| {name} | {d} | "
                    f"{statistics.mean(r['images_per_sec'] for r in runs):.0f} | "
                    f"{statistics.mean(r['seconds'] for r in runs) / 60:.1f} |")
-  lines += ["", *baseline_lines(seeds)]
+  if "finetune" in {POINTS[name][0] for name in results}:
+    lines += ["", *baseline_lines(seeds)]
   return "\n".join(lines) + "\n"
 
 
@@ -141,11 +144,16 @@ def main(argv):
   del argv
   train.setup_runtime()
   quick = _QUICK.value
+  known = {file for file, *_ in POINTS.values()}
+  if unknown := set(_POINTS.value) - known:
+    raise app.UsageError(f"--points: unknown {sorted(unknown)}; known: {sorted(known)}")
   study_dir = pathlib.Path(_WORKDIR.value or
                            f"runs/precision_parity{'_quick' if quick else ''}").absolute()
   results = {}
   with finished_runs.stale_runs_stop("precision_parity.py"):
     for name, (file, arg, quick_arg, _) in POINTS.items():
+      if file not in _POINTS.value:
+        continue
       results[name] = {d: [] for d in DTYPES}
       for seed in range(_SEEDS.value):
         for dtype in DTYPES:  # alternating, so machine load drifts onto both alike
@@ -155,7 +163,8 @@ def main(argv):
   text = report(results, _SEEDS.value, study_cli.command_line(sys.argv))
   out = pathlib.Path(_OUT.value)
   out.mkdir(parents=True, exist_ok=True)
-  (out / f"precision_parity{'_quick' if quick else ''}.md").write_text(text)
+  subset = "" if known <= set(_POINTS.value) else "_" + "_".join(sorted(_POINTS.value))
+  (out / f"precision_parity{subset}{'_quick' if quick else ''}.md").write_text(text)
   print(text)
 
 

@@ -29,3 +29,26 @@ def test_quick_precision_parity_writes_the_table(tmp_path, subprocess_env):
   configs = sorted((tmp_path / "runs").glob("*/config.json"))
   assert len(configs) == 4
   assert sum('"dtype": "bfloat16"' in c.read_text() for c in configs) == 2
+
+  # A subset of points reuses the finished runs and writes its own report, leaving the full one.
+  proc = subprocess.run(
+      [sys.executable, "experiments/precision_parity.py", "--quick", "--seeds=1",
+       "--points=finetune", f"--out={out}", f"--study_dir={tmp_path / 'runs'}",
+       f"--compilation_cache={TEST_CACHE}"],
+      cwd=REPO_ROOT, env=subprocess_env, capture_output=True, text=True, timeout=900)
+  assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+  subset = (out / "precision_parity_finetune_quick.md").read_text()
+  assert "| classification/accuracy |" in subset and "fewshot" not in subset
+  assert "1-NN on pixels" in subset
+  assert (out / "precision_parity_quick.md").read_text() == table
+  assert len(sorted((tmp_path / "runs").glob("*/config.json"))) == 4
+
+
+def test_an_unknown_point_is_refused_before_anything_trains(tmp_path, subprocess_env):
+  proc = subprocess.run(
+      [sys.executable, "experiments/precision_parity.py", "--points=mae,vit",
+       f"--study_dir={tmp_path / 'runs'}", f"--out={tmp_path}"],
+      cwd=REPO_ROOT, env=subprocess_env, capture_output=True, text=True, timeout=300)
+  assert proc.returncode != 0
+  assert "--points: unknown ['vit']; known: ['finetune', 'mae']" in proc.stderr
+  assert not (tmp_path / "runs").exists()
