@@ -101,8 +101,7 @@ def baseline_lines(seeds: int, path: pathlib.Path = BASELINES_CSV) -> list[str]:
     else:
       lines.append(f"- {label}: {statistics.mean(values):.4f} ± {statistics.pstdev(values):.4f}"
                    f" (per seed {', '.join(f'{v:.3f}' for v in values)})")
-  return lines + ["", "The MAE point's metrics are on the pre-training holdout and have no "
-                  "pixel baseline."]
+  return lines
 
 
 def _spread(values: list[float]) -> float:
@@ -135,8 +134,12 @@ def report(results: dict, seeds: int, command: str) -> str:
       lines.append(f"| {name} | {d} | "
                    f"{statistics.mean(r['images_per_sec'] for r in runs):.0f} | "
                    f"{statistics.mean(r['seconds'] for r in runs) / 60:.1f} |")
-  if "finetune" in {POINTS[name][0] for name in results}:
+  files = {POINTS[name][0] for name in results}
+  if "finetune" in files:
     lines += ["", *baseline_lines(seeds)]
+  if "mae" in files:
+    lines += ["", "The MAE point's metrics are on the pre-training holdout and have no pixel "
+              "baseline."]
   return "\n".join(lines) + "\n"
 
 

@@ -39,7 +39,8 @@ def test_quick_precision_parity_writes_the_table(tmp_path, subprocess_env):
   assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
   subset = (out / "precision_parity_finetune_quick.md").read_text()
   assert "| classification/accuracy |" in subset and "fewshot" not in subset
-  assert "1-NN on pixels" in subset
+  assert "1-NN on pixels" in subset and "no pixel baseline" not in subset
+  assert "The MAE point's metrics are on the pre-training holdout" in table
   assert (out / "precision_parity_quick.md").read_text() == table
   assert len(sorted((tmp_path / "runs").glob("*/config.json"))) == 4
 
