@@ -1,7 +1,8 @@
 """Reuse throughput: the fused graph (`reuse.build`: every selected model, head gathering and
 combination in one jitted function, same-architecture models stacked) against calling each
-selected model's own jitted function in turn and combining on the host. The stacked models run
-by `vmap` (one batched program) and by `lax.map` (one after another in the graph), both timed.
+selected model's own jitted function in turn and combining on the host. The models of one
+architecture run by `vmap` (one batched program), by `lax.map` (one after another in the graph)
+and unrolled (each written out in the graph, no loop), all three timed.
 
     python benchmarks/reuse_throughput.py [--experts=mini,mini,mini,mini] [--batch=256]
     python benchmarks/reuse_throughput.py --experts=resnet18,resnet18,mini,mini,tiny,tiny
@@ -85,7 +86,8 @@ def main(argv):
     weights = rng.normal(size=(len(heads), 5)).astype(np.float32)
     chosen = selection.Selection(tuple("vwxyz"), (True,) * 5, heads, weights,
                                  np.zeros(5, np.float32), tuple(refs), 0.0, 0.0, ())
-    fused = {loop: reuse.build(chosen, hub, stacked_loop=loop) for loop in ("vmap", "map")}
+    fused = {loop: reuse.build(chosen, hub, stacked_loop=loop)
+             for loop in reuse.STACKED_LOOPS}
     loaded = [hub.load(ref) for ref in refs]
     own = [jax.jit(apply) for apply, _ in loaded]
 

@@ -118,7 +118,7 @@ def _each_model_alone(hub, heads, weights, bias, images):
   return np.stack(scores, 1) @ np.asarray(weights) + np.asarray(bias)
 
 
-@pytest.mark.parametrize("loop", ["vmap", "map"])
+@pytest.mark.parametrize("loop", ["vmap", "map", "unroll"])
 def test_stacked_and_mixed_architectures_combine_as_weighted(hub_with_models, loop):
   heads = [("a@1", 1), ("b@1", 0), ("c@1", 1)]
   weights = [[1.0, -0.5], [0.25, 2.0], [0.0, 1.0]]
@@ -128,6 +128,12 @@ def test_stacked_and_mixed_architectures_combine_as_weighted(hub_with_models, lo
   expected = _each_model_alone(hub_with_models, heads, weights, [0.1, -0.2], images)
   np.testing.assert_allclose(fused.predict(images), expected, atol=1e-4)
   assert len(fused.variables) == 2  # a and b stacked (one architecture), c on its own
+
+
+def test_an_unknown_stacked_loop_names_the_known_ones(hub_with_models):
+  chosen = _selection([("a@1", 0)], [[1.0]], [0.0], ["a@1"])
+  with pytest.raises(ValueError, match="one of vmap, map, unroll, got 'scan'"):
+    reuse.build(chosen, hub_with_models, stacked_loop="scan")
 
 
 def test_uncovered_classes_are_never_predicted(hub_with_models):
@@ -186,7 +192,7 @@ def test_batchnorm_statistics_survive_register_and_load(mixed_hub):
   assert mixed_hub.show("res").architecture["model"]["family"] == "cnn"
 
 
-@pytest.mark.parametrize("loop", ["vmap", "map"])
+@pytest.mark.parametrize("loop", ["vmap", "map", "unroll"])
 def test_a_mixed_family_selection_equals_each_model_alone(mixed_hub, loop):
   heads = [("vit@1", 0), ("res@1", 1), ("res2@1", 0), ("conv@1", 1)]
   weights = [[1.0, 0.5], [0.25, -1.0], [0.5, 0.5], [-0.3, 2.0]]

@@ -59,6 +59,16 @@ class Reuse:
     return correct / max(len(images), 1)
 
 
+def _unrolled(fn):
+  """`fn` on each model's variables in turn, written out in the graph, results stacked."""
+  return lambda models: jnp.stack([fn(variables) for variables in models])
+
+
+# How the models of one architecture run inside the graph (`build`'s `stacked_loop`).
+STACKED_LOOPS = {"vmap": jax.vmap, "map": lambda fn: partial(jax.lax.map, fn),
+                 "unroll": _unrolled}
+
+
 def _combine(selection: Selection, head_scores, head_entropy):
   """Class scores over the covered classes from the gathered heads."""
   weights = jnp.asarray(selection.weights, jnp.float32)
@@ -73,24 +83,30 @@ def build(selection: Selection, hub, mesh: jax.sharding.Mesh | None = None,
           stacked_loop: str | None = None) -> Reuse:
   """Loads the selected models (checksums verified) and compiles the reuse graph.
 
-  `stacked_loop` runs each architecture's stacked models by `"vmap"` (one batched program) or
-  `"map"` (`lax.map`: one model after another inside the same compiled graph). Default: vmap
-  on accelerators, map on CPU, where XLA's batched matmuls ran slower than separate ones
+  `stacked_loop` runs each architecture's stacked models by `"vmap"` (one batched program),
+  `"map"` (`lax.map`: one model after another inside the same compiled graph) or `"unroll"`
+  (each model its own copy of the forward pass in the graph, on its own unstacked variables:
+  no loop, so XLA may schedule the models side by side). Default: vmap on accelerators, map on
+  CPU, where XLA's batched matmuls ran slower than separate ones
   (`benchmarks/reuse_throughput.py`).
   """
   mesh = mesh or sharding.make_mesh((("data", -1),))
   stacked_loop = stacked_loop or ("map" if jax.default_backend() == "cpu" else "vmap")
-  if stacked_loop not in ("vmap", "map"):
-    raise ValueError(f"stacked_loop must be 'vmap' or 'map', got {stacked_loop!r}.")
-  run_stacked = jax.vmap if stacked_loop == "vmap" else (lambda f: partial(jax.lax.map, f))
+  if stacked_loop not in STACKED_LOOPS:
+    raise ValueError(f"stacked_loop must be one of {', '.join(STACKED_LOOPS)}, got "
+                     f"{stacked_loop!r}.")
+  run_stacked = STACKED_LOOPS[stacked_loop]
   by_architecture: dict[str, list[str]] = {}
   for ref in selection.models:
     key = json.dumps(hub.show(ref).architecture, sort_keys=True)
     by_architecture.setdefault(key, []).append(ref)
   architectures = list(by_architecture)
   loaded = {ref: hub.load(ref)[1] for ref in selection.models}
-  stacked = tuple(jax.tree.map(lambda *xs: np.stack(xs), *[loaded[r] for r in refs])
-                  for refs in by_architecture.values())
+  if stacked_loop == "unroll":  # a tuple of each model's own variables per architecture
+    stacked = tuple(tuple(loaded[r] for r in refs) for refs in by_architecture.values())
+  else:
+    stacked = tuple(jax.tree.map(lambda *xs: np.stack(xs), *[loaded[r] for r in refs])
+                    for refs in by_architecture.values())
   # Where each selected head sits: (architecture group, model within it, class index).
   place = {ref: (g, refs.index(ref)) for g, refs in enumerate(by_architecture.values())
            for ref in refs}
