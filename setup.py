@@ -43,8 +43,7 @@ setup(
                  "cvxpy>=1.4,<2"],  # an independent interior-point solve to check CHCO against
         # Rebuilding the SDAG from WordNet (python -m mll_jax.hub.wordnet_graph); the data
         # files come from the system (Debian: apt-get install wordnet-base wordnet-sense-index).
-        "wordnet": ["nltk>=3.8,<4",
-                 "cvxpy>=1.4,<2"],  # an independent interior-point solve to check CHCO against
+        "wordnet": ["nltk>=3.8,<4"],
         "experiments": ["matplotlib>=3.7,<4"],
         "bench": ["torch==2.13.0"],
     },
