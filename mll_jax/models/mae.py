@@ -15,6 +15,10 @@ from mll_jax.models import layer_plan, posembed, precision, vit
 DECODER_SIZES = {
     "mu": vit.Size(width=32, depth=1, heads=2, mlp_dim=64),
     "tiny": vit.Size(width=128, depth=2, heads=4, mlp_dim=512),
+    # The tiny decoder's width at the paper's depth: MAE's ablation (Table 1a) gains 8 points
+    # of linear probing from depth 1 to 8 (fine-tuning barely moves), since a shallow decoder
+    # leaves the encoder's last blocks to specialise in reconstruction.
+    "tiny_deep": vit.Size(width=128, depth=8, heads=4, mlp_dim=512),
     "standard": vit.Size(width=512, depth=8, heads=16, mlp_dim=2048),  # the paper's decoder
 }
 
