@@ -67,6 +67,10 @@ def test_small_data_budgets_are_epochs_by_data_set_and_label_fraction(data, labe
   probe = _load(REPO_ROOT / "configs" / "linear_probe.py").get_config(
       f"mini,{data},labels={labels}")
   assert probe.num_epochs == from_pretrained
+  # From 10% labels the frozen trunk's probe reads the images as the test shows them; at 1%
+  # it needs the shifted copies (probe_features.md). The fine-tune keeps its augmentation.
+  assert probe.data.augment == ("shift" if labels == "1%" else "none")
+  assert config.data.augment == "shift"
 
 
 def test_fewer_labels_get_more_passes_and_bigger_data_fewer():
