@@ -40,7 +40,7 @@ _EXPERTS = flags.DEFINE_list("experts", ["mini"] * 4,
                              "Variant of each selected expert (ViT or convolutional).")
 _IMAGES = flags.DEFINE_integer("images", 2048, "Images per pass.")
 _BATCH = flags.DEFINE_integer("batch", 256, "Images per call.")
-_REPEATS = flags.DEFINE_integer("repeats", 5, "Timed passes (median).")
+_REPEATS = flags.DEFINE_integer("repeats", 5, "Timed rounds, one pass per contender each (median).")
 
 
 def alternating_rates(contenders: dict, images, batch, repeats) -> dict[str, float]:
