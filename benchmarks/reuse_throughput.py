@@ -13,7 +13,9 @@ is as easy to time as a single-architecture one. The models are freshly initiali
 a temporary hub (speed does not depend on the weights); every head is selected with random
 weights. Each figure is the
 median images/s over `--repeats` rounds, each round one pass over `--images` images by every
-contender in turn, after a warm-up pass each.
+contender in turn, after a warm-up pass each. Compile times are reported beside them (each
+contender's graph for one batch, lowered and compiled ahead of time, once): the fused graph's
+loop changes what XLA compiles, so a faster loop can cost more at start-up.
 """
 
 import os
@@ -61,6 +63,13 @@ def alternating_rates(contenders: dict, images, batch, repeats) -> dict[str, flo
   return {name: len(images) / statistics.median(t) for name, t in times.items()}
 
 
+def compile_seconds(jitted, *args) -> float:
+  """Seconds to lower and compile `jitted` for `args` ahead of time (nothing is run)."""
+  start = time.perf_counter()
+  jitted.lower(*args).compile()
+  return time.perf_counter() - start
+
+
 def architecture(variant: str) -> dict:
   """A 3-class expert on 28x28 grey images: a ViT with 4x4 patches, or a convolutional
   trunk (ResNets with the small-image stem)."""
@@ -102,6 +111,13 @@ def main(argv):
                 for fn, (_, variables) in zip(own, loaded)]
       return np.concatenate(scores, axis=1) @ weights
 
+    batch = images[:_BATCH.value]
+    compile_times = {
+        f"compile fused ({loop})": compile_seconds(graph.predict_fn, graph.variables,
+                                                   graph.shard_batch(batch))
+        for loop, graph in fused.items()}
+    compile_times["compile sequential"] = sum(
+        compile_seconds(fn, variables, batch) for fn, (_, variables) in zip(own, loaded))
     for graph in fused.values():
       np.testing.assert_allclose(graph.predict(images[:64]), sequential(images[:64]), atol=1e-3)
     rates = alternating_rates({**{f"fused ({loop})": graph.predict
@@ -113,7 +129,9 @@ def main(argv):
         f"median of {_REPEATS.value} alternating rounds of one pass over {_IMAGES.value} "
         "images each:")
   for name, rate in rates.items():
-    print(f"  {name:<13} {rate:10.0f} images/s")
+    print(f"  {name:<22} {rate:7.0f} images/s")
+  for name, seconds in compile_times.items():
+    print(f"  {name:<22} {seconds:7.2f} s (one batch of {_BATCH.value})")
   ratios = {f"fused ({loop}) / sequential": rates[f"fused ({loop})"] / rates["sequential"]
             for loop in fused}
   for name, ratio in ratios.items():
@@ -123,7 +141,8 @@ def main(argv):
       f"{describe(experts)}, batch {_BATCH.value}, "
       f"{jax.device_count()} {jax.default_backend()} device(s), median of {_REPEATS.value} "
       f"alternating rounds of one pass over {_IMAGES.value} images each",
-      {name: (rate, "images/s") for name, rate in rates.items()},
+      {**{name: (rate, "images/s") for name, rate in rates.items()},
+       **{name: (seconds, "s") for name, seconds in compile_times.items()}},
       ratios)
 
 

@@ -30,6 +30,9 @@ def test_quick_suite_reports_every_benchmark(tmp_path, subprocess_env):
                 "one at a time / batched", "reference / batched (per task)",
                 "fused (vmap) / sequential", "fused (map) / sequential", "vec512 / default"):
     assert f"| ratio {ratio} | **" in report, (ratio, report)
+  for loop in ("vmap", "map", "unroll"):  # start-up cost beside the fused loops' throughput
+    assert f"| compile fused ({loop}) | " in report, (loop, report)
+  assert "| compile sequential | " in report
   assert "## Machine" in report and "jax " in report and "Failed" not in report
 
 

@@ -29,7 +29,9 @@ class Reuse:
   evaluate_fn: Callable
   mesh: jax.sharding.Mesh
 
-  def _batch(self, array):
+  def shard_batch(self, array):
+    """`array` split along its first axis over the mesh, as `predict_fn` and `evaluate_fn`
+    take their batches (its length a multiple of the device count)."""
     return jax.device_put(array, NamedSharding(self.mesh, PartitionSpec(self.mesh.axis_names)))
 
   def predict(self, images: np.ndarray) -> np.ndarray:
@@ -39,7 +41,7 @@ class Reuse:
     pad = -n % self.mesh.size
     if pad:
       images = np.concatenate([images, np.repeat(images[-1:], pad, axis=0)])
-    return np.asarray(self.predict_fn(self.variables, self._batch(images)))[:n]
+    return np.asarray(self.predict_fn(self.variables, self.shard_batch(images)))[:n]
 
   def evaluate(self, images: np.ndarray, labels: np.ndarray, batch_size: int = 512) -> float:
     """Top-1 accuracy over `images` (batches padded to one compiled shape)."""
@@ -53,9 +55,9 @@ class Reuse:
         valid[len(chunk):] = False
         chunk = np.concatenate([chunk, np.repeat(chunk[-1:], pad, axis=0)])
         chunk_labels = np.concatenate([chunk_labels, np.repeat(chunk_labels[-1:], pad)])
-      correct += int(self.evaluate_fn(self.variables, self._batch(chunk),
-                                      self._batch(chunk_labels.astype(np.int32)),
-                                      self._batch(valid)))
+      correct += int(self.evaluate_fn(self.variables, self.shard_batch(chunk),
+                                      self.shard_batch(chunk_labels.astype(np.int32)),
+                                      self.shard_batch(valid)))
     return correct / max(len(images), 1)
 
 
@@ -86,12 +88,14 @@ def build(selection: Selection, hub, mesh: jax.sharding.Mesh | None = None,
   `stacked_loop` runs each architecture's stacked models by `"vmap"` (one batched program),
   `"map"` (`lax.map`: one model after another inside the same compiled graph) or `"unroll"`
   (each model its own copy of the forward pass in the graph, on its own unstacked variables:
-  no loop, so XLA may schedule the models side by side). Default: vmap on accelerators, map on
-  CPU, where XLA's batched matmuls ran slower than separate ones
-  (`benchmarks/reuse_throughput.py`).
+  no loop, so XLA may schedule the models side by side). Default: vmap on accelerators,
+  unroll on CPU, where XLA's batched matmuls ran slower than separate ones and, on a mixed
+  selection (2 ResNet-18 + 2 `mini` + 2 `tiny`), unroll ran 1.09x and 1.10x of calling each
+  model in turn in two runs, map 0.99x and 1.00x, at the same compile time (about 1 s;
+  `benchmarks/results/reuse.md`).
   """
   mesh = mesh or sharding.make_mesh((("data", -1),))
-  stacked_loop = stacked_loop or ("map" if jax.default_backend() == "cpu" else "vmap")
+  stacked_loop = stacked_loop or ("unroll" if jax.default_backend() == "cpu" else "vmap")
   if stacked_loop not in STACKED_LOOPS:
     raise ValueError(f"stacked_loop must be one of {', '.join(STACKED_LOOPS)}, got "
                      f"{stacked_loop!r}.")
