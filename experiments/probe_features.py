@@ -9,10 +9,12 @@ deterministic, no masking):
   gap     the mean of the patch tokens: what the linear probe reads (`pool="gap"`)
   cls     the cls token
   tokens  every patch token, concatenated: the layout that averaging discards
-beside raw pixels. Logistic regression (scikit-learn, standardised features) takes its C from
-`--cs` by holdout accuracy; the table gives the best C's holdout accuracy. Labelled images are
+beside raw pixels; with `--by_block`, also `gap@K` / `tokens@K` after each earlier block K and
+`gap@all` (every block's mean token, concatenated). Logistic regression (scikit-learn,
+standardised features) takes its C from `--cs` by holdout accuracy; the table gives the best
+C's holdout accuracy. Labelled images are
 the studies' own subsets (mll_jax.data.run_split, seed 0) of the training split without the
-holdout; test is never read. Writes `<out>/probe_features.md`.
+holdout; test is never read. Writes `<out>/probe_features[_by_block].md`.
 """
 
 import pathlib
@@ -32,6 +34,7 @@ if __name__ == "__main__":  # the allocator is picked at process start, before J
   use_tcmalloc()
 
 import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
 
 from experiments import study_cli  # noqa: E402
 from mll_jax import checkpoint, steps, tasks, train  # noqa: E402
@@ -73,6 +76,35 @@ def readouts(encoder, images: np.ndarray, batch: int = 256) -> dict:
   return features
 
 
+def block_readouts(encoder, images: np.ndarray, batch: int = 256) -> dict:
+  """`{"gap@K", "tokens@K": features}` after each transformer block K = 1 .. depth - 1 (the
+  last block's are `gap` and `tokens`), and `gap@all`: every block's mean patch token
+  concatenated, the last one through the final LayerNorm as the probe reads it. Generative
+  pre-training's best linear features often lie below the last block (iGPT, BEiT), whose
+  output feeds MAE's decoder."""
+  transformer = encoder.transformer
+  if transformer.layers.scan:
+    raise ValueError("Block read-outs need the blocks as a loop: the encoder was built with "
+                     "config.model.scan_layers=True; load it with scan_layers=False.")
+
+  @jax.jit
+  def encode(x):
+    h = encoder.prepend_cls(encoder.embed_patches(x))
+    out, gaps = {}, []
+    for k, block in enumerate(transformer.blocks, start=1):
+      h = block(h)
+      patches = (transformer.norm(h) if k == len(transformer.blocks) and transformer.norm
+                 else h)[:, 1:].astype(jnp.float32)
+      gaps.append(patches.mean(axis=1))
+      if k < len(transformer.blocks):
+        out[f"gap@{k}"] = gaps[-1]
+        out[f"tokens@{k}"] = patches.reshape(len(x), -1)
+    out["gap@all"] = jnp.concatenate(gaps, axis=-1)
+    return out
+  parts = [jax.device_get(encode(images[i:i + batch])) for i in range(0, len(images), batch)]
+  return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+
 def scores(train_x, train_y, held_x, held_y, cs: list[float]) -> dict:
   """Holdout accuracy of 1-NN, and of logistic regression at the best of `cs` (and that C)."""
   from sklearn.linear_model import LogisticRegression
@@ -101,7 +133,9 @@ def run(settings: dict) -> list[str]:
   as_arrays = lambda source: pipeline.eval_arrays(source, size=config.data.image_size,
                                                   channels=config.data.channels)
   held = as_arrays(held_source)
-  held_features = readouts(encoder, held["image"])
+  features_of = lambda images: {**readouts(encoder, images), **(
+      block_readouts(encoder, images) if settings.get("by_block") else {})}
+  held_features = features_of(held["image"])
   lines = ["| labels | read-out | dims | 1-NN | logistic regression (best C) |",
            "|---|---|---|---|---|"]
   for fraction in settings["fractions"]:
@@ -109,8 +143,8 @@ def run(settings: dict) -> list[str]:
     labelled = as_arrays(run_split.training_source(train_source, config.data, 0, names))
     if settings["quick"]:
       labelled = {k: v[:200] for k, v in labelled.items()}
-    features = readouts(encoder, labelled["image"])
-    for readout in ("pixels", *READOUTS):
+    features = features_of(labelled["image"])
+    for readout in ("pixels", *READOUTS, *sorted(set(features) - {"pixels", *READOUTS})):
       result = scores(features[readout], labelled["label"], held_features[readout],
                       held["label"], settings["cs"])
       lines.append(f"| {fraction} ({len(labelled['label'])}) | {readout} | "
@@ -132,6 +166,8 @@ def define_flags() -> None:
   flags.DEFINE_list("cs", ["0.01", "0.1", "1", "10"], "Logistic regression's C, chosen on the "
                     "holdout.")
   flags.DEFINE_float("validation", 0.1, "Fraction of train held out.")
+  flags.DEFINE_bool("by_block", False, "Also read out after each earlier block, and every "
+                    "block's mean token concatenated.")
   flags.DEFINE_bool("quick", False, "200 labelled images and one C: a smoke run.")
   flags.DEFINE_string("out", str(REPO / "experiments" / "results"), "Results folder.")
 
@@ -143,11 +179,13 @@ def main(argv):
   settings = {"encoder": pathlib.Path(args.encoder).absolute(), "quick": args.quick,
               "fractions": ["10%"] if args.quick else args.fractions,
               "cs": [1.0] if args.quick else [float(c) for c in args.cs],
-              "validation": args.validation, "command": study_cli.command_line(sys.argv)}
+              "validation": args.validation, "by_block": args.by_block,
+              "command": study_cli.command_line(sys.argv)}
   lines = run(settings)
   out = pathlib.Path(args.out)
   out.mkdir(parents=True, exist_ok=True)
-  (out / ("probe_features_quick.md" if args.quick else "probe_features.md")).write_text(
+  name = "probe_features" + ("_by_block" if args.by_block else "")
+  (out / (f"{name}_quick.md" if args.quick else f"{name}.md")).write_text(
       "\n".join(lines) + "\n")
   print("\n".join(lines))
 

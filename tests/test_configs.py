@@ -48,9 +48,11 @@ def test_unknown_arg_is_named():
                                   "distill.py", "simclr.py"])
 def test_digits_are_never_flipped(file):
   module = _load(REPO_ROOT / "configs" / file)
+  labelled = file not in ("mae.py", "simclr.py")  # the configs that take labels=...
   for data in ("mnist", "digits"):
-    config = module.get_config(data)
-    assert "flip" not in config.data.augment.split("+"), (file, data)
+    for arg in (data, f"{data},labels=1%") if labelled else (data,):
+      config = module.get_config(arg)
+      assert "flip" not in config.data.augment.split("+"), (file, arg)
   animals = module.get_config("animal_mnist")
   assert animals.data.augment  # every config names its augmentation
 
@@ -69,8 +71,11 @@ def test_small_data_budgets_are_epochs_by_data_set_and_label_fraction(data, labe
   assert probe.num_epochs == from_pretrained
   # From 10% labels the frozen trunk's probe reads the images as the test shows them; at 1%
   # it needs the shifted copies (probe_features.md). The fine-tune keeps its augmentation.
-  assert probe.data.augment == ("shift" if labels == "1%" else "none")
-  assert config.data.augment == "shift"
+  few = data == "animal_mnist" and labels in ("1%", "10%")
+  assert probe.data.augment == ("none" if labels != "1%" else "shift+flip" if few else "shift")
+  # Doodles of animals are flipped where labels are few; digits never (recipe_probe_vit_flips).
+  assert config.data.augment == ("shift+flip" if few else "shift")
+  assert config.data.augment == finetune.augment_for(data, labels)
 
 
 def test_fewer_labels_get_more_passes_and_bigger_data_fewer():

@@ -31,6 +31,22 @@ def test_readouts_are_the_probes_features_and_their_tokens(mae_run):
   assert config.task == "mae"
 
 
+def test_block_readouts_end_in_what_the_probe_reads(mae_run):
+  encoder, _ = probe_features.load_encoder(mae_run)
+  images = np.random.default_rng(1).integers(0, 255, (3, 28, 28, 1), dtype=np.uint8)
+  final = probe_features.readouts(encoder, images)
+  blocks = probe_features.block_readouts(encoder, images, batch=2)
+  depth, width = len(encoder.transformer.blocks), final["gap"].shape[1]
+  assert sorted(blocks) == sorted([*(f"{kind}@{k}" for k in range(1, depth)
+                                     for kind in ("gap", "tokens")), "gap@all"])
+  assert blocks["gap@all"].shape == (3, depth * width)
+  # The last block's mean token, normalised, is the probe's own `gap`.
+  np.testing.assert_allclose(blocks["gap@all"][:, -width:], final["gap"], rtol=1e-5, atol=1e-5)
+  if depth > 1:
+    np.testing.assert_allclose(blocks["gap@all"][:, :width], blocks["gap@1"], rtol=1e-6)
+    assert not np.allclose(blocks["gap@1"], final["gap"])
+
+
 def test_the_quick_run_scores_every_readout_on_the_holdout(mae_run):
   lines = probe_features.run({"encoder": mae_run, "quick": True, "fractions": ["10%"],
                               "cs": [1.0], "validation": 0.1, "command": "test"})

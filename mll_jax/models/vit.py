@@ -245,11 +245,15 @@ class ViT(nnx.Module):
     # The float32 position table would promote the tokens back to float32.
     return (self.patch_embed(patches) + self.position_table()[1:]).astype(self.dtype)
 
-  def encode_tokens(self, tokens: jax.Array, key: jax.Array | None = None) -> jax.Array:
-    """Prepends the cls token (with its position) and runs the transformer."""
+  def prepend_cls(self, tokens: jax.Array) -> jax.Array:
+    """Patch tokens -> the transformer's input: the cls token (with its position) first."""
     cls = self.cls_token[...] + self.position_table()[:1]
     cls = jnp.broadcast_to(cls, (tokens.shape[0], 1, tokens.shape[-1])).astype(tokens.dtype)
-    return self.transformer(jnp.concatenate([cls, tokens], axis=1), key)
+    return jnp.concatenate([cls, tokens], axis=1)
+
+  def encode_tokens(self, tokens: jax.Array, key: jax.Array | None = None) -> jax.Array:
+    """Prepends the cls token (with its position) and runs the transformer."""
+    return self.transformer(self.prepend_cls(tokens), key)
 
   def __call__(self, images: jax.Array, key: jax.Array | None = None):
     """`key` enables drop path (training); None is the deterministic evaluation mode. The
