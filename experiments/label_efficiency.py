@@ -83,8 +83,7 @@ _TEACHER_ENSEMBLE = flags.DEFINE_integer(
 _AUGMENT = flags.DEFINE_string(
     "augment", "", "Training augmentation of every adaptation and distillation run (e.g. "
     "shift+flip; default: the data set's at each fraction, configs/finetune.py augment_for). "
-    "Pre-training keeps its "
-    "own. Names its runs folder and reports.")
+    "Pre-training keeps its own. Names its runs folder and reports.")
 _VALIDATION = flags.DEFINE_float("validation", 0.1, "Fraction of train held out for validation.")
 _CURVE_POINTS = flags.DEFINE_integer("curve_points", 10, "Validation evaluations per run.")
 _PRETRAIN_EPOCHS = flags.DEFINE_float("pretrain_epochs", None,

@@ -12,9 +12,8 @@ deterministic, no masking):
 beside raw pixels; with `--by_block`, also `gap@K` / `tokens@K` after each earlier block K and
 `gap@all` (every block's mean token, concatenated). Logistic regression (scikit-learn,
 standardised features) takes its C from `--cs` by holdout accuracy; the table gives the best
-C's holdout accuracy. Labelled images are
-the studies' own subsets (mll_jax.data.run_split, seed 0) of the training split without the
-holdout; test is never read. Writes `<out>/probe_features[_by_block].md`.
+C's holdout accuracy. Labelled images are the studies' own subsets (mll_jax.data.run_split,
+seed 0) of the training split without the holdout; test is never read. Writes `<out>/probe_features[_by_block].md`.
 """
 
 import pathlib
