@@ -9,8 +9,9 @@ Every run uses one model size (`--model`, default `mini`). Methods, at every fra
   mae_finetune     MAE pre-training (every training image, no labels) + fine-tuning
   mae_probe        MAE pre-training + linear probe (frozen trunk, BatchNorm + linear head on
                    the mean of the patch tokens: MAE's protocol)
-  mae_token_probe  the same probe on every patch token (`model.pool="tokens"`): the read-out
-                   chosen on the validation holdout (experiments/results/probe_features.md)
+  mae_token_probe  the same probe on every patch token (linear_probe.py's `tokens`: the read-out
+                   and its weight decay, chosen on the validation holdout,
+                   experiments/results/probe_features.md, recipe_probe_token_wd_and_1pct.md)
   simclr_finetune  SimCLR pre-training + fine-tuning from the encoder's output
   simclr_proj_finetune  SimCLR pre-training + fine-tuning from the first layer of its
                    projection head, as SimCLRv2 does (`model.projection_layers=1`)
@@ -103,9 +104,11 @@ ADAPTATIONS = {  # method -> (config file, pre-training it starts from)
 DEFAULT_METHODS = ("scratch", "mae_finetune", "mae_probe", "simclr_finetune")
 # What a method changes in its config file's model (the probe's read-out; the projection layer
 # a SimCLR fine-tune keeps). A distillation teacher of that method gets the same.
+# (The token probe's config arg sets its pool too, with the weight decay of that read-out.)
 MODEL_OVERRIDES = {"mae_token_probe": {"model.pool": "tokens"},
                    "simclr_proj_finetune": {"model.projection_layers": 1}}
 PROBES = ("mae_probe", "mae_token_probe")  # a BatchNorm before the head
+CONFIG_ARGS = {"mae_token_probe": "tokens"}  # config-file arg tokens of a method
 # The configs of the runs that learn from labels or a teacher: `--augment` changes theirs (the
 # pre-training keeps its own views).
 ADAPTATION_CONFIGS = ("finetune", "linear_probe", "distill")
@@ -201,7 +204,8 @@ def _adaptation_config(method: str, fraction: str, seed: int, pretrained: dict,
     finetune = config_files.load(REPO / "configs" / "finetune.py")
     overrides.update(finetune.pretrained_overrides(settings["data"], fraction,
                                                    settings["model"]))
-  return _config(config_name, settings, labels=fraction, **overrides)
+  return _config(config_name, settings, labels=fraction,
+                 extra_arg=CONFIG_ARGS.get(method, ""), **overrides)
 
 
 def _distill_config(teacher: str, fraction: str, seed: int, study_dir: pathlib.Path,

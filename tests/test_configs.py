@@ -78,6 +78,30 @@ def test_small_data_budgets_are_epochs_by_data_set_and_label_fraction(data, labe
   assert config.data.augment == finetune.augment_for(data, labels)
 
 
+@pytest.mark.parametrize("labels", ["1%", "10%", "100%"])
+def test_the_token_probe_arg_reads_every_patch_token_with_its_weight_decay(labels):
+  module = _load(REPO_ROOT / "configs" / "linear_probe.py")
+  tokens = module.get_config(f"mini,animal_mnist,labels={labels},tokens")
+  pooled = module.get_config(f"mini,animal_mnist,labels={labels}")
+  assert (tokens.model.pool, pooled.model.pool) == ("tokens", "gap")
+  assert tokens.optim.weight_decay == module.token_weight_decay("animal_mnist", "mini", labels)
+  assert pooled.optim.weight_decay == 0.0
+  # Only the read-out and its decay differ: budget, augmentation and rate are the probe's.
+  assert (tokens.num_epochs, tokens.data.augment, tokens.optim.base_lr) == (
+      pooled.num_epochs, pooled.data.augment, pooled.optim.base_lr)
+  # Chosen on animal_mnist's holdout for `mini` (recipe_probe_token_wd_and_1pct.md): strong
+  # at 10% labels only; other data sets and models keep none until measured.
+  assert (tokens.optim.weight_decay > 0) == (labels == "10%")
+  for other in ("mini,mnist", "tiny,animal_mnist"):
+    assert module.get_config(f"{other},labels={labels},tokens").optim.weight_decay == 0.0
+
+
+def test_the_token_probe_of_a_cnn_is_refused_with_the_fix():
+  module = _load(REPO_ROOT / "configs" / "linear_probe.py")
+  with pytest.raises(ValueError, match="`tokens` reads a ViT's patch tokens.*Drop `tokens`"):
+    module.get_config("cnn_s,animal_mnist,tokens")
+
+
 def test_fewer_labels_get_more_passes_and_bigger_data_fewer():
   finetune = _load(REPO_ROOT / "configs" / "finetune.py")
   for pretrained in (False, True):

@@ -13,6 +13,7 @@ from experiments import label_efficiency  # noqa: E402
 from mll_jax import config_files  # noqa: E402
 
 finetune = config_files.load(pathlib.Path(REPO_ROOT) / "configs" / "finetune.py")
+linear_probe = config_files.load(pathlib.Path(REPO_ROOT) / "configs" / "linear_probe.py")
 SETTINGS = {"quick": False, "model": "mini", "data": "animal_mnist", "validation": 0.1,
             "manual_dir": ""}
 PRETRAINED = {"mae": "runs/mae", "simclr": "runs/simclr"}
@@ -31,8 +32,12 @@ def test_each_run_gets_its_fractions_budget(method, pretrained, fraction):
 def test_the_token_probe_reads_every_patch_token_as_run_and_as_teacher(tmp_path):
   probe = label_efficiency._adaptation_config("mae_token_probe", "10%", 0, PRETRAINED, SETTINGS)
   assert probe.model.pool == "tokens" and probe.model.frozen_trunk
-  assert label_efficiency._adaptation_config(
-      "mae_probe", "10%", 0, PRETRAINED, SETTINGS).model.pool == "gap"
+  # ... with that read-out's weight decay (recipe_probe_token_wd_and_1pct.md); the pooled
+  # probe none.
+  chosen = linear_probe.token_weight_decay("animal_mnist", "mini", "10%")
+  assert probe.optim.weight_decay == chosen > 0
+  pooled = label_efficiency._adaptation_config("mae_probe", "10%", 0, PRETRAINED, SETTINGS)
+  assert pooled.model.pool == "gap" and pooled.optim.weight_decay == 0
   teacher = label_efficiency._distill_config("mae_token_probe", "10%", 0, tmp_path, PRETRAINED,
                                              SETTINGS).teacher
   assert teacher.pool == "tokens" and teacher.head_norm == "batchnorm"
