@@ -33,12 +33,12 @@ def token_weight_decay(data: str, model: str, labels: str) -> float:
 
 def get_config(arg=None):
   """Linear-probe config: the fine-tuning config with a frozen trunk and the probe's recipe."""
-  tokens = [t for t in (arg or "").split(",") if t]
-  read_tokens = "tokens" in tokens
-  arg = ",".join(t for t in tokens if t != "tokens")
+  arg_tokens = [t for t in (arg or "").split(",") if t]
+  read_tokens = "tokens" in arg_tokens
+  arg = ",".join(t for t in arg_tokens if t != "tokens")
   c = finetune.get_config(arg)
   if read_tokens and c.model.family != "vit":
-    raise ValueError(f"configs/linear_probe.py: `tokens` reads a ViT's patch tokens; "
+    raise ValueError("configs/linear_probe.py: `tokens` reads a ViT's patch tokens; "
                      f"{c.model.variant!r} is a {c.model.family}. Drop `tokens` to probe its "
                      "pooled features.")
   big = c.data.name == "imagenet2012"

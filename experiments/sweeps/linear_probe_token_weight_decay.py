@@ -3,7 +3,7 @@
 validation holdout (never test). One sweep per label fraction:
 
     python -m mll_jax.sweep --config=configs/linear_probe.py:mini,animal_mnist,labels=10% \\
-        --sweep=experiments/sweeps/token_probe_weight_decay.py \\
+        --sweep=experiments/sweeps/linear_probe_token_weight_decay.py \\
         --workdir=runs/token_probe_weight_decay_10pct \\
         --config.init_from=runs/label_efficiency/pretrain_mae --config.model.pool=tokens \\
         --config.data.validation=0.1 --config.evals.classification.split=holdout \\
