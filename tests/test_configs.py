@@ -158,6 +158,17 @@ def test_distillation_budget_is_not_sized_by_labels():
   assert train.resolve_duration(config, 128)[0] == config.num_epochs
 
 
+def test_distillation_batch_is_not_sized_by_labels():
+  # The student reads every training image: 1% labels must not shrink its batch to the 64
+  # that fits 70 labelled images (the study's runs used 128; the CLI with labels=1% gave 64).
+  distill = _load(REPO_ROOT / "configs" / "distill.py")
+  batches = {labels: distill.get_config(f"mini,animal_mnist,labels={labels}").batch_size
+             for labels in ("1%", "10%", "100%")}
+  assert batches == {"1%": 128, "10%": 128, "100%": 128}
+  assert _load(REPO_ROOT / "configs" / "finetune.py").get_config(
+      "mini,animal_mnist,labels=1%").batch_size == 64
+
+
 def test_min_steps_floors_a_budget_in_passes_but_not_one_in_steps():
   from mll_jax import config_checks, sweep, train
   config = _load(REPO_ROOT / "configs" / "expert.py").get_config("mini")
