@@ -9,7 +9,8 @@ validation holdout (never test). One sweep per label fraction:
         --config.data.validation=0.1 --config.evals.classification.split=holdout \\
         --config.evals.classification.log_points=10 --config.evals.classification.log_steps=0
 
-(`labels=1%` and `labels=100%` the same.) The results and the choice:
+(At `labels=1%` and `labels=100%` some of these points ran, one by one with the same flags:
+the results file lists which.) The results and the choice:
 experiments/results/recipe_probe_token_wd_and_1pct.md; configs/linear_probe.py
 `TOKEN_WEIGHT_DECAY`.
 """
