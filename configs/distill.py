@@ -23,10 +23,10 @@ def get_config(arg=None):
     student_args.append("mini")
   c = finetune.get_config(",".join(student_args))
   # Distillation reads every training image, labelled or not, so its batch is not the one a
-  # label fraction sizes (the 1% recipe's 64 fits its 70 labelled images): the batch of the
-  # same model and data at the default fraction, as the label-efficiency study has always run.
-  c.batch_size = finetune.get_config(
-      ",".join(t for t in student_args if not t.startswith("labels="))).batch_size
+  # label fraction sizes (the 1% recipe's 64 fits its 70 labelled images): the batch of all
+  # labels, as the label-efficiency study has always run.
+  model, data, _ = finetune.parse_arg(",".join(student_args))
+  c.batch_size = finetune.batch_size(model, data, "100%")
   if teacher not in MODELS:
     raise ValueError(f"configs/distill.py: unknown teacher {teacher!r}; models: "
                      f"{', '.join(MODELS)}.")

@@ -116,6 +116,17 @@ def parse_arg(arg):
   return model, data, labels
 
 
+def batch_size(model: str, data: str, labels: str) -> int:
+  """The fine-tuning batch of a model arg on a data set (a DATA key) at a label fraction."""
+  if is_cnn(model):
+    return 128  # the reference CNN's recipe (below)
+  if data == "imagenet2012":
+    return 1024
+  if labels == "1%" and data == "animal_mnist":
+    return 64  # 1% is 80 images (70 with a validation holdout): under one batch of 128
+  return 128  # the batch the recipe probes validated
+
+
 def is_cnn(model: str) -> bool:
   """Whether a model arg names the convolutional family (plain CNNs and ResNets)."""
   return model.startswith("cnn_") or resnet.is_resnet(model)
@@ -165,9 +176,7 @@ def get_config(arg=None):
   c.label_smoothing = 0.1
   c.mixup = 0.0  # MAE's recipe uses 0.8 with cutmix on ImageNet; off for small data
 
-  c.batch_size = 1024 if big else 128  # 128: the batch the recipe probes validated
-  if labels == "1%" and data == "animal_mnist":
-    c.batch_size = 64  # 1% is 80 images (70 with a validation holdout): under one batch of 128
+  c.batch_size = batch_size(model, data, labels)
   c.total_steps = 0
   c.num_epochs = 100.0 if big else budget_epochs(data, labels, pretrained=False)
   # The labels the budget above was sized for: a later `data.labels` override that leaves
@@ -197,7 +206,6 @@ def get_config(arg=None):
     # flips too (`--config.data.augment=shift+flip`, recipe_probe_few_labels.md).
     c.data.augment = "shift"
     c.label_smoothing = 0.0
-    c.batch_size = 128
     c.warmup_epochs = 1.0
     c.optim.update(base_lr=4e-3, layer_decay=1.0)
 
