@@ -54,6 +54,12 @@ _LAMBDAS = flags.DEFINE_list("lambdas", ["0", "0.003", "0.01", "0.03", "0.1", "0
                              "CHCO lambdas of the accuracy-vs-cost curve.")
 _LAM = flags.DEFINE_float("lam", 0.01, "CHCO's lambda for the scaling curve and baselines.")
 _SEED = flags.DEFINE_integer("seed", 0, "Seed of tasks and orderings.")
+_COMPARE_TO = flags.DEFINE_string(
+    "compare_to", None, "Another hub's hub_scaling.json on the same tasks (e.g. the ViT-only "
+    "hub's, for the mixed hub): the report adds this hub against it.")
+_REPORT_ONLY = flags.DEFINE_bool(
+    "report_only", False, "Write the report again from <out>/hub_scaling.json (the settings it "
+    "was run with; --compare_to may be added), without evaluating anything.")
 _MAX_IMAGES = flags.DEFINE_integer("max_test_images", 500,
                                    "Test images per task (a seeded random subset; 0: all).")
 # Reuse batch on CPU: the fused graph of 14 `mini` experts ran 1,400 images at 107 images/s
@@ -113,11 +119,13 @@ class Study:
             "selected": chosen.models}
 
   def families(self, refs) -> dict:
-    """`{family: count}` of the models `refs` (the hub's architectures: vit, cnn)."""
+    """`{"family/variant": count}` of the models `refs` (e.g. `vit/mini`, `cnn/resnet18`): the
+    family alone would not tell a ResNet-18 from the small CNN, which differ 30x in cost."""
     counts = {}
     for ref in refs:
-      family = self.hub.show(ref).architecture["model"].get("family", "vit")
-      counts[family] = counts.get(family, 0) + 1
+      model = self.hub.show(ref).architecture["model"]
+      kind = f"{model.get('family', 'vit')}/{model['variant']}"
+      counts[kind] = counts.get(kind, 0) + 1
     return counts
 
   def single_best(self, data, classes) -> dict:
@@ -219,12 +227,50 @@ def main(argv):
               "lam": _LAM.value, "seed": _SEED.value,
               "max_test_images": _MAX_IMAGES.value,
               "command": study_cli.command_line(sys.argv)}
-  results = run(settings)
   out = pathlib.Path(_OUT.value)
-  out.mkdir(parents=True, exist_ok=True)
   stem = out / ("hub_scaling_quick" if quick else "hub_scaling")
-  stem.with_suffix(".json").write_text(json.dumps(results, indent=1, default=float))
-  report.write(results, settings, stem)
+  if _REPORT_ONLY.value:
+    results = saved_results(stem.with_suffix(".json"))
+    settings = results["settings"]
+  check_comparable(_COMPARE_TO.value, settings)  # before an hour of evaluations, not after
+  if not _REPORT_ONLY.value:
+    results = run(settings)
+    # The settings travel with the results, so that --report_only writes the same report.
+    results["settings"] = {k: (str(v) if isinstance(v, pathlib.Path) else v)
+                           for k, v in settings.items()}
+    out.mkdir(parents=True, exist_ok=True)
+    stem.with_suffix(".json").write_text(json.dumps(results, indent=1, default=float))
+  report.write(results, {**settings, "compare_to": _COMPARE_TO.value}, stem)
+
+
+def check_comparable(compare_to: str | None, settings: dict) -> None:
+  """SystemExit naming the problem unless `compare_to` (if given) is a hub_scaling.json of the
+  tasks this study draws: another seed or task count would compare other images."""
+  if not compare_to:
+    return
+  path = pathlib.Path(compare_to)
+  if not path.is_file():
+    raise SystemExit(f"--compare_to: {path} is not a file; give the hub_scaling.json of the "
+                     "study to compare with (e.g. experiments/results/hub_scaling.json).")
+  datasets = ["animal_mnist"] + (["mnist"] if settings["mnist_dir"] else [])
+  tasks = [[d, list(c)] for d, c in held_out_tasks(datasets, settings["tasks"], settings["seed"])]
+  theirs = json.loads(path.read_text()).get("tasks")
+  if theirs != tasks:
+    raise SystemExit(f"--compare_to: {path} was run on other tasks ({theirs}) than this study "
+                     f"draws ({tasks}); compare studies of the same --seed, --tasks and data "
+                     "sets.")
+
+
+def saved_results(path: pathlib.Path) -> dict:
+  """A study's saved results for --report_only; SystemExit naming what is missing."""
+  if not path.exists():
+    raise SystemExit(f"--report_only: {path} does not exist; run the study first (without "
+                     "--report_only), or give the --out it wrote to.")
+  results = json.loads(path.read_text())
+  if "settings" not in results:
+    raise SystemExit(f"--report_only: {path} was written before studies saved their settings; "
+                     "rerun the study to write its report.")
+  return results
 
 
 if __name__ == "__main__":

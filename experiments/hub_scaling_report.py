@@ -75,6 +75,44 @@ def plot_trained_curves(trained: dict, path: pathlib.Path) -> None:
   curves.plot_panels(panels, path, "validation accuracy (holdout of its classes)")
 
 
+def comparison_lines(results: dict, other: dict, other_name: str) -> list[str]:
+  """This hub against another hub's study on the same held-out tasks (e.g. the mixed hub
+  against the ViT-only one of the same size): CHCO's accuracy and cost over lambda, paired by
+  task, and CHCO against hub size. Refused (ValueError) when the tasks differ, since the two
+  would then not be measured on the same images."""
+  if results["tasks"] != other["tasks"]:
+    raise ValueError(f"{other_name} was run on other tasks than this study ({other['tasks']} "
+                     f"vs {results['tasks']}): compare studies of the same --seed and --tasks.")
+
+  def by_task(rows, **match):
+    return {r["task"]: r for r in rows if all(r.get(k) == v for k, v in match.items())}
+
+  lines = [f"## Against `{other_name}` (same tasks, same test images)", "",
+           "CHCO over lambda on the full hubs; the difference is paired by task (this hub "
+           "minus the other, mean ± std over tasks).", "",
+           "| lambda | accuracy, this hub | accuracy, other | difference | MFLOPs/image, this "
+           "hub | MFLOPs/image, other |", "|---|---|---|---|---|---|"]
+  for lam in sorted({r["lam"] for r in results["lambda"]} & {r["lam"] for r in other["lambda"]}):
+    mine, theirs = by_task(results["lambda"], lam=lam), by_task(other["lambda"], lam=lam)
+    tasks = sorted(mine.keys() & theirs.keys())
+    lines.append(
+        f"| {lam:g} | {_mean_std([mine[t]['accuracy'] for t in tasks])} | "
+        f"{_mean_std([theirs[t]['accuracy'] for t in tasks])} | "
+        f"{_mean_std([mine[t]['accuracy'] - theirs[t]['accuracy'] for t in tasks])} | "
+        f"{_mean_std([mine[t]['mflops'] for t in tasks])} | "
+        f"{_mean_std([theirs[t]['mflops'] for t in tasks])} |")
+  sizes = sorted({r["size"] for r in results["scaling"]} & {r["size"] for r in other["scaling"]})
+  lines += ["", "CHCO against hub size (mean over orderings and tasks; the orderings are drawn "
+            "with the same seed over each hub's own models):", "",
+            "| hub | " + " | ".join(f"{s} models" for s in sizes) + " |",
+            "|---|" + "---|" * len(sizes)]
+  for name, study in (("this hub", results), (other_name, other)):
+    cells = [np.mean([r["accuracy"] for r in study["scaling"]
+                      if r["method"] == "chco" and r["size"] == s]) for s in sizes]
+    lines.append(f"| {name} | " + " | ".join(f"{c:.3f}" for c in cells) + " |")
+  return lines + [""]
+
+
 def write(results: dict, settings: dict, stem: pathlib.Path) -> None:
   """`<stem>.md`, `.csv`, `.png` and the references' `<stem>_curves.png`."""
   scaling_lines, by_size = scaling_table(results["scaling"])
@@ -106,7 +144,10 @@ def write(results: dict, settings: dict, stem: pathlib.Path) -> None:
            "", *scaling_lines, "", "## Baselines at the full hub", "", *base, "",
            "## Per data set at the full hub (mean over its tasks)", "",
            *per_dataset_lines(results), "", *trained_lines(results.get("trained", {})),
-           "## Accuracy against cost over CHCO's lambda (full hub)", "", *curve]
+           "## Accuracy against cost over CHCO's lambda (full hub)", "", *curve, ""]
+  if settings.get("compare_to"):
+    compare_to = pathlib.Path(settings["compare_to"])
+    lines += comparison_lines(results, json.loads(compare_to.read_text()), compare_to.name)
   stem.with_suffix(".md").write_text("\n".join(lines) + "\n")
   with stem.with_suffix(".csv").open("w", newline="") as f:
     writer = csv.writer(f)
