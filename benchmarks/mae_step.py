@@ -1,5 +1,5 @@
-"""Train-step and encoder-inference images/s of the default MAE config in mll_jax (float32
-and bfloat16 compute) vs the same model in PyTorch (float32 eager, and bfloat16 CPU autocast).
+"""Train-step and encoder-inference images/s of the default MAE config in mll_jax (float32,
+bfloat16, and bfloat16 matmul operands on float32 activations) vs the same model in PyTorch (float32 eager, and bfloat16 CPU autocast).
 
     python benchmarks/mae_step.py [--config=configs/mae.py] [--repeats=5] [--steps=20]
 
@@ -134,7 +134,7 @@ def main(argv):
   print(f"model: MAE {config.model.variant} patch {config.model.patch_size}, decoder "
         f"{config.model.decoder}, batch {shape}")
   train, infer, flops = {}, {}, {}
-  for dtype in ("float32", "bfloat16"):
+  for dtype in ("float32", "bfloat16", "bfloat16_matmul"):
     train[f"mll_jax {dtype}"], infer[f"mll_jax {dtype}"], flops[dtype] = jax_variants(
         config, batches, dtype)
   if not _ONLY_JAX.value:
@@ -160,8 +160,9 @@ def main(argv):
       print(line)
       figures[f"{name} {what}"] = (v.rate, "images/s")
   rate = lambda table, name: table[name].rate if name in table else float("nan")
-  ratios["train bfloat16 / float32 (mll_jax)"] = \
-      rate(train, "mll_jax bfloat16") / rate(train, "mll_jax float32")
+  for narrow in ("bfloat16", "bfloat16_matmul"):
+    ratios[f"train {narrow} / float32 (mll_jax)"] = \
+        rate(train, f"mll_jax {narrow}") / rate(train, "mll_jax float32")
   if not _ONLY_JAX.value:
     ratios.update({
         "train mll_jax float32 / PyTorch float32":
@@ -174,6 +175,15 @@ def main(argv):
             rate(infer, "mll_jax float32") / rate(infer, "PyTorch float32"),
         "inference mll_jax bfloat16 / PyTorch bf16 autocast":
             rate(infer, "mll_jax bfloat16") / rate(infer, "PyTorch bf16 autocast"),
+        # float32 activations, bfloat16 matmul operands (models/precision.py)
+        "train mll_jax bfloat16_matmul / PyTorch float32":
+            rate(train, "mll_jax bfloat16_matmul") / rate(train, "PyTorch float32"),
+        "train mll_jax bfloat16_matmul / PyTorch bf16 autocast":
+            rate(train, "mll_jax bfloat16_matmul") / rate(train, "PyTorch bf16 autocast"),
+        "inference mll_jax bfloat16_matmul / PyTorch float32":
+            rate(infer, "mll_jax bfloat16_matmul") / rate(infer, "PyTorch float32"),
+        "inference mll_jax bfloat16_matmul / PyTorch bf16 autocast":
+            rate(infer, "mll_jax bfloat16_matmul") / rate(infer, "PyTorch bf16 autocast"),
     })
   for name, value in ratios.items():
     print(f"ratio {name}: {value:.2f}" + ("" if name.startswith("MFU") else "x"))

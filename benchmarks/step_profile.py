@@ -32,7 +32,7 @@ from benchmarks import mae_step  # noqa: E402  (its --config flag is this script
 
 _PROFILE_STEPS = flags.DEFINE_integer("profile_steps", 20, "Train steps traced.")
 _TOP = flags.DEFINE_integer("top", 25, "Instructions listed.")
-_DTYPE = flags.DEFINE_enum("dtype", "float32", ["float32", "bfloat16"],
+_DTYPE = flags.DEFINE_enum("dtype", "float32", ["float32", "bfloat16", "bfloat16_matmul"],
                            "Compute dtype of the traced step (config.model.dtype).")
 
 def main(argv):

@@ -1,7 +1,7 @@
 """Does bfloat16 compute reach the float32 result? The default MAE run and a fine-tune, each in
 float32 and in bfloat16 (`config.model.dtype`), over seeds, compared against the seed spread.
 
-    python experiments/precision_parity.py [--seeds=2] [--quick]
+    python experiments/precision_parity.py [--seeds=2] [--quick] [--narrow=bfloat16_matmul]
 
 Points: `configs/mae.py` as the README's first command runs it (the `tiny` MAE on
 animal_mnist), judged by its final few-shot accuracy and reconstruction loss on the holdout
@@ -38,8 +38,9 @@ _POINTS = flags.DEFINE_list("points", ["mae", "finetune"],
 _QUICK = flags.DEFINE_bool("quick", False, "The `mu` model and a few steps: a smoke test.")
 _WORKDIR = flags.DEFINE_string("study_dir", None, "Runs folder (default runs/precision_parity).")
 _OUT = flags.DEFINE_string("out", str(REPO / "experiments" / "results"), "Results folder.")
-
-DTYPES = ("float32", "bfloat16")
+_NARROW = flags.DEFINE_enum(
+    "narrow", "bfloat16", ["bfloat16", "bfloat16_matmul"],
+    "The policy compared with float32 (models/precision.py); the float32 runs are shared.")
 # name -> (config file, arg, quick arg, metrics judged: (key, higher is better))
 POINTS = {
     "MAE pre-training": ("mae", "tiny,animal_mnist", "mu,animal_mnist",
@@ -113,28 +114,29 @@ def _spread(values: list[float]) -> float:
   return max(values) - min(values) if values else float("nan")
 
 
-def report(results: dict, seeds: int, command: str) -> str:
-  """The markdown table and the verdict per metric."""
-  lines = ["# bfloat16 vs float32 compute (mean ± std over seeds)", "", f"Command: `{command}`",
-           "", f"{seeds} seed(s) per cell; parameters and optimizer state are float32 in both. "
-           "A metric holds when |mean bf16 - mean f32| is no larger than the larger seed "
-           "spread (max - min).", "",
-           "| run | metric | float32 | bfloat16 | difference | seed spread | verdict |",
+def report(results: dict, seeds: int, command: str, narrow: str = "bfloat16") -> str:
+  """The markdown table and the verdict per metric (`narrow` against float32)."""
+  dtypes = ("float32", narrow)
+  lines = [f"# {narrow} vs float32 compute (mean ± std over seeds)", "",
+           f"Command: `{command}`", "", f"{seeds} seed(s) per cell; parameters and optimizer "
+           f"state are float32 in both. A metric holds when |mean {narrow} - mean float32| is "
+           "no larger than the larger seed spread (max - min).", "",
+           f"| run | metric | float32 | {narrow} | difference | seed spread | verdict |",
            "|---|---|---|---|---|---|---|"]
   for name in results:
     for key, _ in POINTS[name][3]:
-      values = {d: [r[key] for r in results[name][d]] for d in DTYPES}
-      difference = statistics.mean(values["bfloat16"]) - statistics.mean(values["float32"])
-      spread = max(_spread(values[d]) for d in DTYPES)
+      values = {d: [r[key] for r in results[name][d]] for d in dtypes}
+      difference = statistics.mean(values[narrow]) - statistics.mean(values["float32"])
+      spread = max(_spread(values[d]) for d in dtypes)
       verdict = "within the seed spread" if abs(difference) <= spread else "**outside**"
       cell = lambda v: (f"{statistics.mean(v):.4f} ± {statistics.pstdev(v):.4f}")
       lines.append(f"| {name} | {key} | {cell(values['float32'])} | "
-                   f"{cell(values['bfloat16'])} | {difference:+.4f} | {spread:.4f} | "
+                   f"{cell(values[narrow])} | {difference:+.4f} | {spread:.4f} | "
                    f"{verdict} |")
   lines += ["", "| run | dtype | training images/s (median of log steps) | wall min per run |",
             "|---|---|---|---|"]
   for name in results:
-    for d in DTYPES:
+    for d in dtypes:
       runs = results[name][d]
       lines.append(f"| {name} | {d} | "
                    f"{statistics.mean(r['images_per_sec'] for r in runs):.0f} | "
@@ -157,22 +159,24 @@ def main(argv):
     raise app.UsageError(f"--points: unknown {sorted(unknown)}; known: {sorted(known)}")
   study_dir = pathlib.Path(_WORKDIR.value or
                            f"runs/precision_parity{'_quick' if quick else ''}").absolute()
+  dtypes = ("float32", _NARROW.value)
   results = {}
   with finished_runs.stale_runs_stop("precision_parity.py"):
     for name, (file, arg, quick_arg, _) in POINTS.items():
       if file not in _POINTS.value:
         continue
-      results[name] = {d: [] for d in DTYPES}
+      results[name] = {d: [] for d in dtypes}
       for seed in range(_SEEDS.value):
-        for dtype in DTYPES:  # alternating, so machine load drifts onto both alike
+        for dtype in dtypes:  # alternating, so machine load drifts onto both alike
           config = _config(file, quick_arg if quick else arg, dtype, seed, quick)
           tag = f"{file}_{dtype}_seed{seed}"
           results[name][dtype].append(_run(config, study_dir / tag))
-  text = report(results, _SEEDS.value, study_cli.command_line(sys.argv))
+  text = report(results, _SEEDS.value, study_cli.command_line(sys.argv), _NARROW.value)
   out = pathlib.Path(_OUT.value)
   out.mkdir(parents=True, exist_ok=True)
   subset = "" if known <= set(_POINTS.value) else "_" + "_".join(sorted(_POINTS.value))
-  (out / f"precision_parity{subset}{'_quick' if quick else ''}.md").write_text(text)
+  policy = "" if _NARROW.value == "bfloat16" else f"_{_NARROW.value}"
+  (out / f"precision_parity{policy}{subset}{'_quick' if quick else ''}.md").write_text(text)
   print(text)
 
 

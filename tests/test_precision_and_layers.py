@@ -75,15 +75,19 @@ def test_bfloat16_layernorm_statistics_and_mae_loss_are_float32():
   assert jaxpr.out_avals[0].dtype == jnp.bfloat16
 
 
-def _reduce_sums(jaxpr) -> list:
-  """Every reduce_sum of `jaxpr`, its sub-jaxprs (custom_vjp, pjit, remat) included."""
+def _eqns(jaxpr, primitive: str) -> list:
+  """Every `primitive` equation of `jaxpr`, its sub-jaxprs (custom_vjp, pjit, remat) included."""
   found = []
   for eqn in jaxpr.eqns:
-    found += [eqn] if eqn.primitive.name == "reduce_sum" else []
+    found += [eqn] if eqn.primitive.name == primitive else []
     for param in eqn.params.values():
       inner = getattr(param, "jaxpr", param)
-      found += _reduce_sums(inner) if hasattr(inner, "eqns") else []
+      found += _eqns(inner, primitive) if hasattr(inner, "eqns") else []
   return found
+
+
+def _reduce_sums(jaxpr) -> list:
+  return _eqns(jaxpr, "reduce_sum")
 
 
 def test_bfloat16_bias_gradients_are_summed_in_float32():
@@ -128,6 +132,56 @@ def test_bfloat16_stays_close_to_float32():
   np.testing.assert_allclose(np.asarray(b), np.asarray(a), atol=0.05, rtol=0.05)
 
 
+def _matmul_policy_classifier():
+  return precision.with_matmul_policy(_classifier(), "bfloat16_matmul")
+
+
+def test_bfloat16_matmul_narrows_only_the_linear_operands_forward_and_backward():
+  model = _matmul_policy_classifier()
+  linears = [m for _, m in nnx.iter_graph(model) if isinstance(m, precision.Linear)]
+  assert linears and {m.matmul_dtype for m in linears} == {jnp.bfloat16}
+  assert {p.dtype for p in jax.tree.leaves(_pure(model))} == {jnp.dtype(jnp.float32)}
+  logits, aux = model(IMAGES)
+  assert aux["encoded"].dtype == jnp.float32 and logits.dtype == jnp.float32  # float32 stream
+  graphdef, state = nnx.split(model)
+  grads = jax.make_jaxpr(jax.grad(lambda s: _loss(nnx.merge(graphdef, s))))(state)
+  dots = _eqns(grads.jaxpr, "dot_general")
+  narrow = [e for e in dots if {v.aval.dtype for v in e.invars} == {jnp.dtype(jnp.bfloat16)}]
+  # Each linear layer: its forward matmul and the backward's two, every one summing in float32;
+  # the other matmuls (attention's own products, the head) stay float32 throughout.
+  assert len(narrow) == 3 * len(linears)
+  assert {e.outvars[0].aval.dtype for e in narrow} == {jnp.dtype(jnp.float32)}
+  assert all(v.aval.dtype == jnp.float32 for e in dots if e not in narrow for v in e.invars)
+
+
+def test_bfloat16_matmul_loss_and_gradients_stay_close_to_float32():
+  full = _classifier()
+  narrow = _with_params(_matmul_policy_classifier(), _pure(full))
+  (loss_full, grads_full), (loss_narrow, grads_narrow) = (_loss_and_grads(full),
+                                                          _loss_and_grads(narrow))
+  assert loss_full != loss_narrow  # it did compute narrower
+  np.testing.assert_allclose(float(loss_narrow), float(loss_full), rtol=1e-2)
+  for a, b in zip(jax.tree.leaves(grads_full), jax.tree.leaves(grads_narrow)):
+    assert float(jnp.linalg.norm(a - b)) <= 0.05 * float(jnp.linalg.norm(a)) + 1e-6
+
+
+@pytest.mark.parametrize("dtype,narrowed", [("bfloat16_matmul", True), ("float32", False),
+                                            ("bfloat16", False)])
+def test_the_tasks_models_take_the_matmul_policy_from_the_config(dtype, narrowed):
+  from mll_jax.data import sources
+  from mll_jax.tasks import mae as mae_task, simclr, supervised
+  config = ml_collections.ConfigDict({
+      "model": {"variant": "mu", "patch_size": 4, "decoder": "mu", "mask_ratio": 0.75,
+                "norm_pix_loss": True, "dtype": dtype, "proj_hidden": 32, "proj_dim": 16,
+                "proj_depth": 2},
+      "data": {"image_size": 28, "channels": 1}})
+  info = sources.DatasetInfo("x", ("a", "b"), (28, 28, 1), {})
+  for make in (mae_task.make_model, simclr.make_model, supervised.make_model):
+    model = make(config, info, nnx.Rngs(0))
+    kinds = {m.matmul_dtype for _, m in nnx.iter_graph(model) if isinstance(m, precision.Linear)}
+    assert kinds == ({jnp.bfloat16} if narrowed else {None}), make.__module__
+
+
 def test_cnn_bfloat16_keeps_float32_batch_statistics():
   model = cnn.CNNClassifier("cnn_mu", num_classes=3, image_size=28, channels=1,
                             dtype=jnp.bfloat16, rngs=nnx.Rngs(0))
@@ -142,7 +196,7 @@ def test_auto_dtype_is_per_backend_and_unknown_names_list_the_valid_ones():
   assert precision.dtype_name("auto", "gpu") == "bfloat16"
   assert precision.dtype_name("auto", "cpu") == precision.AUTO_DTYPE["cpu"]
   assert precision.dtype_name("float32", "tpu") == "float32"
-  with pytest.raises(ValueError, match="must be one of auto, float32, bfloat16; got 'fp16'"):
+  with pytest.raises(ValueError, match="must be one of auto, float32, bfloat16, bfloat16_matmul; got 'fp16'"):
     precision.compute_dtype("fp16")
 
 

@@ -44,6 +44,20 @@ def test_quick_precision_parity_writes_the_table(tmp_path, subprocess_env):
   assert (out / "precision_parity_quick.md").read_text() == table
   assert len(sorted((tmp_path / "runs").glob("*/config.json"))) == 4
 
+  # Another policy against the same float32 runs: only its own run trains.
+  proc = subprocess.run(
+      [sys.executable, "experiments/precision_parity.py", "--quick", "--seeds=1",
+       "--points=finetune", "--narrow=bfloat16_matmul", f"--out={out}",
+       f"--study_dir={tmp_path / 'runs'}", f"--compilation_cache={TEST_CACHE}"],
+      cwd=REPO_ROOT, env=subprocess_env, capture_output=True, text=True, timeout=900)
+  assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+  narrow = (out / "precision_parity_bfloat16_matmul_finetune_quick.md").read_text()
+  assert narrow.startswith("# bfloat16_matmul vs float32")
+  assert "| float32 | bfloat16_matmul | difference |" in narrow
+  configs = sorted((tmp_path / "runs").glob("*/config.json"))
+  assert len(configs) == 5 and sum('"dtype": "bfloat16_matmul"' in c.read_text()
+                                   for c in configs) == 1
+
 
 def test_an_unknown_point_is_refused_before_anything_trains(tmp_path, subprocess_env):
   proc = subprocess.run(

@@ -1,18 +1,31 @@
 """The compute-dtype policy of mixed-precision training (`config.model.dtype`).
 
-Parameters and optimizer state stay float32 (`param_dtype`); matmuls, convolutions and the
-residual stream run in the compute dtype; LayerNorm and BatchNorm statistics, the attention
-softmax (jax.nn.dot_product_attention upcasts it) and every loss run in float32, because each
-model hands its outputs (logits, pooled features, projections, predicted pixels) back as
-float32. This is the split of big_vision's and MaxText's `dtype` settings and of PyTorch AMP's
-autocast lists.
+`float32` and `bfloat16`: parameters and optimizer state stay float32 (`param_dtype`);
+matmuls, convolutions and the residual stream run in the compute dtype; LayerNorm and
+BatchNorm statistics, the attention softmax (jax.nn.dot_product_attention upcasts it) and every
+loss run in float32, because each model hands its outputs (logits, pooled features,
+projections, predicted pixels) back as float32. This is the split of big_vision's and MaxText's
+`dtype` settings and of PyTorch AMP's autocast lists.
+
+`bfloat16_matmul`: everything float32 but the operands of the ViT's linear layers (qkv,
+projections, MLPs, decoder), which are cast to bfloat16 in the forward and the backward pass,
+products accumulated in float32 (`narrow_matmul`). Convolutions and attention's own products
+stay float32. Why a third policy: on a CPU with AVX-512 BF16, XLA runs such dots 1.5-2x faster
+than float32 ones, but a bfloat16 residual stream costs more than it gains (converts, and
+bfloat16 reductions lowered as rounding reduce-windows: benchmarks/results/step_profile.md).
 """
+
+from functools import partial
 
 import jax
 import jax.numpy as jnp
 from flax import nnx
 
-COMPUTE_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+# Each policy's dtype of activations and the residual stream (what modules get as `dtype`).
+COMPUTE_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16,
+                  "bfloat16_matmul": jnp.float32}
+# Policies whose linear layers cast their operands narrower than the activations.
+MATMUL_DTYPES = {"bfloat16_matmul": jnp.bfloat16}
 
 # "auto" per backend. On TPU and GPU bfloat16 is what every reference recipe uses. On CPU it
 # was measured (benchmarks/mae_step.py, alternating rounds, benchmarks/results/report.md): the
@@ -23,7 +36,7 @@ AUTO_DTYPE = {"tpu": "bfloat16", "gpu": "bfloat16", "cuda": "bfloat16", "rocm": 
 
 
 def dtype_name(name: str = "auto", backend: str | None = None) -> str:
-  """`name` ("float32", "bfloat16" or "auto") resolved to a concrete dtype name; "auto" picks
+  """`name` ("float32", "bfloat16", "bfloat16_matmul" or "auto") resolved to a concrete dtype name; "auto" picks
   per backend (`jax.default_backend()` unless given). Unknown names get one message listing
   the valid ones."""
   if name == "auto":
@@ -35,8 +48,43 @@ def dtype_name(name: str = "auto", backend: str | None = None) -> str:
 
 
 def compute_dtype(name: str = "auto", backend: str | None = None):
-  """The jnp dtype that `name` stands for (see `dtype_name`)."""
+  """The jnp dtype of activations under policy `name` (see `dtype_name`)."""
   return COMPUTE_DTYPES[dtype_name(name, backend)]
+
+
+def with_matmul_policy(model: nnx.Module, name: str = "auto", backend: str | None = None):
+  """`model` with its `Linear` layers set to the policy's operand dtype (`bfloat16_matmul`:
+  bfloat16; other policies leave them as built). Returns `model`."""
+  narrow = MATMUL_DTYPES.get(dtype_name(name, backend))
+  if narrow is not None:
+    model.set_attributes(Linear, matmul_dtype=narrow, raise_if_not_found=False)
+  return model
+
+
+@partial(jax.custom_vjp, nondiff_argnums=(2,))
+def narrow_matmul(x: jax.Array, kernel: jax.Array, dtype) -> jax.Array:
+  """`x @ kernel` over x's last axis with both operands cast to `dtype` and the products
+  summed in float32; the backward's two matmuls likewise (the output gradient cast to
+  `dtype`), as PyTorch's CPU autocast runs a linear layer. Autodiff alone would run the
+  backward in float32: the transpose of a dot keeps its float32 cotangent."""
+  return _narrow_forward(x, kernel, dtype)[0]
+
+
+def _narrow_forward(x, kernel, dtype):
+  x_narrow, kernel_narrow = x.astype(dtype), kernel.astype(dtype)
+  y = jnp.einsum("...i,io->...o", x_narrow, kernel_narrow, preferred_element_type=jnp.float32)
+  return y, (x_narrow, kernel_narrow)
+
+
+def _narrow_backward(dtype, residuals, grad):
+  x_narrow, kernel_narrow = residuals
+  grad = grad.astype(dtype)
+  dx = jnp.einsum("...o,io->...i", grad, kernel_narrow, preferred_element_type=jnp.float32)
+  dkernel = jnp.einsum("...i,...o->io", x_narrow, grad, preferred_element_type=jnp.float32)
+  return dx, dkernel
+
+
+narrow_matmul.defvjp(_narrow_forward, _narrow_backward)
 
 
 def to_float32(x: jax.Array) -> jax.Array:
@@ -72,9 +120,15 @@ add_bias.defvjp(_add_bias_forward, _add_bias_backward)
 
 class Linear(nnx.Linear):
   """`nnx.Linear` (same parameters, same forward) whose bias gradient is summed in float32
-  (`add_bias`) when it computes in a narrower dtype. A float32 layer is nnx.Linear itself."""
+  (`add_bias`) when it computes in a narrower dtype. A float32 layer is nnx.Linear itself,
+  unless `matmul_dtype` (set by `with_matmul_policy`) narrows only its matmul's operands."""
+
+  matmul_dtype = None  # a class default: modules built before this attribute existed load
 
   def __call__(self, inputs: jax.Array, out_sharding=None) -> jax.Array:
+    if self.matmul_dtype is not None:
+      y = narrow_matmul(inputs, self.kernel[...], self.matmul_dtype)
+      return y if self.bias is None else y + self.bias[...]
     if self.bias is None or self.dtype in (None, jnp.float32):
       return super().__call__(inputs, out_sharding)
     inputs, kernel = self.promote_dtype((inputs, self.kernel[...]), dtype=self.dtype)

@@ -5,7 +5,7 @@ import ml_collections
 from flax import nnx
 
 from mll_jax.data import sources
-from mll_jax.models import layer_plan
+from mll_jax.models import layer_plan, precision
 from mll_jax.models import mae as mae_model
 
 
@@ -14,10 +14,11 @@ def make_model(config: ml_collections.ConfigDict, info: sources.DatasetInfo,
   """The MAE described by `config.model` for images of `config.data.image_size`."""
   del info  # The MAE needs no labels.
   m = config.model
-  return mae_model.MAE(
+  model = mae_model.MAE(
       m.variant, image_size=config.data.image_size, channels=config.data.channels,
       patch_size=m.get("patch_size") or None, decoder=m.decoder, mask_ratio=m.mask_ratio,
       norm_pix_loss=m.norm_pix_loss, **layer_plan.execution(m), rngs=rngs)
+  return precision.with_matmul_policy(model, m.get("dtype", "auto"))
 
 
 def loss(model: mae_model.MAE, batch: dict, key: jax.Array, config=None):

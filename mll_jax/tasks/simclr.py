@@ -11,7 +11,7 @@ import optax
 from flax import nnx
 
 from mll_jax.data import sources
-from mll_jax.models import contrastive, layer_plan
+from mll_jax.models import contrastive, layer_plan, precision
 
 
 def make_model(config: ml_collections.ConfigDict, info: sources.DatasetInfo,
@@ -24,11 +24,12 @@ def make_model(config: ml_collections.ConfigDict, info: sources.DatasetInfo,
   if family != "vit" and execution["layers"] != layer_plan.PLAIN:
     raise ValueError("config.model.remat, scan_layers and attention are transformer options; "
                      "leave them at their defaults for a convolutional trunk.")
-  return contrastive.Contrastive(
+  model = contrastive.Contrastive(
       m.variant, image_size=config.data.image_size, channels=config.data.channels,
       family=family, patch_size=m.get("patch_size") or None, stem=m.get("stem", "imagenet"),
       proj_hidden=m.proj_hidden, proj_dim=m.proj_dim, proj_depth=m.proj_depth,
       dtype=execution["dtype"], layers=execution["layers"], rngs=rngs)
+  return precision.with_matmul_policy(model, m.get("dtype", "auto"))
 
 
 def nt_xent(z1: jax.Array, z2: jax.Array, temperature: float):

@@ -14,7 +14,7 @@ import optax
 from flax import nnx
 
 from mll_jax.data import sources
-from mll_jax.models import cnn, heads, layer_plan, vit
+from mll_jax.models import cnn, heads, layer_plan, precision, vit
 
 
 def classifier(m: ml_collections.ConfigDict, config: ml_collections.ConfigDict,
@@ -42,7 +42,7 @@ def classifier(m: ml_collections.ConfigDict, config: ml_collections.ConfigDict,
                              rngs=rngs)
   if family != "vit":
     raise ValueError(f"config.model.family must be 'vit' or 'cnn', got {family!r}.")
-  return heads.Classifier(
+  model = heads.Classifier(
       m.variant, num_classes=info.num_classes, image_size=config.data.image_size,
       channels=config.data.channels, patch_size=m.get("patch_size") or None,
       pool=m.get("pool", "gap"), drop_path_rate=m.get("drop_path", 0.0),
@@ -51,6 +51,7 @@ def classifier(m: ml_collections.ConfigDict, config: ml_collections.ConfigDict,
       fc_norm=m.get("fc_norm", False), qkv_bias=m.get("qkv_bias", True),
       projection_layers=m.get("projection_layers", 0), proj_hidden=m.get("proj_hidden", 512),
       **execution, rngs=rngs)
+  return precision.with_matmul_policy(model, m.get("dtype", "auto"))
 
 
 def make_model(config: ml_collections.ConfigDict, info: sources.DatasetInfo,
