@@ -36,9 +36,9 @@ AUTO_DTYPE = {"tpu": "bfloat16", "gpu": "bfloat16", "cuda": "bfloat16", "rocm": 
 
 
 def dtype_name(name: str = "auto", backend: str | None = None) -> str:
-  """`name` ("float32", "bfloat16", "bfloat16_matmul" or "auto") resolved to a concrete dtype name; "auto" picks
-  per backend (`jax.default_backend()` unless given). Unknown names get one message listing
-  the valid ones."""
+  """`name` ("float32", "bfloat16", "bfloat16_matmul" or "auto") resolved to a concrete policy
+  name; "auto" picks per backend (`jax.default_backend()` unless given). Unknown names get one
+  message listing the valid ones."""
   if name == "auto":
     return AUTO_DTYPE.get(backend or jax.default_backend(), "float32")
   if name not in COMPUTE_DTYPES:
@@ -123,7 +123,9 @@ class Linear(nnx.Linear):
   (`add_bias`) when it computes in a narrower dtype. A float32 layer is nnx.Linear itself,
   unless `matmul_dtype` (set by `with_matmul_policy`) narrows only its matmul's operands."""
 
-  matmul_dtype = None  # a class default: modules built before this attribute existed load
+  # None: the matmul runs in `dtype`. A class attribute, so that `set_attributes` finds it on
+  # every layer and a layer built without a policy reads None.
+  matmul_dtype = None
 
   def __call__(self, inputs: jax.Array, out_sharding=None) -> jax.Array:
     if self.matmul_dtype is not None:
