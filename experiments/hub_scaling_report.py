@@ -80,7 +80,8 @@ def comparison_lines(results: dict, other: dict, other_name: str) -> list[str]:
   against the ViT-only one of the same size): CHCO's accuracy and cost over lambda, paired by
   task, and CHCO against hub size. Refused (ValueError) when the tasks differ, since the two
   would then not be measured on the same images."""
-  if results["tasks"] != other["tasks"]:
+  # As JSON both: a study's own tasks are tuples of numpy strings until it is saved.
+  if json.loads(json.dumps(results["tasks"])) != json.loads(json.dumps(other["tasks"])):
     raise ValueError(f"{other_name} was run on other tasks than this study ({other['tasks']} "
                      f"vs {results['tasks']}): compare studies of the same --seed and --tasks.")
 
