@@ -163,28 +163,22 @@ def main(argv):
   for narrow in ("bfloat16", "bfloat16_matmul"):
     ratios[f"train {narrow} / float32 (mll_jax)"] = \
         rate(train, f"mll_jax {narrow}") / rate(train, "mll_jax float32")
+  # (what, mll_jax dtype, PyTorch variant): the ratios issue 13 sets targets for, in the
+  # report's order; bfloat16_matmul is float32 activations with bfloat16 matmul operands.
+  against_torch = [("train", "float32", "PyTorch float32"),
+                   ("train", "bfloat16", "PyTorch float32"),
+                   ("train", "bfloat16", "PyTorch bf16 autocast"),
+                   ("inference", "float32", "PyTorch float32"),
+                   ("inference", "bfloat16", "PyTorch bf16 autocast"),
+                   ("train", "bfloat16_matmul", "PyTorch float32"),
+                   ("train", "bfloat16_matmul", "PyTorch bf16 autocast"),
+                   ("inference", "bfloat16_matmul", "PyTorch float32"),
+                   ("inference", "bfloat16_matmul", "PyTorch bf16 autocast")]
   if not _ONLY_JAX.value:
-    ratios.update({
-        "train mll_jax float32 / PyTorch float32":
-            rate(train, "mll_jax float32") / rate(train, "PyTorch float32"),
-        "train mll_jax bfloat16 / PyTorch float32":
-            rate(train, "mll_jax bfloat16") / rate(train, "PyTorch float32"),
-        "train mll_jax bfloat16 / PyTorch bf16 autocast":
-            rate(train, "mll_jax bfloat16") / rate(train, "PyTorch bf16 autocast"),
-        "inference mll_jax float32 / PyTorch float32":
-            rate(infer, "mll_jax float32") / rate(infer, "PyTorch float32"),
-        "inference mll_jax bfloat16 / PyTorch bf16 autocast":
-            rate(infer, "mll_jax bfloat16") / rate(infer, "PyTorch bf16 autocast"),
-        # float32 activations, bfloat16 matmul operands (models/precision.py)
-        "train mll_jax bfloat16_matmul / PyTorch float32":
-            rate(train, "mll_jax bfloat16_matmul") / rate(train, "PyTorch float32"),
-        "train mll_jax bfloat16_matmul / PyTorch bf16 autocast":
-            rate(train, "mll_jax bfloat16_matmul") / rate(train, "PyTorch bf16 autocast"),
-        "inference mll_jax bfloat16_matmul / PyTorch float32":
-            rate(infer, "mll_jax bfloat16_matmul") / rate(infer, "PyTorch float32"),
-        "inference mll_jax bfloat16_matmul / PyTorch bf16 autocast":
-            rate(infer, "mll_jax bfloat16_matmul") / rate(infer, "PyTorch bf16 autocast"),
-    })
+    for what, dtype, torch_name in against_torch:
+      table = train if what == "train" else infer
+      ratios[f"{what} mll_jax {dtype} / {torch_name}"] = \
+          rate(table, f"mll_jax {dtype}") / rate(table, torch_name)
   for name, value in ratios.items():
     print(f"ratio {name}: {value:.2f}" + ("" if name.startswith("MFU") else "x"))
   report.emit(f"MAE train step and encoder inference, {malloc} allocator",
