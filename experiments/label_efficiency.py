@@ -59,6 +59,7 @@ from experiments import curves, finished_runs, smoke, study_cli  # noqa: E402
 from experiments import label_efficiency_report as report  # noqa: E402
 from mll_jax import config_files, sweep, train  # noqa: E402
 from mll_jax.data import holdout, label_fractions, run_split, sources, transforms  # noqa: E402
+from mll_jax.models import precision  # noqa: E402
 
 _QUICK = flags.DEFINE_bool("quick", False, "The `mu` model and a few steps: a smoke test.")
 _DATA = flags.DEFINE_enum("data", "animal_mnist", ["animal_mnist", "mnist"], "Data set.")
@@ -90,6 +91,9 @@ _CURVE_POINTS = flags.DEFINE_integer("curve_points", 10, "Validation evaluations
 _PRETRAIN_EPOCHS = flags.DEFINE_float("pretrain_epochs", None,
                                       "Epochs of MAE and SimCLR pre-training (default: the "
                                       "configs' own for the data set).")
+_DTYPE = flags.DEFINE_string("dtype", "", "config.model.dtype of every run, pre-training, "
+                             "teachers and students included (default: the configs' own, "
+                             "auto); e.g. bfloat16_matmul, ~1.45x faster on this CPU.")
 
 ADAPTATIONS = {  # method -> (config file, pre-training it starts from)
     "scratch": ("finetune", None),
@@ -131,6 +135,10 @@ def _config(name: str, settings: dict, labels: str = "", extra_arg: str = "", mo
   overrides = {"data.validation": settings["validation"], **overrides}
   if settings.get("augment") and name in ADAPTATION_CONFIGS:
     overrides["data.augment"] = settings["augment"]
+  if settings.get("dtype"):
+    overrides["model.dtype"] = settings["dtype"]
+    if name == "distill":
+      overrides["teacher.dtype"] = settings["dtype"]
   if settings["manual_dir"]:
     overrides["data.manual_dir"] = settings["manual_dir"]
   if settings["quick"]:
@@ -342,6 +350,11 @@ def main(argv):
       transforms.parse_augment(_AUGMENT.value)
     except ValueError as error:
       raise app.UsageError(f"--augment: {error}") from None
+  if _DTYPE.value:
+    try:
+      precision.dtype_name(_DTYPE.value)
+    except ValueError as error:
+      raise app.UsageError(f"--dtype: {error}") from None
   if _TEACHER_ENSEMBLE.value < 1:
     raise app.UsageError(f"--teacher_ensemble={_TEACHER_ENSEMBLE.value}: expected a count of "
                          "teachers, 1 or more (1: the chosen method's run alone).")
@@ -355,7 +368,7 @@ def main(argv):
               "curve_points": _CURVE_POINTS.value, "pretrain_epochs": _PRETRAIN_EPOCHS.value,
               "distill_student": _DISTILL_STUDENT.value,
               "teacher_ensemble": _TEACHER_ENSEMBLE.value, "augment": _AUGMENT.value,
-              "command": study_cli.command_line(sys.argv)}
+              "dtype": _DTYPE.value, "command": study_cli.command_line(sys.argv)}
   study_dir = pathlib.Path(_WORKDIR.value or
                            f"runs/label_efficiency{report.study_suffix(settings)}")
   distill_fractions = (_DISTILL_FRACTIONS.value if _DISTILL_FRACTIONS.value is not None

@@ -103,12 +103,14 @@ def data_suffix(settings: dict) -> str:
 
 
 def study_suffix(settings: dict) -> str:
-  """`[_quick][_<data>][_<model>][_aug-<augment>]`: a study's own files and runs folder; the
-  model is named when it is not the default `mini` (a CNN study must not overwrite the ViT's),
-  the augmentation when `--augment` sets one."""
+  """`[_quick][_<data>][_<model>][_aug-<augment>][_<dtype>]`: a study's own files and runs
+  folder; the model is named when it is not the default `mini` (a CNN study must not overwrite
+  the ViT's), the augmentation and compute dtype when `--augment` and `--dtype` set them."""
   model = "" if settings["quick"] or settings["model"] == "mini" else f"_{settings['model']}"
   augment = settings.get("augment", "")
-  return data_suffix(settings) + model + (f"_aug-{augment.replace('+', '-')}" if augment else "")
+  dtype = settings.get("dtype", "")
+  return (data_suffix(settings) + model + (f"_aug-{augment.replace('+', '-')}" if augment else "")
+          + (f"_{dtype}" if dtype else ""))
 
 
 def other_student(settings: dict) -> str:

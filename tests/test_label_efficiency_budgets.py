@@ -212,3 +212,18 @@ def test_a_study_augmentation_reaches_every_adaptation_run_but_not_pre_training(
   assert report.study_suffix(settings) == "_cnn_s_aug-shift-flip"
   assert label_efficiency._config("finetune", {**settings, "augment": ""}, labels="100%",
                                   ).data.augment == "shift"
+
+
+def test_a_study_dtype_reaches_every_run_teachers_included(tmp_path):
+  from experiments import label_efficiency_report as report
+  settings = {**SETTINGS, "dtype": "bfloat16_matmul", "teacher_ensemble": 2}
+  configs = [label_efficiency._config(name, settings) for name in ("mae", "simclr")]
+  configs.append(label_efficiency._adaptation_config("mae_probe", "10%", 0, PRETRAINED, settings))
+  configs.append(label_efficiency._member_config("simclr_finetune", "1%", 0, 1, PRETRAINED,
+                                                 settings))
+  distill = label_efficiency._distill_config("simclr_finetune", "1%", 0, tmp_path, PRETRAINED,
+                                             settings)
+  assert [c.model.dtype for c in configs + [distill]] == ["bfloat16_matmul"] * 5
+  assert distill.teacher.dtype == "bfloat16_matmul"
+  assert label_efficiency._config("finetune", SETTINGS).model.dtype == "auto"
+  assert report.study_suffix(settings) == "_bfloat16_matmul"

@@ -69,6 +69,8 @@ def test_quick_study_distils_a_cnn_teacher_into_a_vit_student(tmp_path, subproce
     ("--augment=shift+rotate", "--augment: config.data.augment='shift+rotate' has unknown "
                                "augmentation 'rotate'"),
     ("--teacher_ensemble=0", "--teacher_ensemble=0: expected a count of teachers, 1 or more"),
+    ("--dtype=float16", "--dtype: config.model.dtype must be one of auto, float32, bfloat16, "
+                        "bfloat16_matmul; got 'float16'"),
 ])
 def test_a_bad_flag_is_refused_before_anything_trains(flag, message, tmp_path, subprocess_env):
   proc = subprocess.run(
