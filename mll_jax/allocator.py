@@ -67,6 +67,25 @@ def preload_environment(environ: Mapping[str, str],
   return environment
 
 
+def missing_tcmalloc_hint(environ: Mapping[str, str] = os.environ,
+                          candidates: Sequence[str] = TCMALLOC_PATHS,
+                          exists: Callable[[str], bool] = os.path.exists,
+                          platform: str = sys.platform) -> str:
+  """One line telling how to install tcmalloc where it would be used but is missing, else "".
+
+  Without it a CPU run silently falls back to glibc's allocator, which ran the benchmarks'
+  steps 1.5x slower (benchmarks/results/report.md): worth saying once at the start of a run.
+  """
+  if environ.get(SWITCH, "tcmalloc") != "tcmalloc" or not platform.startswith("linux"):
+    return ""
+  if "tcmalloc" in environ.get("LD_PRELOAD", "") or any(exists(p) for p in candidates):
+    return ""
+  return ("note: tcmalloc is not installed, so this CPU run uses the system allocator, about "
+          "1.5x slower per step; install it (Debian/Ubuntu: apt-get install "
+          "libtcmalloc-minimal4; Fedora/RHEL: dnf install gperftools-libs), or set "
+          f"{SWITCH}=system to silence this.")
+
+
 def loaded_allocator(maps_path: str = "/proc/self/maps") -> str:
   """Which allocator this process runs on: "tcmalloc", "jemalloc" or "system"."""
   try:

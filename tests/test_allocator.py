@@ -49,6 +49,17 @@ def test_unknown_choice_names_the_valid_ones():
     choose({"MLL_JAX_ALLOCATOR": "jemalloc"})
 
 
+def test_a_missing_tcmalloc_gets_an_install_hint_only_where_it_would_be_used():
+  def hint(environ, installed=(), platform="linux"):
+    return allocator.missing_tcmalloc_hint(environ, candidates=(LIBRARY,),
+                                           exists=lambda p: p in installed, platform=platform)
+  assert "apt-get install libtcmalloc-minimal4" in hint({})
+  assert hint({}, installed=(LIBRARY,)) == ""
+  assert hint({"LD_PRELOAD": "/opt/libtcmalloc.so"}) == ""  # preloaded from elsewhere
+  assert hint({"MLL_JAX_ALLOCATOR": "system"}) == ""  # the user's choice
+  assert hint({}, platform="darwin") == ""
+
+
 def test_loaded_allocator_reads_the_memory_map(tmp_path):
   maps = tmp_path / "maps"
   maps.write_text(f"7f00-7f01 r-xp 0 08:01 1 {LIBRARY}\n")
