@@ -188,8 +188,9 @@ def _train(config, workdir, task, mesh, compiled, iterator, evals, init_plans,
   log.message(f"workdir: {workdir}  |  {total_steps} steps of {config.batch_size} images on "
               f"{mesh.size} {jax.default_backend()} device(s), mesh {dict(mesh.shape)}, "
               f"allocator {allocator.loaded_allocator()}")
-  if jax.default_backend() == "cpu" and allocator.missing_tcmalloc_hint():
-    log.message(allocator.missing_tcmalloc_hint())
+  hint = allocator.missing_tcmalloc_hint() if jax.default_backend() == "cpu" else ""
+  if hint:
+    log.message(hint)
 
   def evaluate(at_step: int) -> dict:
     results = {}
