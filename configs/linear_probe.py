@@ -44,7 +44,7 @@ def get_config(arg=None):
   big = c.data.name == "imagenet2012"
   c.model.update(frozen_trunk=True, head_init_std=0.01)
   if c.model.family == "vit":  # a CNN trunk has its own BatchNorm statistics, frozen with it
-    c.model.update(drop_path=0.0, head_norm="batchnorm")
+    c.model.update(drop_path=0.0, head_norm="batchnorm", read_blocks=1)
   c.label_smoothing = 0.0
   c.mixup = 0.0
   c.data.crop_scale = (0.08, 1.0) if big else (0.7, 1.0)

@@ -10,10 +10,12 @@ deterministic, no masking):
   cls     the cls token
   tokens  every patch token, concatenated: the layout that averaging discards
 beside raw pixels; with `--by_block`, also `gap@K` / `tokens@K` after each earlier block K and
-`gap@all` (every block's mean token, concatenated). Logistic regression (scikit-learn,
+`gap@all` (every block's mean token, concatenated); with `--last_blocks`, `gap@lastK` /
+`cls@lastK`, the last K blocks' read-outs as the probe's `config.model.read_blocks=K` takes them. Logistic regression (scikit-learn,
 standardised features) takes its C from `--cs` by holdout accuracy; the table gives the best
 C's holdout accuracy. Labelled images are the studies' own subsets (mll_jax.data.run_split,
-seed 0) of the training split without the holdout; test is never read. Writes `<out>/probe_features[_by_block].md`.
+seed 0) of the training split without the holdout; test is never read. Writes
+`<out>/probe_features[_by_block][_last_blocks].md`.
 """
 
 import pathlib
@@ -104,6 +106,25 @@ def block_readouts(encoder, images: np.ndarray, batch: int = 256) -> dict:
   return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
 
+def last_block_readouts(encoder, images: np.ndarray, batch: int = 256) -> dict:
+  """`{"gap@lastK", "cls@lastK": features}` for K = 2 .. depth: the mean patch token (or the
+  cls token) of each of the last K blocks, each through the final LayerNorm, concatenated, as
+  the probe reads them with `config.model.read_blocks=K` (DINO's `n_last_blocks`)."""
+  depth = len(encoder.transformer.rates)
+
+  @jax.jit
+  def encode(x):
+    outputs = [o.astype(jnp.float32) for o in encoder.transformer.block_outputs(
+        encoder.prepend_cls(encoder.embed_patches(x)), last=depth)]
+    out = {}
+    for k in range(2, depth + 1):
+      out[f"gap@last{k}"] = jnp.concatenate([o[:, 1:].mean(axis=1) for o in outputs[-k:]], -1)
+      out[f"cls@last{k}"] = jnp.concatenate([o[:, 0] for o in outputs[-k:]], -1)
+    return out
+  parts = [jax.device_get(encode(images[i:i + batch])) for i in range(0, len(images), batch)]
+  return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+
 def scores(train_x, train_y, held_x, held_y, cs: list[float]) -> dict:
   """Holdout accuracy of 1-NN, and of logistic regression at the best of `cs` (and that C)."""
   from sklearn.linear_model import LogisticRegression
@@ -132,8 +153,10 @@ def run(settings: dict) -> list[str]:
   as_arrays = lambda source: pipeline.eval_arrays(source, size=config.data.image_size,
                                                   channels=config.data.channels)
   held = as_arrays(held_source)
-  features_of = lambda images: {**readouts(encoder, images), **(
-      block_readouts(encoder, images) if settings.get("by_block") else {})}
+  features_of = lambda images: {
+      **readouts(encoder, images),
+      **(block_readouts(encoder, images) if settings.get("by_block") else {}),
+      **(last_block_readouts(encoder, images) if settings.get("last_blocks") else {})}
   held_features = features_of(held["image"])
   lines = ["| labels | read-out | dims | 1-NN | logistic regression (best C) |",
            "|---|---|---|---|---|"]
@@ -167,6 +190,8 @@ def define_flags() -> None:
   flags.DEFINE_float("validation", 0.1, "Fraction of train held out.")
   flags.DEFINE_bool("by_block", False, "Also read out after each earlier block, and every "
                     "block's mean token concatenated.")
+  flags.DEFINE_bool("last_blocks", False, "Also the mean and cls tokens of the last 2 .. depth "
+                    "blocks concatenated, as `config.model.read_blocks` reads them.")
   flags.DEFINE_bool("quick", False, "200 labelled images and one C: a smoke run.")
   flags.DEFINE_string("out", str(REPO / "experiments" / "results"), "Results folder.")
 
@@ -179,11 +204,13 @@ def main(argv):
               "fractions": ["10%"] if args.quick else args.fractions,
               "cs": [1.0] if args.quick else [float(c) for c in args.cs],
               "validation": args.validation, "by_block": args.by_block,
+              "last_blocks": args.last_blocks,
               "command": study_cli.command_line(sys.argv)}
   lines = run(settings)
   out = pathlib.Path(args.out)
   out.mkdir(parents=True, exist_ok=True)
-  name = "probe_features" + ("_by_block" if args.by_block else "")
+  name = ("probe_features" + ("_by_block" if args.by_block else "")
+          + ("_last_blocks" if args.last_blocks else ""))
   (out / (f"{name}_quick.md" if args.quick else f"{name}.md")).write_text(
       "\n".join(lines) + "\n")
   print("\n".join(lines))

@@ -121,6 +121,26 @@ def test_token_pool_keeps_every_patch_token_for_the_probe():
     vit.ViT("mu", image_size=28, channels=1, pool="max", rngs=nnx.Rngs(0))
 
 
+def test_read_blocks_concatenates_the_last_blocks_read_outs_through_the_final_norm():
+  images = jax.random.uniform(jax.random.key(1), (3, 28, 28, 1))
+  last = vit.ViT("mu", image_size=28, channels=1, rngs=nnx.Rngs(0))
+  both = vit.ViT("mu", image_size=28, channels=1, read_blocks=2, rngs=nnx.Rngs(0))  # same params
+  out, aux = both(images)
+  assert both.features == 2 * 32 and out.shape == (3, 64)
+  last_out, last_aux = last(images)
+  np.testing.assert_allclose(out[:, 32:], last_out, rtol=1e-6)  # newest block last
+  first_block = last.transformer.blocks[0](last.prepend_cls(last.embed_patches(images)))
+  np.testing.assert_allclose(out[:, :32], last.transformer.norm(first_block)[:, 1:].mean(1),
+                             rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(aux["encoded"], last_aux["encoded"], rtol=1e-6)
+  cls = vit.ViT("mu", image_size=28, channels=1, pool="cls", read_blocks=2, rngs=nnx.Rngs(0))
+  np.testing.assert_allclose(cls(images)[0][:, 32:], last_aux["encoded"][:, 0], rtol=1e-6)
+  for bad in (0, 3, 1.5):
+    with pytest.raises(ValueError, match=r"read_blocks must be a whole number of blocks from 1 "
+                                         rf"to the encoder's depth \(2\); got {bad}"):
+      vit.ViT("mu", image_size=28, channels=1, read_blocks=bad, rngs=nnx.Rngs(0))
+
+
 def test_image_size_not_divisible_by_patch_is_a_clear_error():
   with pytest.raises(ValueError, match="not divisible by the patch size 4"):
     mae.MAE("mu", image_size=30, channels=1, decoder="mu", rngs=nnx.Rngs(0))

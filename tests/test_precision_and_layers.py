@@ -226,6 +226,17 @@ def test_scanned_layers_equal_the_plain_model_in_loss_and_gradients(remat):
   assert _max_difference(layer_plan.unstack_blocks(grads), plain_grads) < 1e-5
 
 
+def test_scanned_layers_read_the_last_blocks_as_the_loop_does():
+  make = lambda plan: heads.Classifier("mu", num_classes=3, image_size=28, channels=1,
+                                       read_blocks=2, layers=plan, rngs=nnx.Rngs(0))
+  plain = make(layer_plan.PLAIN)
+  scanned = _with_params(make(layer_plan.LayerPlan(scan=True)),
+                         layer_plan.stack_blocks(_pure(plain)))
+  features, plain_features = scanned(IMAGES)[1]["pre_logits"], plain(IMAGES)[1]["pre_logits"]
+  assert features.shape == (4, 64)
+  np.testing.assert_allclose(np.asarray(features), np.asarray(plain_features), atol=1e-5)
+
+
 def test_stack_and_unstack_are_inverse():
   params = _pure(_classifier())
   stacked = layer_plan.stack_blocks(params)

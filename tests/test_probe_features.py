@@ -47,6 +47,23 @@ def test_block_readouts_end_in_what_the_probe_reads(mae_run):
     assert not np.allclose(blocks["gap@1"], final["gap"])
 
 
+def test_last_block_readouts_are_what_the_probe_reads_with_read_blocks(mae_run):
+  from flax import nnx
+  from mll_jax.models import heads
+  encoder, _ = probe_features.load_encoder(mae_run)
+  images = np.random.default_rng(2).integers(0, 255, (3, 28, 28, 1), dtype=np.uint8)
+  blocks = probe_features.last_block_readouts(encoder, images, batch=2)
+  depth = len(encoder.transformer.blocks)
+  assert sorted(blocks) == sorted(f"{kind}@last{k}" for k in range(2, depth + 1)
+                                  for kind in ("gap", "cls"))
+  for pool in ("gap", "cls"):
+    probe = heads.Classifier(encoder.size, num_classes=3, image_size=28, channels=1, pool=pool,
+                             read_blocks=depth, rngs=nnx.Rngs(0))
+    nnx.update(probe.encoder, nnx.state(encoder, nnx.Param))
+    np.testing.assert_allclose(blocks[f"{pool}@last{depth}"], probe(images)[1]["pre_logits"],
+                               rtol=1e-5, atol=1e-5)
+
+
 def test_the_quick_run_scores_every_readout_on_the_holdout(mae_run):
   lines = probe_features.run({"encoder": mae_run, "quick": True, "fractions": ["10%"],
                               "cs": [1.0], "validation": 0.1, "command": "test"})

@@ -17,8 +17,8 @@ class Classifier(nnx.Module):
   as pre-trained) between the pooled features and the head: SimCLRv2's fine-tuning, which
   starts from that layer (params `projection/layers/0`, loaded from the SimCLR run).
   Calling with a `key` is training mode (drop path, batch statistics); without, evaluation.
-  `dtype` and `layers` go to the encoder; the head and its BatchNorm run in float32 on the
-  float32 pooled features, so the logits are float32.
+  `dtype`, `layers` and `read_blocks` go to the encoder (`vit.ViT`); the head and its
+  BatchNorm run in float32 on the float32 pooled features, so the logits are float32.
   """
 
   def __init__(self, variant: "str | vit.Size", *, num_classes: int, image_size: int,
@@ -27,11 +27,11 @@ class Classifier(nnx.Module):
                frozen_trunk: bool = False, posemb: str = "sincos", fc_norm: bool = False,
                qkv_bias: bool = True, projection_layers: int = 0, proj_hidden: int = 512,
                dtype=jnp.float32, layers: layer_plan.LayerPlan = layer_plan.PLAIN,
-               rngs: nnx.Rngs):
+               read_blocks: int = 1, rngs: nnx.Rngs):
     self.encoder = vit.ViT(variant, image_size=image_size, channels=channels,
                            patch_size=patch_size, pool=pool, drop_path_rate=drop_path_rate,
                            posemb=posemb, fc_norm=fc_norm, qkv_bias=qkv_bias, dtype=dtype,
-                           layers=layers, rngs=rngs)
+                           layers=layers, read_blocks=read_blocks, rngs=rngs)
     if head_norm not in ("", "batchnorm"):
       raise ValueError(f"head_norm must be '' or 'batchnorm', got {head_norm!r}.")
     self.frozen_trunk = frozen_trunk

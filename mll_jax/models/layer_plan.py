@@ -102,16 +102,21 @@ def stacked(make_block: Callable[[nnx.Rngs], nnx.Module], depth: int,
 
 
 def scan_blocks(blocks: nnx.Module, x: jax.Array, keys: jax.Array | None, rates: jax.Array,
-                plan: LayerPlan) -> jax.Array:
+                plan: LayerPlan, keep_outputs: bool = False):
   """Runs a `stacked` module over `x` layer by layer: block i gets `keys[i]` (None: no drop
-  path) and drop-path rate `rates[i]`."""
+  path) and drop-path rate `rates[i]`. Returns the last block's output, or with `keep_outputs`
+  `(last output, every block's output stacked on a leading layer axis)`."""
   block_step = rematerialised(lambda block, h, key, rate: block(h, key, rate), plan)
-  step = lambda block, h, key, rate: _batch_sharded(block_step(block, h, key, rate))
+
+  def step(block, h, key, rate):
+    h = _batch_sharded(block_step(block, h, key, rate))
+    return (h, h) if keep_outputs else h
+  out_axes = (nnx.Carry, 0) if keep_outputs else nnx.Carry
   if keys is None:
     body = lambda h, block, rate: step(block, h, None, rate)
-    return nnx.scan(body, in_axes=(nnx.Carry, 0, 0), out_axes=nnx.Carry)(x, blocks, rates)
+    return nnx.scan(body, in_axes=(nnx.Carry, 0, 0), out_axes=out_axes)(x, blocks, rates)
   body = lambda h, block, key, rate: step(block, h, key, rate)
-  return nnx.scan(body, in_axes=(nnx.Carry, 0, 0, 0), out_axes=nnx.Carry)(
+  return nnx.scan(body, in_axes=(nnx.Carry, 0, 0, 0), out_axes=out_axes)(
       x, blocks, keys, rates)
 
 

@@ -165,15 +165,26 @@ class Transformer(nnx.Module):
         if final_norm else None
 
   def __call__(self, x: jax.Array, key: jax.Array | None = None) -> jax.Array:
+    return self.block_outputs(x, key, last=1)[0]
+
+  def block_outputs(self, x: jax.Array, key: jax.Array | None = None,
+                    last: int = 1) -> list[jax.Array]:
+    """The outputs of the last `last` blocks, oldest first, each through the final LayerNorm
+    (as DINO's `get_intermediate_layers` reads them); `last=1` is the stack's output."""
     depth = len(self.rates)
     keys = jax.random.split(key, depth) if key is not None else None
     if self.layers.scan:
-      x = layer_plan.scan_blocks(self.blocks, x, keys, jnp.asarray(self.rates), self.layers)
+      scanned = layer_plan.scan_blocks(self.blocks, x, keys, jnp.asarray(self.rates),
+                                       self.layers, keep_outputs=last > 1)
+      outputs = [scanned] if last == 1 else list(scanned[1][depth - last:])
     else:
       run = layer_plan.rematerialised(lambda block, h, k: block(h, k), self.layers)
+      outputs = []
       for i, block in enumerate(self.blocks):
         x = run(block, x, None if keys is None else keys[i])
-    return x if self.norm is None else self.norm(x)
+        if i >= depth - last:
+          outputs.append(x)
+    return outputs if self.norm is None else [self.norm(o) for o in outputs]
 
 
 POOLS = ("gap", "cls", "tokens")  # ViT(pool=...): how `pre_logits` reads the tokens
@@ -189,6 +200,10 @@ class ViT(nnx.Module):
   image is, which the mean throws away, experiments/results/probe_features.md). `features` is
   the length of `pre_logits`.
 
+  `read_blocks=N` concatenates that read-out of each of the last N blocks, each through the
+  final LayerNorm, oldest first: DINO's linear-probe protocol for small ViTs (`n_last_blocks=4`
+  for ViT-S/16; 1 for ViT-B), where one block's few features are too few for a linear head.
+
   `fc_norm=True` moves the final LayerNorm behind the pooling: the tokens leave the transformer
   unnormalised and the pooled vector is normalised (`fc_norm`), as in timm's
   `global_pool="avg"` (its default `fc_norm`) and MAE's fine-tuning (`global_pool=True`).
@@ -201,15 +216,19 @@ class ViT(nnx.Module):
                patch_size: int | None = None, pool: str = "gap", drop_path_rate: float = 0.0,
                posemb: str = "sincos", fc_norm: bool = False, qkv_bias: bool = True,
                dtype=jnp.float32, layers: layer_plan.LayerPlan = layer_plan.PLAIN,
-               rngs: nnx.Rngs):
+               read_blocks: int = 1, rngs: nnx.Rngs):
     self.size = encoder_size(variant)
     self.dtype = dtype
     self.patch_size = patch_size or self.size.patch_size
     check_image_size(image_size, self.patch_size)
     if pool not in POOLS:
       raise ValueError(f"config.model.pool must be one of {', '.join(POOLS)}, got {pool!r}.")
+    if not (isinstance(read_blocks, int) and 1 <= read_blocks <= self.size.depth):
+      raise ValueError(f"config.model.read_blocks must be a whole number of blocks from 1 to "
+                       f"the encoder's depth ({self.size.depth}); got {read_blocks!r}.")
     self.grid = image_size // self.patch_size
     self.pool = pool
+    self.read_blocks = read_blocks
     self.patch_embed = _xavier_linear(self.patch_size ** 2 * channels, self.size.width, rngs,
                                       dtype)
     self.cls_token = nnx.Param(nnx.initializers.normal(0.02)(rngs.params(), (1, 1, self.size.width)))
@@ -231,7 +250,8 @@ class ViT(nnx.Module):
   @property
   def features(self) -> int:
     """Length of the pooled `pre_logits`."""
-    return self.size.width * (self.num_patches if self.pool == "tokens" else 1)
+    return (self.size.width * (self.num_patches if self.pool == "tokens" else 1)
+            * self.read_blocks)
 
   def position_table(self) -> jax.Array:
     """Position embeddings (fixed or learned), row 0 for the cls token."""
@@ -255,15 +275,20 @@ class ViT(nnx.Module):
     """Prepends the cls token (with its position) and runs the transformer."""
     return self.transformer(self.prepend_cls(tokens), key)
 
+  def read_out(self, encoded: jax.Array) -> jax.Array:
+    """One block's output tokens -> its `pool` read-out, flat, through `fc_norm` if any."""
+    pooled = {"gap": lambda: encoded[:, 1:].mean(axis=1), "cls": lambda: encoded[:, 0],
+              "tokens": lambda: encoded[:, 1:]}[self.pool]()
+    if self.fc_norm is not None:  # per token for pool="tokens"
+      pooled = self.fc_norm(pooled)
+    return pooled.reshape(pooled.shape[0], -1)
+
   def __call__(self, images: jax.Array, key: jax.Array | None = None):
     """`key` enables drop path (training); None is the deterministic evaluation mode. The
     pooled `pre_logits` come back float32 whatever the compute dtype (heads, probes and
-    losses read them); `encoded` stays in the compute dtype."""
-    encoded = self.encode_tokens(self.embed_patches(images), key)
-    pre_logits = {"gap": lambda: encoded[:, 1:].mean(axis=1), "cls": lambda: encoded[:, 0],
-                  "tokens": lambda: encoded[:, 1:]}[self.pool]()
-    if self.fc_norm is not None:  # per token for pool="tokens"
-      pre_logits = self.fc_norm(pre_logits)
-    pre_logits = pre_logits.reshape(pre_logits.shape[0], -1)
+    losses read them); `encoded` (the last block's tokens) stays in the compute dtype."""
+    outputs = self.transformer.block_outputs(self.prepend_cls(self.embed_patches(images)), key,
+                                             last=self.read_blocks)
+    pre_logits = jnp.concatenate([self.read_out(o) for o in outputs], axis=-1)
     pre_logits = precision.to_float32(pre_logits)
-    return pre_logits, {"encoded": encoded, "pre_logits": pre_logits}
+    return pre_logits, {"encoded": outputs[-1], "pre_logits": pre_logits}

@@ -49,7 +49,8 @@ def classifier(m: ml_collections.ConfigDict, config: ml_collections.ConfigDict,
       head_init_std=m.get("head_init_std", 2e-5), head_norm=m.get("head_norm", ""),
       frozen_trunk=m.get("frozen_trunk", False), posemb=m.get("posemb", "sincos"),
       fc_norm=m.get("fc_norm", False), qkv_bias=m.get("qkv_bias", True),
-      projection_layers=m.get("projection_layers", 0), proj_hidden=m.get("proj_hidden", 512),
+      read_blocks=m.get("read_blocks", 1), projection_layers=m.get("projection_layers", 0),
+      proj_hidden=m.get("proj_hidden", 512),
       **execution, rngs=rngs)
   return precision.with_matmul_policy(model, m.get("dtype", "auto"))
 
