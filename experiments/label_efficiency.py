@@ -8,7 +8,8 @@ Every run uses one model size (`--model`, default `mini`). Methods, at every fra
   scratch          the ViT trained on the labelled subset only
   mae_finetune     MAE pre-training (every training image, no labels) + fine-tuning
   mae_probe        MAE pre-training + linear probe (frozen trunk, BatchNorm + linear head on
-                   the mean of the patch tokens: MAE's protocol)
+                   the cls token, MAE's protocol, of the last 4 blocks, as DINO probes a ViT-S;
+                   configs/linear_probe.py `pooled_read_out`, recipe_probe_read_blocks.md)
   mae_token_probe  the same probe on every patch token (linear_probe.py's `tokens`: the read-out
                    and its weight decay, chosen on the validation holdout,
                    experiments/results/probe_features.md, recipe_probe_token_wd_and_1pct.md)

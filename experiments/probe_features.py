@@ -6,14 +6,14 @@ out three ways, each scored by 1-NN and by logistic regression, on the validatio
 
 Read-outs of the encoder's output tokens (as the probe of configs/linear_probe.py sees them,
 deterministic, no masking):
-  gap     the mean of the patch tokens: what the linear probe reads (`pool="gap"`)
-  cls     the cls token
+  gap     the mean of the patch tokens (`pool="gap"`, what MAE's fine-tuning pools)
+  cls     the cls token (`pool="cls"`, what MAE's linear probe reads)
   tokens  every patch token, concatenated: the layout that averaging discards
 beside raw pixels; with `--by_block`, also `gap@K` / `tokens@K` after each earlier block K and
 `gap@all` (every block's mean token, concatenated); with `--last_blocks`, `gap@lastK` /
-`cls@lastK`, the last K blocks' read-outs as the probe's `config.model.read_blocks=K` takes them. Logistic regression (scikit-learn,
-standardised features) takes its C from `--cs` by holdout accuracy; the table gives the best
-C's holdout accuracy. Labelled images are the studies' own subsets (mll_jax.data.run_split,
+`cls@lastK`, the last K blocks' read-outs as the probe's `config.model.read_blocks=K` takes
+them. Logistic regression (scikit-learn, standardised features) takes its C from `--cs` by
+holdout accuracy; the table gives the best C's holdout accuracy. Labelled images are the studies' own subsets (mll_jax.data.run_split,
 seed 0) of the training split without the holdout; test is never read. Writes
 `<out>/probe_features[_by_block][_last_blocks].md`.
 """

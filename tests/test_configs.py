@@ -83,7 +83,8 @@ def test_the_token_probe_arg_reads_every_patch_token_with_its_weight_decay(label
   module = _load(REPO_ROOT / "configs" / "linear_probe.py")
   tokens = module.get_config(f"mini,animal_mnist,labels={labels},tokens")
   pooled = module.get_config(f"mini,animal_mnist,labels={labels}")
-  assert (tokens.model.pool, pooled.model.pool) == ("tokens", "gap")
+  assert (tokens.model.pool, pooled.model.pool) == ("tokens", "cls")
+  assert (tokens.model.read_blocks, pooled.model.read_blocks) == (1, 4)
   assert tokens.optim.weight_decay == module.token_weight_decay("animal_mnist", "mini", labels)
   assert pooled.optim.weight_decay == 0.0
   # Only the read-out and its decay differ: budget, augmentation and rate are the probe's.
@@ -94,6 +95,19 @@ def test_the_token_probe_arg_reads_every_patch_token_with_its_weight_decay(label
   assert (tokens.optim.weight_decay > 0) == (labels == "10%")
   for other in ("mini,mnist", "tiny,animal_mnist"):
     assert module.get_config(f"{other},labels={labels},tokens").optim.weight_decay == 0.0
+
+
+@pytest.mark.parametrize("model,data,blocks", [("mu", "animal_mnist", 2), ("mini", "mnist", 4),
+                                                ("vit_s16", "imagenet2012", 4),
+                                                ("vit_b16", "imagenet2012", 1)])
+def test_the_pooled_probe_reads_cls_tokens_of_the_last_blocks_as_mae_and_dino(model, data,
+                                                                              blocks):
+  # MAE's probe reads the cls token; DINO's the last 4 blocks' of a ViT-S, 1 block's of a
+  # ViT-B (recipe_probe_read_blocks.md chose it on the holdout for `mini`); a `mu` has 2.
+  probe = _load(REPO_ROOT / "configs" / "linear_probe.py").get_config(f"{model},{data}")
+  assert (probe.model.pool, probe.model.read_blocks) == ("cls", blocks)
+  finetune = _load(REPO_ROOT / "configs" / "finetune.py").get_config(f"{model},{data}")
+  assert finetune.model.pool == "gap" and "read_blocks" not in finetune.model  # MAE's fine-tune
 
 
 def test_the_token_probe_of_a_cnn_is_refused_with_the_fix():

@@ -37,7 +37,8 @@ def test_the_token_probe_reads_every_patch_token_as_run_and_as_teacher(tmp_path)
   chosen = linear_probe.token_weight_decay("animal_mnist", "mini", "10%")
   assert probe.optim.weight_decay == chosen > 0
   pooled = label_efficiency._adaptation_config("mae_probe", "10%", 0, PRETRAINED, SETTINGS)
-  assert pooled.model.pool == "gap" and pooled.optim.weight_decay == 0
+  assert (pooled.model.pool, pooled.model.read_blocks) == ("cls", 4)
+  assert pooled.optim.weight_decay == 0
   teacher = label_efficiency._distill_config("mae_token_probe", "10%", 0, tmp_path, PRETRAINED,
                                              SETTINGS).teacher
   assert teacher.pool == "tokens" and teacher.head_norm == "batchnorm"
