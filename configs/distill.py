@@ -34,8 +34,9 @@ def get_config(arg=None):
   data = c.data.name.split("/")[-1]
   c.teacher = finetune.model_config(teacher, data)
   if c.teacher.family == "vit":
-    # head_norm="batchnorm" for a linear-probe teacher (its BatchNorm statistics load too).
-    c.teacher.update(drop_path=0.0, head_norm="")
+    # For a linear-probe teacher: head_norm="batchnorm" (its BatchNorm statistics load too),
+    # and the probe's read-out (configs/linear_probe.py `pooled_read_out`: pool, read_blocks).
+    c.teacher.update(drop_path=0.0, head_norm="", read_blocks=1)
   c.data.unlabelled = True  # every training image; labels only where data.labels keeps them
   c.distill_temperature = 1.0  # SimCLRv2: tau = 1 works
   c.labelled_weight = 0.0      # > 0 mixes in cross-entropy on the labelled images

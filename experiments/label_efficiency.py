@@ -228,8 +228,10 @@ def _distill_config(teacher: str, fraction: str, seed: int, study_dir: pathlib.P
   config = _config("distill", settings, extra_arg=f"teacher={model}", model=other_student)
   teacher_model = {f"teacher.{key.split('.', 1)[1]}": value
                    for key, value in MODEL_OVERRIDES.get(teacher, {}).items()}
-  if teacher in PROBES:
-    teacher_model["teacher.head_norm"] = "batchnorm"
+  if teacher in PROBES:  # the probe's head: its BatchNorm and read-out, as its config set them
+    probe = _adaptation_config(teacher, fraction, seed, pretrained, settings).model
+    teacher_model.update({f"teacher.{key}": probe[key]
+                          for key in ("head_norm", "pool", "read_blocks")})
   student_start = {"student_init_from": str(pretrained[start]) if start else ""}
   if other_student:
     # The teacher's pre-trained encoder is of another architecture: the student starts at

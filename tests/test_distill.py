@@ -76,11 +76,15 @@ def test_a_linear_probe_teacher_loads_with_its_batchnorm(probe_run, make_distill
                                                         tmp_path):
   import orbax.checkpoint as ocp
   from mll_jax import checkpoint
+  from mll_jax.hub import run_import
+  probe = run_import.run_config(probe_run).model
+  read_out = {"teacher.pool": probe.pool, "teacher.read_blocks": probe.read_blocks}
   with pytest.raises(checkpoint.CheckpointError, match="model state the configured model "
                                                        "lacks: head_norm"):
-    train.run(make_distill_config(init_from=str(probe_run)), tmp_path / "no_bn")
+    train.run(make_distill_config(init_from=str(probe_run), **read_out), tmp_path / "no_bn")
   assert not (tmp_path / "no_bn" / "checkpoints").exists()
-  config = make_distill_config(init_from=str(probe_run), **{"teacher.head_norm": "batchnorm"})
+  config = make_distill_config(init_from=str(probe_run),
+                               **{"teacher.head_norm": "batchnorm", **read_out})
   train.run(config, tmp_path / "bn")
   read = lambda run: ocp.PyTreeCheckpointer().restore(
       checkpoint.step_dir(run) / "state")["model_state"]

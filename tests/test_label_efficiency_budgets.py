@@ -42,6 +42,11 @@ def test_the_token_probe_reads_every_patch_token_as_run_and_as_teacher(tmp_path)
   teacher = label_efficiency._distill_config("mae_token_probe", "10%", 0, tmp_path, PRETRAINED,
                                              SETTINGS).teacher
   assert teacher.pool == "tokens" and teacher.head_norm == "batchnorm"
+  # The pooled probe as teacher reads what it read as a run: the last 4 blocks' cls tokens.
+  pooled_teacher = label_efficiency._distill_config("mae_probe", "10%", 0, tmp_path, PRETRAINED,
+                                                    SETTINGS).teacher
+  assert (pooled_teacher.pool, pooled_teacher.read_blocks, pooled_teacher.head_norm) == (
+      pooled.model.pool, pooled.model.read_blocks, "batchnorm") == ("cls", 4, "batchnorm")
   assert label_efficiency._distill_config("mae_finetune", "10%", 0, tmp_path, PRETRAINED,
                                           SETTINGS).teacher.pool == "gap"
 
