@@ -116,8 +116,9 @@ def test_token_probe_trains_a_head_on_every_patch_token(make_config, make_probe_
                                                         tmp_path):
   train.run(make_config(total_steps=3), tmp_path / "mae")
   workdir = tmp_path / "probe"
+  # One block's tokens, as the `tokens` config arg sets (the probe's default reads more).
   train.run(make_probe_config(init_from=str(tmp_path / "mae"), total_steps=3,
-                              **{"model.pool": "tokens"}), workdir)
+                              **{"model.pool": "tokens", "model.read_blocks": 1}), workdir)
   probed = _read_params(workdir, 3)
   mae_params = _read_params(tmp_path / "mae", 3)
   encoder_keys = [k for k in probed if k.startswith("encoder/")]

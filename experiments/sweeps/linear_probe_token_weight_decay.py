@@ -6,6 +6,7 @@ validation holdout (never test). One sweep per label fraction:
         --sweep=experiments/sweeps/linear_probe_token_weight_decay.py \\
         --workdir=runs/token_probe_weight_decay_10pct \\
         --config.init_from=runs/label_efficiency/pretrain_mae --config.model.pool=tokens \\
+        --config.model.read_blocks=1 \\
         --config.data.validation=0.1 --config.evals.classification.split=holdout \\
         --config.evals.classification.log_points=10 --config.evals.classification.log_steps=0
 
