@@ -94,7 +94,8 @@ _PRETRAIN_EPOCHS = flags.DEFINE_float("pretrain_epochs", None,
                                       "configs' own for the data set).")
 _DTYPE = flags.DEFINE_string("dtype", "", "config.model.dtype of every run, pre-training, "
                              "teachers and students included (default: the configs' own, "
-                             "auto); e.g. bfloat16_matmul, ~1.45x faster on this CPU.")
+                             "auto: bfloat16_matmul on CPU); float32 reruns a study "
+                             "committed before 2026-12-07 that left it unset as it ran.")
 
 ADAPTATIONS = {  # method -> (config file, pre-training it starts from)
     "scratch": ("finetune", None),

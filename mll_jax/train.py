@@ -56,7 +56,18 @@ class RunError(RuntimeError):
 
 
 def config_json(config: ml_collections.ConfigDict) -> dict:
-  return json.loads(config.to_json_best_effort(sort_keys=True))
+  """The config as a run saves it (config.json, checkpoints) and as its default workdir's name
+  hashes it, with `dtype="auto"` of the model (and of a distillation teacher) resolved for
+  this host's backend.
+
+  Why resolved: "auto" means another policy on another backend, or after the CPU default
+  changed (it was float32 until bfloat16_matmul measured faster), and a study reuses a run only
+  when the saved config equals its own (experiments/finished_runs.py)."""
+  saved = json.loads(config.to_json_best_effort(sort_keys=True))
+  for network in ("model", "teacher"):
+    if isinstance(saved.get(network), dict) and saved[network].get("dtype") == "auto":
+      saved[network]["dtype"] = precision.dtype_name("auto")
+  return saved
 
 
 def default_workdir(config: ml_collections.ConfigDict) -> pathlib.Path:

@@ -5,6 +5,7 @@ import json
 import pathlib
 import sys
 
+import ml_collections
 import pytest
 
 from conftest import REPO_ROOT
@@ -12,6 +13,7 @@ from conftest import REPO_ROOT
 sys.path.insert(0, str(REPO_ROOT))
 from experiments import finished_runs  # noqa: E402
 from mll_jax import config_files, sweep, train  # noqa: E402
+from mll_jax.models import precision  # noqa: E402
 
 
 def _config():
@@ -67,3 +69,24 @@ def test_a_stale_run_stops_a_script_with_one_line():
     with finished_runs.stale_runs_stop("study.py"):
       raise finished_runs.StaleRunError("runs/x holds a run of another config")
   assert str(stop.value.code) == "study.py: runs/x holds a run of another config"
+
+
+def test_a_run_of_the_former_float32_default_is_not_taken_for_one_of_auto(tmp_path):
+  # Runs save "auto" resolved for their backend: one saved as "auto" meant float32 on CPU before
+  # bfloat16_matmul became the CPU default, so it must not pass for a run of today's "auto".
+  config = _config()
+  assert config.model.dtype == "auto"
+  assert train.config_json(config)["model"]["dtype"] == precision.dtype_name("auto")
+  explicit = sweep.apply_overrides(_config(), {"model.dtype": "float32"})
+  assert train.config_json(explicit)["model"]["dtype"] == "float32"
+  distill = ml_collections.ConfigDict({"model": {"dtype": "bfloat16"}, "teacher": {"dtype": "auto"}})
+  assert train.config_json(distill) == {"model": {"dtype": "bfloat16"},
+                                        "teacher": {"dtype": precision.dtype_name("auto")}}
+  workdir = tmp_path / "run"
+  workdir.mkdir()
+  saved = train.config_json(config)
+  saved["model"]["dtype"] = "auto"  # as runs saved it before
+  (workdir / "config.json").write_text(json.dumps(saved))
+  with pytest.raises(finished_runs.StaleRunError,
+                     match=f"model.dtype: 'auto' -> '{precision.dtype_name('auto')}'"):
+    finished_runs.finished_result(workdir, config)

@@ -28,15 +28,15 @@ COMPUTE_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16,
 MATMUL_DTYPES = {"bfloat16_matmul": jnp.bfloat16}
 
 # "auto" per backend. On TPU and GPU bfloat16 is what every reference recipe uses. On CPU it
-# was measured (benchmarks/mae_step.py, alternating rounds, benchmarks/results/report.md): the
-# bfloat16 MAE `tiny` train step ran at 0.95x the float32 one (222 vs 232 images/s) and
-# inference at 1.01x on the 2-core AVX-512-BF16 CPU, so float32 stays the CPU default.
-# bfloat16_matmul runs 1.48x float32 there and reaches its result within the seed spread
-# (benchmarks/results/precision_cpu.md, experiments/results/precision_parity_bfloat16_matmul.md),
-# but it is not made "auto" yet: configs save the word "auto", and the studies' reuse check
-# (experiments/finished_runs.py) would then take their float32 runs for runs of the new policy.
+# was measured (benchmarks/mae_step.py, alternating rounds, benchmarks/results/report.md): a
+# bfloat16 residual stream runs the MAE `tiny` train step at 0.93-0.98x float32, while
+# bfloat16_matmul runs it at 1.32x (glibc) to 1.50x (tcmalloc) and encoder inference at 1.3-1.4x,
+# and reaches float32's result within the seed spread (benchmarks/results/precision_cpu.md,
+# experiments/results/precision_parity_bfloat16_matmul.md). So bfloat16_matmul is the CPU default.
+# A run saves its resolved policy, not the word "auto" (`train.config_json`), so runs of the
+# old float32 default are not taken for runs of this one.
 AUTO_DTYPE = {"tpu": "bfloat16", "gpu": "bfloat16", "cuda": "bfloat16", "rocm": "bfloat16",
-              "cpu": "float32"}
+              "cpu": "bfloat16_matmul"}
 
 
 def dtype_name(name: str = "auto", backend: str | None = None) -> str:
