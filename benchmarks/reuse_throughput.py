@@ -15,7 +15,9 @@ weights. Each figure is the
 median images/s over `--repeats` rounds, each round one pass over `--images` images by every
 contender in turn, after a warm-up pass each. Compile times are reported beside them (each
 contender's graph for one batch, lowered and compiled ahead of time, once): the fused graph's
-loop changes what XLA compiles, so a faster loop can cost more at start-up.
+loop changes what XLA compiles, so a faster loop can cost more at start-up. Each architecture's
+share of the models' own time (each model's jitted function timed alone, in the same
+alternating way) says how much of the sequential pass fusing could touch.
 """
 
 import os
@@ -123,6 +125,17 @@ def main(argv):
     rates = alternating_rates({**{f"fused ({loop})": graph.predict
                                   for loop, graph in fused.items()},
                                "sequential": sequential}, images, _BATCH.value, _REPEATS.value)
+    # Where the sequential pass spends its time, by architecture: fusing saves dispatches,
+    # host round trips and idle cores between models, not the models' own arithmetic, so
+    # a selection whose time is mostly one compute-bound model leaves little to gain.
+    own_rates = alternating_rates(
+        {i: (lambda batch, fn=fn, variables=variables: np.asarray(fn(variables, batch)))
+         for i, (fn, (_, variables)) in enumerate(zip(own, loaded))},
+        images, _BATCH.value, _REPEATS.value)
+  seconds_per_image = {v: sum(1 / own_rates[i] for i, e in enumerate(experts) if e == v)
+                       for v in dict.fromkeys(experts)}
+  shares = {f"{v} share of the models' own time": 100 * t / sum(seconds_per_image.values())
+            for v, t in seconds_per_image.items()}
   families = len(set(experts))
   print(f"Reuse throughput, {describe(experts)} ({families} architecture(s)), "
         f"batch {_BATCH.value}, {jax.device_count()} {jax.default_backend()} device(s); "
@@ -132,6 +145,8 @@ def main(argv):
     print(f"  {name:<22} {rate:7.0f} images/s")
   for name, seconds in compile_times.items():
     print(f"  {name:<22} {seconds:7.2f} s (one batch of {_BATCH.value})")
+  for name, share in shares.items():
+    print(f"  {name}: {share:.0f}%")
   ratios = {f"fused ({loop}) / sequential": rates[f"fused ({loop})"] / rates["sequential"]
             for loop in fused}
   for name, ratio in ratios.items():
@@ -142,7 +157,8 @@ def main(argv):
       f"{jax.device_count()} {jax.default_backend()} device(s), median of {_REPEATS.value} "
       f"alternating rounds of one pass over {_IMAGES.value} images each",
       {**{name: (rate, "images/s") for name, rate in rates.items()},
-       **{name: (seconds, "s") for name, seconds in compile_times.items()}},
+       **{name: (seconds, "s") for name, seconds in compile_times.items()},
+       **{name: (share, "%") for name, share in shares.items()}},
       ratios)
 
 
