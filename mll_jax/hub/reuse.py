@@ -90,9 +90,9 @@ def build(selection: Selection, hub, mesh: jax.sharding.Mesh | None = None,
   (each model its own copy of the forward pass in the graph, on its own unstacked variables:
   no loop, so XLA may schedule the models side by side). Default: vmap on accelerators,
   unroll on CPU, where XLA's batched matmuls ran slower than separate ones and, on a mixed
-  selection (2 ResNet-18 + 2 `mini` + 2 `tiny`), unroll ran 1.09x and 1.10x of calling each
-  model in turn in two runs, map 0.99x and 1.00x, at the same compile time (about 1 s;
-  `benchmarks/results/reuse.md`).
+  selection (2 ResNet-18 + 2 `mini` + 2 `tiny`), unroll ran 1.09x, 1.10x and 1.16x of calling
+  each model in turn in three runs, map 0.99x, 1.00x and 1.06x, at about the same compile time
+  (1-2 s; `benchmarks/results/reuse.md`, `report.md`).
   """
   mesh = mesh or sharding.make_mesh((("data", -1),))
   stacked_loop = stacked_loop or ("unroll" if jax.default_backend() == "cpu" else "vmap")
