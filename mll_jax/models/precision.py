@@ -29,8 +29,8 @@ MATMUL_DTYPES = {"bfloat16_matmul": jnp.bfloat16}
 
 # "auto" per backend. On TPU and GPU bfloat16 is what every reference recipe uses. On CPU it
 # was measured (benchmarks/mae_step.py, alternating rounds, benchmarks/results/report.md): a
-# bfloat16 residual stream runs the MAE `tiny` train step at 0.93-0.98x float32, while
-# bfloat16_matmul runs it at 1.32x (glibc) to 1.50x (tcmalloc) and encoder inference at 1.3-1.4x,
+# bfloat16 residual stream runs the MAE `tiny` train step at 0.93-1.03x float32, while
+# bfloat16_matmul runs it at 1.32-1.40x (glibc) to 1.50-1.56x (tcmalloc), inference 1.3-1.45x,
 # and reaches float32's result within the seed spread (benchmarks/results/precision_cpu.md,
 # experiments/results/precision_parity_bfloat16_matmul.md). So bfloat16_matmul is the CPU default.
 # A run saves its resolved policy, not the word "auto" (`train.config_json`), so runs of the
