@@ -198,6 +198,7 @@ def _train(config, workdir, task, mesh, compiled, iterator, evals, init_plans,
       log.message(f"Initialised {source.into or 'params'} from {source.path}.")
   log.message(f"workdir: {workdir}  |  {total_steps} steps of {config.batch_size} images on "
               f"{mesh.size} {jax.default_backend()} device(s), mesh {dict(mesh.shape)}, "
+              f"compute dtype {precision.dtype_name(config.model.get('dtype', 'auto'))}, "
               f"allocator {allocator.loaded_allocator()}")
   hint = allocator.missing_tcmalloc_hint() if jax.default_backend() == "cpu" else ""
   if hint:

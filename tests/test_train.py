@@ -15,6 +15,7 @@ import orbax.checkpoint as ocp
 import pytest
 
 from mll_jax import checkpoint, sharding, steps, train
+from mll_jax.models import precision
 from conftest import REPO_ROOT, TEST_CACHE
 
 MU_ARGS = ["--config=configs/mae.py:mu", "--config.batch_size=16", "--config.log_steps=2",
@@ -165,6 +166,8 @@ def test_corrupted_checkpoint_falls_back_to_the_previous_one(make_config, tmp_pa
   ckpt.close()
   assert step == 3
   printed = capsys.readouterr().out
+  # The run's first line names the resolved compute-dtype policy, not the word "auto".
+  assert f"compute dtype {precision.dtype_name('auto')}, allocator" in printed
   assert "Checkpoint at step 6" in printed and "falling back to step 3" in printed
   assert (workdir / "unreadable_checkpoints" / "6").is_dir()
   assert int(state["step"]) == 3
