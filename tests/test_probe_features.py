@@ -31,8 +31,16 @@ def test_readouts_are_the_probes_features_and_their_tokens(mae_run):
   assert config.task == "mae"
 
 
+def _across_programs_tolerance(dtype: str) -> float:
+  """Two programs computing the same features (batched differently, jitted or eager) sum in
+  different orders; under bfloat16_matmul (the CPU default) a float32 value a rounding apart can
+  then round to neighbouring bfloat16 matmul operands (measured up to 1.8e-4 on unit-norm
+  features)."""
+  return 1e-5 if dtype == "float32" else 5e-4
+
+
 def test_block_readouts_end_in_what_the_probe_reads(mae_run):
-  encoder, _ = probe_features.load_encoder(mae_run)
+  encoder, config = probe_features.load_encoder(mae_run)
   images = np.random.default_rng(1).integers(0, 255, (3, 28, 28, 1), dtype=np.uint8)
   final = probe_features.readouts(encoder, images)
   blocks = probe_features.block_readouts(encoder, images, batch=2)
@@ -41,7 +49,9 @@ def test_block_readouts_end_in_what_the_probe_reads(mae_run):
                                      for kind in ("gap", "tokens")), "gap@all"])
   assert blocks["gap@all"].shape == (3, depth * width)
   # The last block's mean token, normalised, is the probe's own `gap`.
-  np.testing.assert_allclose(blocks["gap@all"][:, -width:], final["gap"], rtol=1e-5, atol=1e-5)
+  tolerance = _across_programs_tolerance(config.model.dtype)
+  np.testing.assert_allclose(blocks["gap@all"][:, -width:], final["gap"], rtol=tolerance,
+                             atol=tolerance)
   if depth > 1:
     np.testing.assert_allclose(blocks["gap@all"][:, :width], blocks["gap@1"], rtol=1e-6)
     assert not np.allclose(blocks["gap@1"], final["gap"])
@@ -61,9 +71,7 @@ def test_last_block_readouts_are_what_the_probe_reads_with_read_blocks(mae_run):
                              read_blocks=depth, rngs=nnx.Rngs(0))
     probe = precision.with_matmul_policy(probe, config.model.dtype)  # as the encoder was trained
     nnx.update(probe.encoder, nnx.state(encoder, nnx.Param))
-    # Under bfloat16_matmul (the CPU default) the jitted, batched read-out and the probe's
-    # eager call may round a matmul operand to bfloat16 differently (measured 7e-5 at most).
-    tolerance = 1e-5 if config.model.dtype == "float32" else 2e-4
+    tolerance = _across_programs_tolerance(config.model.dtype)
     np.testing.assert_allclose(blocks[f"{pool}@last{depth}"], probe(images)[1]["pre_logits"],
                                rtol=tolerance, atol=tolerance)
 

@@ -11,7 +11,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from mll_jax.models import layer_plan, posembed, precision
+from mll_jax.models import gelu, layer_plan, posembed, precision
 
 
 @dataclasses.dataclass(frozen=True)
@@ -133,7 +133,7 @@ class Block(nnx.Module):
     rate = self.drop_path_rate if rate is None else rate
     keys = jax.random.split(key) if key is not None else (None, None)
     x = x + drop_path(self.attn(self.norm1(x)), rate, keys[0])
-    mlp = self.fc2(jax.nn.gelu(self.fc1(self.norm2(x)), approximate=False))
+    mlp = self.fc2(gelu.gelu(self.fc1(self.norm2(x))))
     return x + drop_path(mlp, rate, keys[1])
 
 
