@@ -6,6 +6,7 @@ each ratio against the baseline measured in the same run.
 
 Benchmarks: mae_step (MAE train step vs the same model in PyTorch, both on tcmalloc where it is
 installed; MFU on an accelerator), mae_step_system_malloc (the same on glibc's allocator),
+gelu_step (the same step with the ViT's GELU in erf form vs JAX's erfc form),
 input_pipeline (grain input images/s vs train step images/s), labeling_throughput, chco_solve
 (1,000 tasks batched vs one at a time vs a numpy reference), reuse_throughput (fused reuse graph
 vs each model's own jitted function in turn), reuse_mixed (the same on a selection of
@@ -40,6 +41,9 @@ _TIMEOUT = flags.DEFINE_integer("timeout", 1800, "Seconds allowed per benchmark.
 BENCHMARKS = {
     "mae_step": ("mae_step", [], ["--config=configs/mae.py:mu", "--config.batch_size=16",
                                   "--repeats=1", "--steps=2"]),
+    # The ViT's GELU in PyTorch's erf form (the model's) against jax's erfc form, same step.
+    "gelu_step": ("gelu_step", [], ["--config=configs/mae.py:mu", "--config.batch_size=16",
+                                    "--repeats=1", "--steps=2", "--dtypes=float32"]),
     "input_pipeline": ("input_pipeline", [], ["--config=configs/mae.py:mu",
                                               "--config.batch_size=16", "--repeats=1",
                                               "--steps=2"]),

@@ -1,0 +1,79 @@
+"""The MAE train step and encoder inference with the ViT's exact GELU in PyTorch's erf form
+(`mll_jax.models.gelu`, the model's) against JAX's erfc form (`jax.nn.gelu(approximate=False)`,
+the model's GELU before 2026-12-07): what the change buys, in each CPU dtype policy.
+
+    python benchmarks/gelu_step.py [--config=configs/mae.py] [--repeats=5] [--steps=10]
+                                   [--dtypes=float32,bfloat16_matmul]
+
+Both GELUs are built into the same step in this one process (the ViT block looks its GELU up
+when it is traced, so each step is traced with the one in place then), on the same random
+batches. After a warm-up of each, the timed windows alternate, one window of every variant
+per round, and each figure is the median over rounds, as in `benchmarks/mae_step.py`.
+"""
+
+import os
+import sys
+
+import jax
+import numpy as np
+from absl import app, flags
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+if __name__ == "__main__":  # the allocator the trainer runs on (mll_jax/allocator.py)
+  from mll_jax.allocator import use_tcmalloc
+  use_tcmalloc()
+
+from benchmarks import mae_step, report  # noqa: E402  (mae_step's --config and --steps)
+from mll_jax import allocator  # noqa: E402
+from mll_jax.models import gelu  # noqa: E402
+
+_DTYPES = flags.DEFINE_list("dtypes", ["float32", "bfloat16_matmul"],
+                            "config.model.dtype policies to time both GELUs in.")
+
+ERFC_FORM = lambda x: jax.nn.gelu(x, approximate=False)  # noqa: E731
+GELUS = {"erf form": gelu.gelu, "erfc form": ERFC_FORM}
+
+
+def main(argv):
+  del argv
+  config = mae_step._CONFIG.value
+  shape = (config.batch_size, config.data.image_size, config.data.image_size,
+           config.data.channels)
+  rng = np.random.default_rng(0)
+  batches = [rng.integers(0, 256, shape, dtype=np.uint8) for _ in range(4)]
+  variants = {}
+  model_gelu = gelu.gelu
+  try:
+    for dtype in _DTYPES.value:
+      for form, function in GELUS.items():
+        gelu.gelu = function
+        train, infer, _ = mae_step.jax_variants(config, batches, dtype)
+        train.warm_up(batches)  # traces (and compiles) with this GELU in place
+        infer.warm_up(batches)
+        variants[f"train {dtype} {form}"] = train
+        variants[f"infer {dtype} {form}"] = infer
+  finally:
+    gelu.gelu = model_gelu
+  for _ in range(mae_step._REPEATS.value):
+    for v in variants.values():
+      v.window(batches, mae_step._STEPS.value)
+
+  figures, ratios = {}, {}
+  for name, v in variants.items():
+    print(f"{name:36s} {v.rate:8.1f} images/s (median of {mae_step._REPEATS.value})")
+    figures[name] = (v.rate, "images/s")
+  for dtype in _DTYPES.value:
+    for what in ("train", "infer"):
+      ratio = variants[f"{what} {dtype} erf form"].rate / variants[f"{what} {dtype} erfc form"].rate
+      ratios[f"{what} {dtype}, erf form / erfc form"] = ratio
+      print(f"ratio {what} {dtype}, erf form / erfc form: {ratio:.2f}x")
+  report.emit(f"The ViT's GELU in erf vs erfc form, {allocator.loaded_allocator()} allocator",
+              f"MAE {config.model.variant} patch {config.model.patch_size}, decoder "
+              f"{config.model.decoder}, batch {shape}, 1 {jax.devices()[0].platform} device; "
+              f"{mae_step._REPEATS.value} alternating rounds of one {mae_step._STEPS.value}-step "
+              "window per variant, medians", figures, ratios)
+
+
+if __name__ == "__main__":
+  app.run(main)
