@@ -94,8 +94,12 @@ class Attention(nnx.Module):
   def __call__(self, x: jax.Array) -> jax.Array:
     q, k, v = jnp.split(self.qkv(x), 3, axis=-1)
     split_heads = lambda t: einops.rearrange(t, "b t (n h) -> b t n h", n=self.heads)
-    out = jax.nn.dot_product_attention(split_heads(q), split_heads(k), split_heads(v),
-                                       implementation=self.implementation)
+    q, k, v = split_heads(q), split_heads(k), split_heads(v)
+    # The queries are scaled before the dot, as timm does, not the [b, n, t, t] logits after
+    # it (jax's default): XLA's CPU backend materialised the scale broadcast to the logits'
+    # shape in every attention's forward and backward (benchmarks/results/step_profile.md).
+    q = q * jnp.asarray(q.shape[-1] ** -0.5, q.dtype)
+    out = jax.nn.dot_product_attention(q, k, v, scale=1.0, implementation=self.implementation)
     return self.proj(einops.rearrange(out, "b t n h -> b t (n h)"))
 
 
