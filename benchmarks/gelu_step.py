@@ -15,7 +15,6 @@ import os
 import sys
 
 import jax
-import numpy as np
 from absl import app, flags
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -38,10 +37,7 @@ GELUS = {"erf form": gelu.gelu, "erfc form": ERFC_FORM}
 def main(argv):
   del argv
   config = mae_step._CONFIG.value
-  shape = (config.batch_size, config.data.image_size, config.data.image_size,
-           config.data.channels)
-  rng = np.random.default_rng(0)
-  batches = [rng.integers(0, 256, shape, dtype=np.uint8) for _ in range(4)]
+  shape, batches = mae_step.random_batches(config)
   variants = {}
   model_gelu = gelu.gelu
   try:

@@ -66,6 +66,15 @@ class Variant:
     return statistics.median(self.rates)
 
 
+def random_batches(config) -> tuple[tuple[int, ...], list[np.ndarray]]:
+  """The batch shape of `config` and four random uint8 batches of it (seed 0), which every
+  variant of a comparison runs on."""
+  shape = (config.batch_size, config.data.image_size, config.data.image_size,
+           config.data.channels)
+  rng = np.random.default_rng(0)
+  return shape, [rng.integers(0, 256, shape, dtype=np.uint8) for _ in range(4)]
+
+
 def alternate(variants: dict, batches, repeats: int, steps_per_window: int) -> None:
   """Warm every variant up, then time one window of each per round."""
   for v in variants.values():
@@ -123,10 +132,7 @@ def torch_variants(config, bfloat16: bool) -> tuple[Variant, Variant]:
 def main(argv):
   del argv
   config = _CONFIG.value
-  shape = (config.batch_size, config.data.image_size, config.data.image_size,
-           config.data.channels)
-  rng = np.random.default_rng(0)
-  batches = [rng.integers(0, 256, shape, dtype=np.uint8) for _ in range(4)]
+  shape, batches = random_batches(config)
   import torch
   malloc = allocator.loaded_allocator()  # both sides share it: one process
   print(f"machine: {os.cpu_count()} CPUs, jax {jax.__version__} ({jax.default_backend()}), "

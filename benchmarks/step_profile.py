@@ -18,7 +18,6 @@ import collections
 import sys
 from pathlib import Path
 
-import numpy as np
 from absl import app, flags
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -38,10 +37,7 @@ _DTYPE = flags.DEFINE_enum("dtype", "float32", ["float32", "bfloat16", "bfloat16
 def main(argv):
   del argv
   config = mae_step._CONFIG.value
-  shape = (config.batch_size, config.data.image_size, config.data.image_size,
-           config.data.channels)
-  rng = np.random.default_rng(0)
-  batches = [rng.integers(0, 256, shape, dtype=np.uint8) for _ in range(4)]
+  shape, batches = mae_step.random_batches(config)
   train, _, _, compiled_text = mae_step.jax_variants(config, batches, _DTYPE.value,
                                                      with_hlo=True)
   train.warm_up(batches)
