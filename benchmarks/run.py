@@ -6,7 +6,8 @@ each ratio against the baseline measured in the same run.
 
 Benchmarks: mae_step (MAE train step vs the same model in PyTorch, both on tcmalloc where it is
 installed; MFU on an accelerator), mae_step_system_malloc (the same on glibc's allocator),
-gelu_step (the same step with the ViT's GELU in erf form vs JAX's erfc form),
+gelu_step (the same step with the ViT's GELU in erf form vs JAX's erfc form), attention_step
+(the same step with the head-major attention vs jax.nn.dot_product_attention),
 input_pipeline (grain input images/s vs train step images/s), labeling_throughput, chco_solve
 (1,000 tasks batched vs one at a time vs a numpy reference), reuse_throughput (fused reuse graph
 vs each model's own jitted function in turn), reuse_mixed (the same on a selection of
@@ -44,6 +45,11 @@ BENCHMARKS = {
     # The ViT's GELU in PyTorch's erf form (the model's) against jax's erfc form, same step.
     "gelu_step": ("gelu_step", [], ["--config=configs/mae.py:mu", "--config.batch_size=16",
                                     "--repeats=1", "--steps=2", "--dtypes=float32"]),
+    # The ViT's head-major attention (the hub's inference on CPU) against JAX's kernel.
+    "attention_step": ("attention_step", [], ["--config=configs/mae.py:mu",
+                                              "--config.batch_size=16", "--repeats=1",
+                                              "--steps=2", "--dtypes=float32",
+                                              "--expert=mu"]),
     "input_pipeline": ("input_pipeline", [], ["--config=configs/mae.py:mu",
                                               "--config.batch_size=16", "--repeats=1",
                                               "--steps=2"]),

@@ -334,5 +334,6 @@ def test_attention_kernel_by_config_and_unknown_kernels_listed():
   xla = _with_params(xla, _pure(auto))
   np.testing.assert_allclose(np.asarray(xla(IMAGES)[0]), np.asarray(auto(IMAGES)[0]), atol=1e-6)
   assert xla.encoder.transformer.blocks[0].attn.implementation == "xla"
-  with pytest.raises(ValueError, match="attention must be one of auto, xla, cudnn; got 'flash'"):
+  with pytest.raises(ValueError, match="attention must be one of auto, xla, cudnn, einsum; "
+                                       "got 'flash'"):
     layer_plan.LayerPlan(attention="flash")

@@ -23,6 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from mll_jax.models import attention as attention_kernels
 from mll_jax.models import precision
 
 REMAT_POLICIES = {
@@ -33,15 +34,10 @@ REMAT_POLICIES = {
 }
 
 
-# `jax.nn.dot_product_attention(implementation=...)`: None lets JAX pick (cuDNN's fused kernel
-# on a GPU where it applies, XLA's otherwise); "cudnn" insists on it (GPU only).
-ATTENTION_IMPLEMENTATIONS = {"auto": None, "xla": "xla", "cudnn": "cudnn"}
-
-
 @dataclasses.dataclass(frozen=True)
 class LayerPlan:
   """`remat`: a key of REMAT_POLICIES; `scan`: run the blocks as one `nnx.scan`; `attention`:
-  a key of ATTENTION_IMPLEMENTATIONS."""
+  one of `attention.IMPLEMENTATIONS` (mll_jax/models/attention.py)."""
   remat: str = "none"
   scan: bool = False
   attention: str = "auto"
@@ -50,13 +46,12 @@ class LayerPlan:
     if self.remat not in REMAT_POLICIES:
       raise ValueError(f"config.model.remat must be one of {', '.join(REMAT_POLICIES)}; got "
                        f"{self.remat!r}.")
-    if self.attention not in ATTENTION_IMPLEMENTATIONS:
-      raise ValueError(f"config.model.attention must be one of "
-                       f"{', '.join(ATTENTION_IMPLEMENTATIONS)}; got {self.attention!r}.")
+    attention_kernels.implementation_for(self.attention)  # unknown: one message listing all
 
   @property
   def attention_implementation(self) -> str | None:
-    return ATTENTION_IMPLEMENTATIONS[self.attention]
+    """The kernel the blocks run (`attention.implementation_for`)."""
+    return attention_kernels.implementation_for(self.attention)
 
 
 PLAIN = LayerPlan()

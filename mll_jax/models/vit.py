@@ -11,7 +11,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from mll_jax.models import gelu, layer_plan, posembed, precision
+from mll_jax.models import attention, gelu, layer_plan, posembed, precision
 
 
 @dataclasses.dataclass(frozen=True)
@@ -85,22 +85,15 @@ class Attention(nnx.Module):
   def __init__(self, width: int, heads: int, *, qkv_bias: bool = True, dtype=jnp.float32,
                implementation: str | None = None, rngs: nnx.Rngs):
     self.heads = heads
-    self.implementation = implementation  # jax.nn.dot_product_attention's kernel choice
+    self.implementation = implementation  # attention.implementation_for's kernel choice
     self.qkv = precision.Linear(width, 3 * width, use_bias=qkv_bias,
                                 kernel_init=nnx.initializers.xavier_uniform(),
                                 bias_init=nnx.initializers.zeros_init(), dtype=dtype, rngs=rngs)
     self.proj = _xavier_linear(width, width, rngs, dtype)
 
   def __call__(self, x: jax.Array) -> jax.Array:
-    q, k, v = jnp.split(self.qkv(x), 3, axis=-1)
-    split_heads = lambda t: einops.rearrange(t, "b t (n h) -> b t n h", n=self.heads)
-    q, k, v = split_heads(q), split_heads(k), split_heads(v)
-    # The queries are scaled before the dot, as timm does, not the [b, n, t, t] logits after
-    # it (jax's default): XLA's CPU backend materialised the scale broadcast to the logits'
-    # shape in every attention's forward and backward (benchmarks/results/step_profile.md).
-    q = q * jnp.asarray(q.shape[-1] ** -0.5, q.dtype)
-    out = jax.nn.dot_product_attention(q, k, v, scale=1.0, implementation=self.implementation)
-    return self.proj(einops.rearrange(out, "b t n h -> b t (n h)"))
+    out = attention.multi_head_attention(self.qkv(x), self.heads, self.implementation)
+    return self.proj(out)
 
 
 def drop_path(x: jax.Array, rate: "float | jax.Array", key: jax.Array | None) -> jax.Array:

@@ -1,0 +1,89 @@
+"""The ViT's attention kernels (`mll_jax.models.attention`): the head-major form computes what
+`jax.nn.dot_product_attention` computes, values and gradients, in each dtype; training keeps
+JAX's kernel and the hub's inference on CPU runs the head-major one; unknown names listed."""
+
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from flax import nnx
+
+from mll_jax.hub import functional
+from mll_jax.models import attention, layer_plan
+
+# (batch, tokens, heads, head width): the MAE encoder's visible tokens, a ViT's full
+# sequence, and the `mini` model's 3 heads of 32.
+SHAPES = [(4, 13, 3, 64), (2, 50, 4, 32), (3, 17, 3, 32)]
+
+
+def _qkv(shape, dtype=jnp.float32, seed=0):
+  b, t, n, h = shape
+  return jax.random.normal(jax.random.key(seed), (b, t, 3 * n * h), jnp.float32).astype(dtype) * 2
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_head_major_form_equals_jax_attention_in_values_and_gradients(shape):
+  qkv, heads = _qkv(shape), shape[2]
+  cotangent = jax.random.normal(jax.random.key(1), (shape[0], shape[1], shape[2] * shape[3]))
+  outputs, grads = {}, {}
+  for kernel in ("einsum", "xla"):
+    out, pullback = jax.vjp(lambda x: attention.multi_head_attention(x, heads, kernel), qkv)
+    outputs[kernel], grads[kernel] = out, pullback(cotangent)[0]
+  np.testing.assert_allclose(outputs["einsum"], outputs["xla"], atol=1e-5, rtol=1e-5)
+  np.testing.assert_allclose(grads["einsum"], grads["xla"], atol=1e-4, rtol=1e-4)
+  assert outputs["einsum"].shape == (shape[0], shape[1], shape[2] * shape[3])
+
+
+def test_head_major_form_keeps_bfloat16_inputs_bfloat16():
+  qkv = _qkv(SHAPES[1], jnp.bfloat16)
+  einsum = attention.multi_head_attention(qkv, 4, "einsum")
+  xla = attention.multi_head_attention(qkv, 4, "xla")
+  assert einsum.dtype == xla.dtype == jnp.bfloat16
+  # Two bfloat16 ulps: the two forms round the probabilities at different points.
+  np.testing.assert_allclose(np.asarray(einsum, np.float32), np.asarray(xla, np.float32),
+                             rtol=1.6e-2, atol=1e-2)
+
+
+def test_large_logits_do_not_overflow():
+  # exp of raw logits this large is inf in float32; the row maximum is subtracted first.
+  qkv = _qkv(SHAPES[0]) * 40
+  out = attention.multi_head_attention(qkv, 3, "einsum")
+  assert np.isfinite(np.asarray(out)).all()
+  np.testing.assert_allclose(out, attention.multi_head_attention(qkv, 3, "xla"), rtol=1e-4,
+                             atol=1e-3)
+
+
+def test_training_keeps_jax_kernel_and_hub_inference_runs_the_head_major_one_on_cpu():
+  # The tests run on CPU (conftest), where hub programs pick the head-major kernel.
+  assert layer_plan.LayerPlan().attention_implementation is None       # JAX's pick
+  assert layer_plan.LayerPlan(attention="einsum").attention_implementation == "einsum"
+  vit_expert = {"task": "expert", "model": {"variant": "mu", "patch_size": 4},
+                "image_size": 28, "channels": 1, "num_classes": 3}
+  _, graphdef, _ = functional._graphdef(json.dumps(vit_expert, sort_keys=True))
+  model = nnx.merge(graphdef, functional.init_variables(vit_expert)["params"])
+  assert model.encoder.transformer.blocks[0].attn.implementation == "einsum"
+  # A kernel the entry names is kept, and a CNN gets no attention key at all.
+  named = dict(vit_expert, model={**vit_expert["model"], "attention": "xla"})
+  assert functional._model_config(named).model.attention == "xla"
+  cnn_expert = dict(vit_expert, model={"family": "cnn", "variant": "cnn_mu"})
+  assert "attention" not in functional._model_config(cnn_expert).model
+
+
+def test_hub_logits_equal_those_of_jax_kernel():
+  vit_expert = {"task": "expert", "model": {"variant": "mu", "patch_size": 4},
+                "image_size": 28, "channels": 1, "num_classes": 3}
+  variables = functional.init_variables(vit_expert, seed=1)
+  images = jax.random.randint(jax.random.key(2), (8, 28, 28, 1), 0, 256).astype(jnp.uint8)
+  hub_logits = jax.jit(functional.apply_fn(vit_expert))(variables, images)
+  trained_as = dict(vit_expert, model={**vit_expert["model"], "attention": "xla"})
+  xla_logits = jax.jit(functional.apply_fn(trained_as))(variables, images)
+  np.testing.assert_allclose(hub_logits, xla_logits, atol=1e-5)
+
+
+def test_unknown_attention_kernel_lists_the_known_ones():
+  with pytest.raises(ValueError, match="attention must be one of auto, xla, cudnn, einsum; "
+                                       "got 'flash'"):
+    attention.implementation_for("flash")
