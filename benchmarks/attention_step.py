@@ -2,7 +2,7 @@
 `config.model.attention` (`mll_jax.models.attention`): the head-major form (`einsum`) against
 `jax.nn.dot_product_attention`'s XLA path (`xla`, what `auto` runs on CPU), in each CPU dtype
 policy; and a hub expert's logits (`--expert`, float32 as hub entries are) with each, the
-forward the hub's labelling and reuse run (with `einsum` on CPU since 2026-12-07).
+forward the hub's labelling and reuse run.
 
     python benchmarks/attention_step.py [--config=configs/mae.py] [--repeats=5] [--steps=10]
                                         [--dtypes=float32,bfloat16_matmul] [--expert=mini]
@@ -74,10 +74,7 @@ def main(argv):
     print(f"ratio {name}: {ratios[name]:.2f}x")
   report.emit(f"The ViT's attention, head-major einsum vs jax.nn.dot_product_attention, "
               f"{allocator.loaded_allocator()} allocator",
-              f"MAE {config.model.variant} patch {config.model.patch_size}, decoder "
-              f"{config.model.decoder}, batch {shape}, 1 {jax.devices()[0].platform} device; "
-              f"{mae_step._REPEATS.value} alternating rounds of one {mae_step._STEPS.value}-step "
-              "window per variant, medians", figures, ratios)
+              mae_step.comparison_setup(config, shape), figures, ratios)
 
 
 if __name__ == "__main__":

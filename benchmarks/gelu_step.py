@@ -65,10 +65,7 @@ def main(argv):
       ratios[f"{what} {dtype}, erf form / erfc form"] = ratio
       print(f"ratio {what} {dtype}, erf form / erfc form: {ratio:.2f}x")
   report.emit(f"The ViT's GELU in erf vs erfc form, {allocator.loaded_allocator()} allocator",
-              f"MAE {config.model.variant} patch {config.model.patch_size}, decoder "
-              f"{config.model.decoder}, batch {shape}, 1 {jax.devices()[0].platform} device; "
-              f"{mae_step._REPEATS.value} alternating rounds of one {mae_step._STEPS.value}-step "
-              "window per variant, medians", figures, ratios)
+              mae_step.comparison_setup(config, shape), figures, ratios)
 
 
 if __name__ == "__main__":

@@ -75,6 +75,15 @@ def random_batches(config) -> tuple[tuple[int, ...], list[np.ndarray]]:
   return shape, [rng.integers(0, 256, shape, dtype=np.uint8) for _ in range(4)]
 
 
+def comparison_setup(config, shape: tuple[int, ...]) -> str:
+  """What a same-process comparison of two forms of this step ran on, and how it was timed
+  (`--repeats` alternating rounds of `--steps`-step windows), for its report section."""
+  return (f"MAE {config.model.variant} patch {config.model.patch_size}, decoder "
+          f"{config.model.decoder}, batch {shape}, 1 {jax.devices()[0].platform} device; "
+          f"{_REPEATS.value} alternating rounds of one {_STEPS.value}-step window per variant, "
+          "medians")
+
+
 def alternate(variants: dict, batches, repeats: int, steps_per_window: int) -> None:
   """Warm every variant up, then time one window of each per round."""
   for v in variants.values():

@@ -45,7 +45,7 @@ BENCHMARKS = {
     # The ViT's GELU in PyTorch's erf form (the model's) against jax's erfc form, same step.
     "gelu_step": ("gelu_step", [], ["--config=configs/mae.py:mu", "--config.batch_size=16",
                                     "--repeats=1", "--steps=2", "--dtypes=float32"]),
-    # The ViT's head-major attention (the hub's inference on CPU) against JAX's kernel.
+    # The ViT's head-major attention (`attention=einsum`) against JAX's kernel.
     "attention_step": ("attention_step", [], ["--config=configs/mae.py:mu",
                                               "--config.batch_size=16", "--repeats=1",
                                               "--steps=2", "--dtypes=float32",

@@ -1,15 +1,11 @@
 """The ViT's attention kernels (`mll_jax.models.attention`): the head-major form computes what
-`jax.nn.dot_product_attention` computes, values and gradients, in each dtype; training keeps
-JAX's kernel and the hub's inference on CPU runs the head-major one; unknown names listed."""
-
-import json
+`jax.nn.dot_product_attention` computes, values and gradients, in each dtype and through a hub
+entry; `auto` stays JAX's choice; unknown names listed."""
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-
-from flax import nnx
 
 from mll_jax.hub import functional
 from mll_jax.models import attention, layer_plan
@@ -56,31 +52,20 @@ def test_large_logits_do_not_overflow():
                              atol=1e-3)
 
 
-def test_training_keeps_jax_kernel_and_hub_inference_runs_the_head_major_one_on_cpu():
-  # The tests run on CPU (conftest), where hub programs pick the head-major kernel.
+def test_auto_is_jax_choice_and_einsum_the_head_major_form():
   assert layer_plan.LayerPlan().attention_implementation is None       # JAX's pick
   assert layer_plan.LayerPlan(attention="einsum").attention_implementation == "einsum"
-  vit_expert = {"task": "expert", "model": {"variant": "mu", "patch_size": 4},
-                "image_size": 28, "channels": 1, "num_classes": 3}
-  _, graphdef, _ = functional._graphdef(json.dumps(vit_expert, sort_keys=True))
-  model = nnx.merge(graphdef, functional.init_variables(vit_expert)["params"])
-  assert model.encoder.transformer.blocks[0].attn.implementation == "einsum"
-  # A kernel the entry names is kept, and a CNN gets no attention key at all.
-  named = dict(vit_expert, model={**vit_expert["model"], "attention": "xla"})
-  assert functional._model_config(named).model.attention == "xla"
-  cnn_expert = dict(vit_expert, model={"family": "cnn", "variant": "cnn_mu"})
-  assert "attention" not in functional._model_config(cnn_expert).model
 
 
-def test_hub_logits_equal_those_of_jax_kernel():
-  vit_expert = {"task": "expert", "model": {"variant": "mu", "patch_size": 4},
-                "image_size": 28, "channels": 1, "num_classes": 3}
-  variables = functional.init_variables(vit_expert, seed=1)
+def test_a_hub_entry_gives_the_same_logits_with_either_kernel():
+  expert = {"task": "expert", "model": {"variant": "mu", "patch_size": 4},
+            "image_size": 28, "channels": 1, "num_classes": 3}
+  variables = functional.init_variables(expert, seed=1)
   images = jax.random.randint(jax.random.key(2), (8, 28, 28, 1), 0, 256).astype(jnp.uint8)
-  hub_logits = jax.jit(functional.apply_fn(vit_expert))(variables, images)
-  trained_as = dict(vit_expert, model={**vit_expert["model"], "attention": "xla"})
-  xla_logits = jax.jit(functional.apply_fn(trained_as))(variables, images)
-  np.testing.assert_allclose(hub_logits, xla_logits, atol=1e-5)
+  logits = {kernel: jax.jit(functional.apply_fn(
+      dict(expert, model={**expert["model"], "attention": kernel})))(variables, images)
+      for kernel in ("einsum", "xla")}
+  np.testing.assert_allclose(logits["einsum"], logits["xla"], atol=1e-5)
 
 
 def test_unknown_attention_kernel_lists_the_known_ones():

@@ -28,20 +28,9 @@ def architecture_from_config(config: ml_collections.ConfigDict, num_classes: int
           **({"teacher": config.teacher.to_dict()} if "teacher" in config else {})}
 
 
-def _inference_model(model: dict) -> dict:
-  """The entry's model config as hub programs run it. They only run forward (labelling,
-  reuse), where on CPU the head-major attention kernel ran ViTs 1.05-1.12x faster than JAX's,
-  which training keeps (`mll_jax/models/attention.py`); "auto" therefore means that kernel
-  here. The parameters are the same either way."""
-  if (model.get("family", "vit") == "vit" and model.get("attention", "auto") == "auto"
-      and jax.default_backend() == "cpu"):
-    return {**model, "attention": "einsum"}
-  return model
-
-
 def _model_config(architecture: dict) -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict({
-      "task": architecture["task"], "model": _inference_model(architecture["model"]),
+      "task": architecture["task"], "model": architecture["model"],
       "data": {"image_size": architecture["image_size"], "channels": architecture["channels"]}})
   if "teacher" in architecture:
     config.teacher = architecture["teacher"]

@@ -1,17 +1,17 @@
 """Multi-head scaled dot-product attention of the ViT: `jax.nn.dot_product_attention`, or
-the same product written head-major (`config.model.attention="einsum"`), which the hub's
-inference-only programs run on CPU.
+the same product written head-major (`config.model.attention="einsum"`).
 
 Why a form of our own: `jax.nn.dot_product_attention`'s XLA path takes `[b, t, n, h]` operands
 and computes `[b, n, t, s]` logits, so XLA's CPU backend transposes the queries, keys and values
 to head-major inside each call, and normalises the `[b, n, t, s]` probabilities before their
 product with the values. Split head-major once from the fused qkv output, and dividing the
 `[b, n, t, h]` output by the softmax's sums instead (the same numbers: the sums do not depend
-on the value index), the MAE encoder's forward pass ran 1.05-1.12x faster on the 2-core CPU
-in three alternating runs, a `mini` hub expert's 1.06x, but the train step 0.93-1.03x
-(`benchmarks/results/attention.md`, `step_profile.md`). So training keeps JAX's kernel
-(`auto`), and the hub's labelling and reuse, which only run forward, take this one on CPU
-(`hub.functional`).
+on the value index), one attention layer of the MAE `tiny` encoder ran 1.3-1.8x faster forward
+on the 2-core CPU. In whole programs the gain is smaller and not steady: the encoder's forward
+1.05-1.12x in four alternating runs, a `mini` hub expert's logits 1.06x and 0.97x, the train
+step 0.93-1.03x (`benchmarks/results/attention.md`, `report.md`, `step_profile.md`). So `auto`
+keeps JAX's kernel everywhere, and this one is there to choose (forward-heavy work on CPU:
+labelling with a wider ViT).
 """
 
 import einops
