@@ -7,10 +7,11 @@ each ratio against the baseline measured in the same run.
 Benchmarks: mae_step (MAE train step vs the same model in PyTorch, both on tcmalloc where it is
 installed; MFU on an accelerator), mae_step_system_malloc (the same on glibc's allocator),
 gelu_step (the same step with the ViT's GELU in erf form vs JAX's erfc form), attention_step
-(the same step with the head-major attention vs jax.nn.dot_product_attention),
-input_pipeline (grain input images/s vs train step images/s), labeling_throughput, chco_solve
-(1,000 tasks batched vs one at a time vs a numpy reference), reuse_throughput (fused reuse graph
-vs each model's own jitted function in turn), reuse_mixed (the same on a selection of
+(the same step with the head-major attention vs jax.nn.dot_product_attention), layernorm_step
+(the same step with the ViT's LayerNorm vs nnx.LayerNorm), input_pipeline (grain input
+images/s vs train step images/s), labeling_throughput, chco_solve (1,000 tasks batched vs
+one at a time vs a numpy reference), reuse_throughput (fused reuse graph vs each model's own
+jitted function in turn), reuse_mixed (the same on a selection of
 ResNet-18s and ViTs of two sizes) and xla_cpu_flags (the fine-tuning step under XLA CPU options
 and allocators, each against the defaults). A benchmark that fails is reported as failed with
 its last output lines, and the others still run. `--quick` shrinks every benchmark to a smoke
@@ -50,6 +51,10 @@ BENCHMARKS = {
                                               "--config.batch_size=16", "--repeats=1",
                                               "--steps=2", "--dtypes=float32",
                                               "--expert=mu"]),
+    # The ViT's LayerNorm (statistics as matmuls, closed-form backward) against nnx.LayerNorm.
+    "layernorm_step": ("layernorm_step", ["--repeats=10", "--steps=10"],
+                       ["--config=configs/mae.py:mu", "--config.batch_size=16", "--repeats=1",
+                        "--steps=2", "--dtypes=float32"]),
     "input_pipeline": ("input_pipeline", [], ["--config=configs/mae.py:mu",
                                               "--config.batch_size=16", "--repeats=1",
                                               "--steps=2"]),

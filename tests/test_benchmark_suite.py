@@ -14,7 +14,7 @@ def test_quick_suite_reports_every_benchmark(tmp_path, subprocess_env):
                         timeout=1200)
   assert proc.returncode == 0, proc.stdout + proc.stderr
   report = out.read_text()
-  for name in ("mae_step", "gelu_step", "attention_step", "input_pipeline",
+  for name in ("mae_step", "gelu_step", "attention_step", "layernorm_step", "input_pipeline",
                "labeling_throughput", "chco_solve", "reuse_throughput", "xla_cpu_flags"):
     assert f"`benchmarks/{name}.py`" in report, report
   assert "## Fused reuse, mixed architectures (`benchmarks/reuse_throughput.py`)" in report
@@ -29,7 +29,8 @@ def test_quick_suite_reports_every_benchmark(tmp_path, subprocess_env):
                 "train bfloat16 / float32 (mll_jax)", "pipeline / step", "label_model / jit_loop",
                 "one at a time / batched", "reference / batched (per task)",
                 "fused (vmap) / sequential", "fused (map) / sequential", "vec512 / default",
-                "train float32, erf form / erfc form", "infer float32, einsum / xla"):
+                "train float32, erf form / erfc form", "infer float32, einsum / xla",
+                "train float32, matmul form / flax"):
     assert f"| ratio {ratio} | **" in report, (ratio, report)
   for loop in ("vmap", "map", "unroll"):  # start-up cost beside the fused loops' throughput
     assert f"| compile fused ({loop}) | " in report, (loop, report)

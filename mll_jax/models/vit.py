@@ -11,7 +11,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from mll_jax.models import attention, gelu, layer_plan, posembed, precision
+from mll_jax.models import attention, gelu, layer_plan, layernorm, posembed, precision
 
 
 @dataclasses.dataclass(frozen=True)
@@ -116,11 +116,11 @@ class Block(nnx.Module):
                qkv_bias: bool = True, dtype=jnp.float32, attention: str | None = None,
                rngs: nnx.Rngs):
     self.drop_path_rate = drop_path_rate
-    # LayerNorm statistics are float32 whatever `dtype` (flax promotes them).
-    self.norm1 = nnx.LayerNorm(width, epsilon=1e-6, dtype=dtype, rngs=rngs)
+    # LayerNorm statistics are float32 whatever `dtype` (layernorm.layer_norm computes them so).
+    self.norm1 = layernorm.LayerNorm(width, epsilon=1e-6, dtype=dtype, rngs=rngs)
     self.attn = Attention(width, heads, qkv_bias=qkv_bias, dtype=dtype,
                           implementation=attention, rngs=rngs)
-    self.norm2 = nnx.LayerNorm(width, epsilon=1e-6, dtype=dtype, rngs=rngs)
+    self.norm2 = layernorm.LayerNorm(width, epsilon=1e-6, dtype=dtype, rngs=rngs)
     self.fc1 = _xavier_linear(width, mlp_dim, rngs, dtype)
     self.fc2 = _xavier_linear(mlp_dim, width, rngs, dtype)
 
@@ -158,7 +158,7 @@ class Transformer(nnx.Module):
       self.blocks = layer_plan.stacked(lambda r: make_block(0.0, r), size.depth, rngs)
     else:
       self.blocks = nnx.List([make_block(rate, rngs) for rate in self.rates])
-    self.norm = nnx.LayerNorm(size.width, epsilon=1e-6, dtype=dtype, rngs=rngs) \
+    self.norm = layernorm.LayerNorm(size.width, epsilon=1e-6, dtype=dtype, rngs=rngs) \
         if final_norm else None
 
   def __call__(self, x: jax.Array, key: jax.Array | None = None) -> jax.Array:
@@ -237,7 +237,7 @@ class ViT(nnx.Module):
         if posemb == "learn" else None)
     self.transformer = Transformer(self.size, drop_path_rate=drop_path_rate, qkv_bias=qkv_bias,
                                    final_norm=not fc_norm, dtype=dtype, layers=layers, rngs=rngs)
-    self.fc_norm = nnx.LayerNorm(self.size.width, epsilon=1e-6, dtype=dtype, rngs=rngs) \
+    self.fc_norm = layernorm.LayerNorm(self.size.width, epsilon=1e-6, dtype=dtype, rngs=rngs) \
         if fc_norm else None
 
   @property
