@@ -127,6 +127,23 @@ def test_float32_linear_is_flax_linear():
   assert set(_pure(ours)) == set(_pure(theirs)) == {"kernel", "bias"}  # checkpoints unchanged
 
 
+@pytest.mark.parametrize("shape", [(3, 6), (2, 4, 6)])
+def test_float32_linear_gradients_equal_flax_linear(shape):
+  """precision.linear_matmul's own backward (the kernel gradient over 2-D rows) computes what
+  autodiff of nnx.Linear does."""
+  x = jax.random.normal(jax.random.key(3), shape)
+  cotangent = jax.random.normal(jax.random.key(4), shape[:-1] + (5,))
+
+  def grads(layer):
+    graphdef, params = nnx.split(layer)
+    loss = lambda p, x: jnp.sum(nnx.merge(graphdef, p)(x) * cotangent)
+    return jax.tree.leaves(jax.grad(loss, argnums=(0, 1))(params, x))
+
+  for ours, theirs in zip(grads(precision.Linear(6, 5, rngs=nnx.Rngs(0))),
+                          grads(nnx.Linear(6, 5, rngs=nnx.Rngs(0)))):
+    np.testing.assert_allclose(np.asarray(ours), np.asarray(theirs), rtol=1e-6, atol=1e-6)
+
+
 def test_bfloat16_stays_close_to_float32():
   full, half = _classifier(), _classifier(dtype=jnp.bfloat16)
   half = _with_params(half, _pure(full))

@@ -9,7 +9,7 @@ projections, predicted pixels) back as float32. This is the split of big_vision'
 
 `bfloat16_matmul`: everything float32 but the operands of the ViT's linear layers (qkv,
 projections, MLPs, decoder), which are cast to bfloat16 in the forward and the backward pass,
-products accumulated in float32 (`narrow_matmul`). Convolutions and attention's own products
+products accumulated in float32 (`linear_matmul`). Convolutions and attention's own products
 stay float32. Why a third policy: on a CPU with AVX-512 BF16, XLA runs such dots 1.5-2x faster
 than float32 ones, but a bfloat16 residual stream costs more than it gains (converts, and
 bfloat16 reductions lowered as rounding reduce-windows: benchmarks/results/step_profile.md).
@@ -66,29 +66,49 @@ def with_matmul_policy(model: nnx.Module, name: str = "auto", backend: str | Non
 
 
 @partial(jax.custom_vjp, nondiff_argnums=(2,))
-def narrow_matmul(x: jax.Array, kernel: jax.Array, dtype) -> jax.Array:
-  """`x @ kernel` over x's last axis with both operands cast to `dtype` and the products
-  summed in float32; the backward's two matmuls likewise (the output gradient cast to
-  `dtype`), as PyTorch's CPU autocast runs a linear layer. Autodiff alone would run the
-  backward in float32: the transpose of a dot keeps its float32 cotangent."""
-  return _narrow_forward(x, kernel, dtype)[0]
+def linear_matmul(x: jax.Array, kernel: jax.Array, operand_dtype) -> jax.Array:
+  """`x @ kernel` over x's last axis, the product of a linear layer, with its own backward.
+
+  `operand_dtype` (bfloat16 under `bfloat16_matmul`; None keeps the inputs' dtype) narrows
+  both operands, the products summed in float32, and the backward's two matmuls likewise (the
+  output gradient cast to it), as PyTorch's CPU autocast runs a linear layer: autodiff alone
+  would run that backward in float32, since the transpose of a dot keeps its float32
+  cotangent. Why a backward of our own in float32 too: autodiff's kernel gradient is one
+  `dot_general` over the batch and token axes of the 3-D input and output gradient, which
+  XLA's CPU backend ran by first copying a transposed output gradient (`[512, 6400]` from
+  `[128, 50, 512]` for the decoder's MLP) for every layer. The same product of the 2-D row
+  matrices, contracting their leading axes, runs without those copies; values are unchanged
+  (equal to the last bit in an MLP's gradients), it took 35 against 60 ms for that MLP's
+  forward and backward on the 2-core CPU, and the MAE `tiny` float32 train step ran 1.06-1.17x
+  faster (`benchmarks/results/step_profile.md`)."""
+  return _matmul_forward(x, kernel, operand_dtype)[0]
 
 
-def _narrow_forward(x, kernel, dtype):
-  x_narrow, kernel_narrow = x.astype(dtype), kernel.astype(dtype)
-  y = jnp.einsum("...i,io->...o", x_narrow, kernel_narrow, preferred_element_type=jnp.float32)
-  return y, (x_narrow, kernel_narrow)
+def _matmul_forward(x, kernel, operand_dtype):
+  if operand_dtype is not None:
+    x, kernel = x.astype(operand_dtype), kernel.astype(operand_dtype)
+  summed = jnp.float32 if operand_dtype is not None else None
+  y = jax.lax.dot_general(x, kernel, (((x.ndim - 1,), (0,)), ((), ())),
+                          preferred_element_type=summed)
+  return y, (x, kernel)
 
 
-def _narrow_backward(dtype, residuals, grad):
-  x_narrow, kernel_narrow = residuals
-  grad = grad.astype(dtype)
-  dx = jnp.einsum("...o,io->...i", grad, kernel_narrow, preferred_element_type=jnp.float32)
-  dkernel = jnp.einsum("...i,...o->io", x_narrow, grad, preferred_element_type=jnp.float32)
-  return dx, dkernel
+def _matmul_backward(operand_dtype, residuals, grad):
+  x, kernel = residuals  # narrowed already, under a narrowing policy
+  if operand_dtype is not None:
+    # Autodiff's forms, with the output gradient narrowed. The 2-D form below made the
+    # bfloat16_matmul step slower (480 against 542 images/s), where it made float32's faster
+    # (405 against 347; same run, alternating rounds): XLA CPU runs a bfloat16 dot contracting
+    # leading axes more slowly than it copies a transposed bfloat16 operand.
+    grad = grad.astype(operand_dtype)
+    return (jnp.einsum("...o,io->...i", grad, kernel, preferred_element_type=jnp.float32),
+            jnp.einsum("...i,...o->io", x, grad, preferred_element_type=jnp.float32))
+  dx = jax.lax.dot_general(grad, kernel, (((grad.ndim - 1,), (1,)), ((), ())))
+  rows, grad_rows = x.reshape(-1, x.shape[-1]), grad.reshape(-1, grad.shape[-1])
+  return dx, jax.lax.dot_general(rows, grad_rows, (((0,), (0,)), ((), ())))
 
 
-narrow_matmul.defvjp(_narrow_forward, _narrow_backward)
+linear_matmul.defvjp(_matmul_forward, _matmul_backward)
 
 
 def to_float32(x: jax.Array) -> jax.Array:
@@ -123,17 +143,21 @@ add_bias.defvjp(_add_bias_forward, _add_bias_backward)
 
 
 class Linear(nnx.Linear):
-  """`nnx.Linear` (same parameters, same forward) whose bias gradient is summed in float32
-  (`add_bias`) when it computes in a narrower dtype. A float32 layer is nnx.Linear itself,
-  unless `matmul_dtype` (set by `with_matmul_policy`) narrows only its matmul's operands."""
+  """`nnx.Linear` (same parameters, same forward) whose matmul is `linear_matmul` (its
+  kernel gradient without autodiff's transposed copies) in float32, and whose bias gradient is
+  summed in float32 (`add_bias`) when it computes in a narrower dtype. `matmul_dtype` (set by
+  `with_matmul_policy`) narrows only its matmul's operands. A float32 layer with options it
+  does not use here (an explicit `precision` or output sharding) runs nnx.Linear's code."""
 
   # None: the matmul runs in `dtype`. A class attribute, so that `set_attributes` finds it on
   # every layer and a layer built without a policy reads None.
   matmul_dtype = None
 
   def __call__(self, inputs: jax.Array, out_sharding=None) -> jax.Array:
-    if self.matmul_dtype is not None:
-      y = narrow_matmul(inputs, self.kernel[...], self.matmul_dtype)
+    plain_float32 = self.dtype in (None, jnp.float32) and inputs.dtype == jnp.float32 and \
+        self.precision is None and out_sharding is None
+    if self.matmul_dtype is not None or plain_float32:
+      y = linear_matmul(inputs, self.kernel[...], self.matmul_dtype)
       return y if self.bias is None else y + self.bias[...]
     if self.bias is None or self.dtype in (None, jnp.float32):
       return super().__call__(inputs, out_sharding)
