@@ -110,3 +110,15 @@ def test_vit_blocks_use_it():
   model = vit.ViT("mu", image_size=28, channels=1, fc_norm=True, rngs=nnx.Rngs(0))
   norms = [m for _, m in nnx.iter_graph(model) if isinstance(m, nnx.LayerNorm)]
   assert norms and all(isinstance(m, layernorm.LayerNorm) for m in norms)
+
+
+def test_cpu_program_takes_statistics_as_products():
+  """On CPU the row means and the parameter gradients' sums are matmuls (the reason for this
+  layer), and the other platforms' branch is gone from the compiled program."""
+  x, scale, bias = jnp.ones((4, 8, 16)), jnp.ones(16), jnp.zeros(16)
+  grad = jax.jit(jax.grad(lambda x, s, b: layernorm.layer_norm(x, s, b, 1e-6).sum(),
+                          argnums=(0, 1, 2)))
+  compiled = grad.lower(x, scale, bias).compile().as_text()
+  assert "conditional" not in compiled
+  # mean and variance, the backward's two row means, and the scale's and bias's sums.
+  assert compiled.count(" dot(") == 6

@@ -67,25 +67,28 @@ def test_bfloat16_layernorm_statistics_and_mae_loss_are_float32():
                   rngs=nnx.Rngs(0))
   loss, aux = model(IMAGES, jax.random.key(1))
   assert loss.dtype == jnp.float32 and aux["pred"].dtype == jnp.float32
-  # LayerNorm: statistics in float32 (the row means are products with a 1/width column:
-  # mll_jax.models.layernorm), output in the compute dtype.
+  # LayerNorm: statistics in float32 (on CPU the row means are products with a 1/width
+  # column, elsewhere reductions: mll_jax.models.layernorm), output in the compute dtype.
   norm = model.encoder.transformer.blocks[0].norm1
   jaxpr = jax.make_jaxpr(lambda x: norm(x))(jnp.ones((2, 3, 32), jnp.bfloat16))
-  statistics = _eqns(jaxpr.jaxpr, "dot_general")
-  assert len(statistics) == 2  # mean and variance
-  assert all(e.invars[0].aval.dtype == e.outvars[0].aval.dtype == jnp.float32
-             for e in statistics)
+  for primitive in ("dot_general", "reduce_sum"):  # the CPU branches, the others
+    statistics = _eqns(jaxpr.jaxpr, primitive)
+    assert len(statistics) == 2  # mean and variance
+    assert all(e.invars[0].aval.dtype == e.outvars[0].aval.dtype == jnp.float32
+               for e in statistics)
   assert jaxpr.out_avals[0].dtype == jnp.bfloat16
 
 
 def _eqns(jaxpr, primitive: str) -> list:
-  """Every `primitive` equation of `jaxpr`, its sub-jaxprs (custom_vjp, pjit, remat) included."""
+  """Every `primitive` equation of `jaxpr`, its sub-jaxprs (custom_vjp, pjit, remat, and each
+  branch of a cond such as `lax.platform_dependent`'s) included."""
   found = []
   for eqn in jaxpr.eqns:
     found += [eqn] if eqn.primitive.name == primitive else []
     for param in eqn.params.values():
-      inner = getattr(param, "jaxpr", param)
-      found += _eqns(inner, primitive) if hasattr(inner, "eqns") else []
+      for inner in param if isinstance(param, tuple) else (param,):
+        inner = getattr(inner, "jaxpr", inner)
+        found += _eqns(inner, primitive) if hasattr(inner, "eqns") else []
   return found
 
 

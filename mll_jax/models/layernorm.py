@@ -9,11 +9,11 @@ LayerNorm's forward and backward on `[128, 50, 128]` took 1.2-2.9 ms against PyT
 `dx = rstd * (g - mean(g) - xhat * mean(g * xhat))` with `g = dy * scale`), with every
 per-row mean taken as a product with a constant `1/width` column and the per-feature sums of
 the parameter gradients as a product with a row of ones (so they run as YNNPACK matmuls), the
-same layer took 0.6 ms; in the MAE `tiny` step, alternating rounds, train 1.05x and encoder
-inference 1.12x in float32, 1.02x and 1.15x in bfloat16_matmul
-(`benchmarks/layernorm_step.py`, `benchmarks/results/step_profile.md`). The products run at
-`Precision.HIGHEST`, so backends that would otherwise round float32 matmul operands to bfloat16
-(TPU) keep float32 statistics; the speed was measured on CPU only.
+same layer took 0.6 ms; in the MAE `tiny` step, alternating rounds, train 1.04x and encoder
+inference 1.12x in float32, 1.04x and 1.14x in bfloat16_matmul (`benchmarks/layernorm_step.py`
+in `benchmarks/results/report.md`; `step_profile.md`). The products are CPU's only: the speed
+was measured there, so other platforms reduce as flax does, with the same closed-form backward.
+They run at `Precision.HIGHEST`, to stay float32 whatever a backend's default precision.
 """
 
 from functools import partial
@@ -25,16 +25,29 @@ from flax import nnx
 _EXACT = jax.lax.Precision.HIGHEST
 
 
-def _row_mean(a: jax.Array) -> jax.Array:
-  """The mean over the last axis, kept as a size-1 axis: `a @ (1/width)`."""
+def _row_mean_by_matmul(a: jax.Array) -> jax.Array:
   width = a.shape[-1]
   return jnp.matmul(a, jnp.full((width, 1), 1.0 / width, a.dtype), precision=_EXACT)
 
 
-def _feature_sum(a: jax.Array) -> jax.Array:
-  """The sum over every axis but the last: `ones @ a` over the rows."""
+def _feature_sum_by_matmul(a: jax.Array) -> jax.Array:
   rows = a.reshape(-1, a.shape[-1])
   return jnp.matmul(jnp.ones((1, rows.shape[0]), a.dtype), rows, precision=_EXACT)[0]
+
+
+def _row_mean(a: jax.Array) -> jax.Array:
+  """The mean over the last axis, kept as a size-1 axis: on CPU `a @ (1/width)`, elsewhere
+  a reduction (the products were measured on CPU only; `platform_dependent` picks when the
+  program is lowered, so a TPU program compiled from a CPU host gets the reduction)."""
+  return jax.lax.platform_dependent(a, cpu=_row_mean_by_matmul,
+                                    default=lambda a: a.mean(-1, keepdims=True))
+
+
+def _feature_sum(a: jax.Array) -> jax.Array:
+  """The sum over every axis but the last: on CPU `ones @ a` over the rows, elsewhere a
+  reduction."""
+  return jax.lax.platform_dependent(a, cpu=_feature_sum_by_matmul,
+                                    default=lambda a: a.sum(tuple(range(a.ndim - 1))))
 
 
 @partial(jax.custom_vjp, nondiff_argnums=(3,))
