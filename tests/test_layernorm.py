@@ -47,8 +47,8 @@ def test_values_and_gradients_equal_flax(shape):
 def test_values_and_gradients_equal_pytorch():
   torch = pytest.importorskip("torch")
   shape = (2, 50, 128)
-  x = np.asarray(1.0 + 2.0 * jax.random.normal(jax.random.key(4), shape))
-  cotangent = np.asarray(jax.random.normal(jax.random.key(5), shape))
+  x = np.array(1.0 + 2.0 * jax.random.normal(jax.random.key(4), shape))
+  cotangent = np.array(jax.random.normal(jax.random.key(5), shape))
   ours, _ = _pair(shape[-1])
   value, dx, dscale, dbias = _value_and_grads(ours, jnp.asarray(x), jnp.asarray(cotangent))
   reference = torch.nn.LayerNorm(shape[-1], eps=1e-6)
