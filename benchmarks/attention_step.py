@@ -25,7 +25,7 @@ if __name__ == "__main__":  # the allocator the trainer runs on (mll_jax/allocat
   from mll_jax.allocator import use_tcmalloc
   use_tcmalloc()
 
-from benchmarks import mae_step, report  # noqa: E402  (mae_step's --config, --repeats, --steps)
+from benchmarks import mae_step  # noqa: E402  (mae_step's --config, --repeats, --steps)
 from mll_jax import allocator  # noqa: E402
 from mll_jax.hub import functional  # noqa: E402
 
@@ -62,19 +62,12 @@ def main(argv):
     variants[f"expert {kernel}"] = expert_logits(kernel)
   mae_step.alternate(variants, batches, mae_step._REPEATS.value, mae_step._STEPS.value)
 
-  figures, ratios = {}, {}
-  for name, v in variants.items():
-    print(f"{name:32s} {v.rate:8.1f} images/s (median of {mae_step._REPEATS.value})")
-    figures[name] = (v.rate, "images/s")
-  pairs = [(f"{what} {dtype}", f"{what} {dtype}, einsum / xla")
-           for dtype in _DTYPES.value for what in ("train", "infer")]
-  pairs.append(("expert", f"{_EXPERT.value} expert logits, einsum / xla"))
-  for prefix, name in pairs:
-    ratios[name] = variants[f"{prefix} einsum"].rate / variants[f"{prefix} xla"].rate
-    print(f"ratio {name}: {ratios[name]:.2f}x")
-  report.emit(f"The ViT's attention, head-major einsum vs jax.nn.dot_product_attention, "
-              f"{allocator.loaded_allocator()} allocator",
-              mae_step.comparison_setup(config, shape), figures, ratios)
+  names = {f"{what} {dtype}": f"{what} {dtype}, einsum / xla"
+           for dtype in _DTYPES.value for what in ("train", "infer")}
+  names["expert"] = f"{_EXPERT.value} expert logits, einsum / xla"
+  mae_step.report_comparison(
+      "The ViT's attention, head-major einsum vs jax.nn.dot_product_attention, "
+      f"{allocator.loaded_allocator()} allocator", config, shape, variants, names, "einsum", "xla")
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ if __name__ == "__main__":  # the allocator the trainer runs on (mll_jax/allocat
   from mll_jax.allocator import use_tcmalloc
   use_tcmalloc()
 
-from benchmarks import mae_step, report  # noqa: E402  (mae_step's --config and --steps)
+from benchmarks import mae_step  # noqa: E402  (mae_step's --config, --repeats, --steps)
 from mll_jax import allocator  # noqa: E402
 from mll_jax.models import gelu  # noqa: E402
 
@@ -38,34 +38,13 @@ def main(argv):
   del argv
   config = mae_step._CONFIG.value
   shape, batches = mae_step.random_batches(config)
-  variants = {}
-  model_gelu = gelu.gelu
-  try:
-    for dtype in _DTYPES.value:
-      for form, function in GELUS.items():
-        gelu.gelu = function
-        train, infer, _ = mae_step.jax_variants(config, batches, dtype)
-        train.warm_up(batches)  # traces (and compiles) with this GELU in place
-        infer.warm_up(batches)
-        variants[f"train {dtype} {form}"] = train
-        variants[f"infer {dtype} {form}"] = infer
-  finally:
-    gelu.gelu = model_gelu
-  for _ in range(mae_step._REPEATS.value):
-    for v in variants.values():
-      v.window(batches, mae_step._STEPS.value)
-
-  figures, ratios = {}, {}
-  for name, v in variants.items():
-    print(f"{name:36s} {v.rate:8.1f} images/s (median of {mae_step._REPEATS.value})")
-    figures[name] = (v.rate, "images/s")
-  for dtype in _DTYPES.value:
-    for what in ("train", "infer"):
-      ratio = variants[f"{what} {dtype} erf form"].rate / variants[f"{what} {dtype} erfc form"].rate
-      ratios[f"{what} {dtype}, erf form / erfc form"] = ratio
-      print(f"ratio {what} {dtype}, erf form / erfc form: {ratio:.2f}x")
-  report.emit(f"The ViT's GELU in erf vs erfc form, {allocator.loaded_allocator()} allocator",
-              mae_step.comparison_setup(config, shape), figures, ratios)
+  variants = mae_step.variants_with_each(config, batches, _DTYPES.value, gelu, "gelu", GELUS)
+  mae_step.alternate(variants, batches, mae_step._REPEATS.value, mae_step._STEPS.value)
+  names = {f"{what} {dtype}": f"{what} {dtype}, erf form / erfc form"
+           for dtype in _DTYPES.value for what in ("train", "infer")}
+  mae_step.report_comparison(
+      f"The ViT's GELU in erf vs erfc form, {allocator.loaded_allocator()} allocator", config,
+      shape, variants, names, "erf form", "erfc form")
 
 
 if __name__ == "__main__":

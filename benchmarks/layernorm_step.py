@@ -24,7 +24,7 @@ if __name__ == "__main__":  # the allocator the trainer runs on (mll_jax/allocat
   from mll_jax.allocator import use_tcmalloc
   use_tcmalloc()
 
-from benchmarks import mae_step, report  # noqa: E402  (mae_step's --config, --repeats, --steps)
+from benchmarks import mae_step  # noqa: E402  (mae_step's --config, --repeats, --steps)
 from mll_jax import allocator  # noqa: E402
 from mll_jax.models import layernorm  # noqa: E402
 
@@ -38,34 +38,14 @@ def main(argv):
   del argv
   config = mae_step._CONFIG.value
   shape, batches = mae_step.random_batches(config)
-  variants = {}
-  model_class = layernorm.LayerNorm
-  try:
-    for dtype in _DTYPES.value:
-      for form, layer_class in FORMS.items():
-        layernorm.LayerNorm = layer_class
-        train, infer, _ = mae_step.jax_variants(config, batches, dtype)
-        train.warm_up(batches)  # traces (and compiles) with this LayerNorm in place
-        infer.warm_up(batches)
-        variants[f"train {dtype} {form}"] = train
-        variants[f"infer {dtype} {form}"] = infer
-  finally:
-    layernorm.LayerNorm = model_class
+  variants = mae_step.variants_with_each(config, batches, _DTYPES.value, layernorm, "LayerNorm",
+                                         FORMS)
   mae_step.alternate(variants, batches, mae_step._REPEATS.value, mae_step._STEPS.value)
-
-  figures, ratios = {}, {}
-  for name, v in variants.items():
-    print(f"{name:36s} {v.rate:8.1f} images/s (median of {mae_step._REPEATS.value})")
-    figures[name] = (v.rate, "images/s")
-  for dtype in _DTYPES.value:
-    for what in ("train", "infer"):
-      name = f"{what} {dtype}, matmul form / flax"
-      ratios[name] = variants[f"{what} {dtype} matmul form"].rate / \
-          variants[f"{what} {dtype} flax"].rate
-      print(f"ratio {name}: {ratios[name]:.2f}x")
-  report.emit(f"The ViT's LayerNorm, matmul form vs nnx.LayerNorm, "
-              f"{allocator.loaded_allocator()} allocator",
-              mae_step.comparison_setup(config, shape), figures, ratios)
+  names = {f"{what} {dtype}": f"{what} {dtype}, matmul form / flax"
+           for dtype in _DTYPES.value for what in ("train", "infer")}
+  mae_step.report_comparison(
+      f"The ViT's LayerNorm, matmul form vs nnx.LayerNorm, {allocator.loaded_allocator()} "
+      "allocator", config, shape, variants, names, "matmul form", "flax")
 
 
 if __name__ == "__main__":

@@ -84,6 +84,38 @@ def comparison_setup(config, shape: tuple[int, ...]) -> str:
           "medians")
 
 
+def variants_with_each(config, batches, dtypes, module, attribute: str, forms: dict) -> dict:
+  """Train and inference variants of the step for each of `dtypes` and each form in `forms`
+  (name -> value of `module.attribute`, set while that step is built and traced, restored
+  after): `{"train {dtype} {form}": Variant, "infer {dtype} {form}": Variant, ...}`."""
+  variants, original = {}, getattr(module, attribute)
+  try:
+    for dtype in dtypes:
+      for form, value in forms.items():
+        setattr(module, attribute, value)
+        train, infer, _ = jax_variants(config, batches, dtype)
+        train.warm_up(batches)  # traces (and compiles) with this form in place
+        infer.warm_up(batches)
+        variants[f"train {dtype} {form}"], variants[f"infer {dtype} {form}"] = train, infer
+  finally:
+    setattr(module, attribute, original)
+  return variants
+
+
+def report_comparison(title: str, config, shape, variants: dict, ratio_names: dict,
+                      form: str, baseline: str) -> None:
+  """Prints every variant's images/s and, for each `prefix -> ratio name`, the rate of
+  `"{prefix} {form}"` over `"{prefix} {baseline}"`; then emits the report section."""
+  figures, ratios = {}, {}
+  for name, v in variants.items():
+    print(f"{name:36s} {v.rate:8.1f} images/s (median of {_REPEATS.value})")
+    figures[name] = (v.rate, "images/s")
+  for prefix, name in ratio_names.items():
+    ratios[name] = variants[f"{prefix} {form}"].rate / variants[f"{prefix} {baseline}"].rate
+    print(f"ratio {name}: {ratios[name]:.2f}x")
+  report.emit(title, comparison_setup(config, shape), figures, ratios)
+
+
 def alternate(variants: dict, batches, repeats: int, steps_per_window: int) -> None:
   """Warm every variant up, then time one window of each per round."""
   for v in variants.values():
