@@ -44,6 +44,8 @@ _BASELINE = flags.DEFINE_string("baseline", "default", "The option set the ratio
 _WORKER = flags.DEFINE_bool("worker", False, "Internal: time windows on request (stdin).")
 
 _LIBS = "/usr/lib/x86_64-linux-gnu"
+# Removes dots from the fusion kinds XLA CPU hands to YNNPACK (its default dot library).
+_NO_YNN_DOTS = "--xla_cpu_experimental_ynn_fusion_type=-individual_dot,-dot"
 # Option sets tried against the defaults (jaxlib 0.10's CPU backend, glibc's malloc): name (for
 # --only and the report) -> the environment variables a worker starts with. XLA_FLAGS are
 # added to any the caller set. The allocators (Debian packages libtcmalloc-minimal4 and
@@ -73,6 +75,17 @@ CANDIDATES = {
     "tcmalloc_2_devices": {"LD_PRELOAD": f"{_LIBS}/libtcmalloc_minimal.so.4",
                            "JAX_NUM_CPU_DEVICES": "2"},
     "2_devices": {"JAX_NUM_CPU_DEVICES": "2"},
+    # On the trainer's allocator: 512-bit vectors; the dots taken from YNNPACK (XLA's own
+    # Eigen dots); the dots handed to oneDNN fusions instead. Tried on the MAE float32 step for
+    # issue 13's gap to PyTorch: 1.03x, 1.03x and 1.06x, within that run's noise
+    # (xla_cpu_flags.md).
+    "tcmalloc_vec512": {"LD_PRELOAD": f"{_LIBS}/libtcmalloc_minimal.so.4",
+                        "XLA_FLAGS": "--xla_cpu_prefer_vector_width=512"},
+    "tcmalloc_eigen_dots": {"LD_PRELOAD": f"{_LIBS}/libtcmalloc_minimal.so.4",
+                            "XLA_FLAGS": _NO_YNN_DOTS},
+    "tcmalloc_onednn_fusion": {"LD_PRELOAD": f"{_LIBS}/libtcmalloc_minimal.so.4",
+                               "XLA_FLAGS": "--xla_cpu_experimental_onednn_fusion_type=dot "
+                                            + _NO_YNN_DOTS},
 }
 
 
