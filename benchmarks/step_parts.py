@@ -6,9 +6,10 @@ float32 gap). A diagnosis, not in run.py's report.
 1. **The step's matmuls alone.** Every linear layer of the config's MAE (patch embedding, each
    block's qkv, projection and MLP, decoder embedding and blocks, prediction) has three
    products per train step: the forward, the input gradient and the kernel gradient. All of
-   them, with the step's shapes in float32, run once as one jitted program and once as one
-   jitted product per call, against the same products in PyTorch (`torch.mm`, one by one, as
-   eager autograd runs them). This is the floor a step of that model cannot go under.
+   them, with the step's shapes in float32, run once as one jitted program (none waits for
+   another, where in the step many do) and once as one jitted product per call (each call's
+   start-up added), against the same products in PyTorch (one by one, as eager autograd runs
+   them): what the step's matmuls cost on either side.
 2. **The step without parts of the model.** The float32 train step is built again with one
    part replaced by a cheaper stand-in: attention's own products (the values stand in for
    softmax(q k) v), the LayerNorms (scale and shift only), GELU (the identity), the linear

@@ -30,7 +30,9 @@ def test_quick_suite_reports_every_benchmark(tmp_path, subprocess_env):
                 "one at a time / batched", "reference / batched (per task)",
                 "fused (vmap) / sequential", "fused (map) / sequential", "vec512 / default",
                 "train float32, erf form / erfc form", "infer float32, einsum / xla",
-                "train float32, matmul form / flax"):
+                "train float32, matmul form / flax",
+                "train mll_jax float32 / PyTorch float32, lowest round",
+                "inference mll_jax bfloat16_matmul / PyTorch float32, highest round"):
     assert f"| ratio {ratio} | **" in report, (ratio, report)
   for loop in ("vmap", "map", "unroll"):  # start-up cost beside the fused loops' throughput
     assert f"| compile fused ({loop}) | " in report, (loop, report)
