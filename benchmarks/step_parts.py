@@ -118,17 +118,21 @@ STAND_INS = {
 
 
 @contextlib.contextmanager
-def stand_ins(parts):
-  """Swaps in the stand-ins of `parts` (names of STAND_INS) and puts the originals back."""
-  swaps = [swap for part in parts for swap in STAND_INS[part]]
+def swapped(swaps):
+  """Sets each `(owner, attribute, value)` of `swaps` and puts the originals back."""
   originals = [getattr(owner, name) for owner, name, _ in swaps]
   try:
-    for owner, name, stand_in in swaps:
-      setattr(owner, name, stand_in)
+    for owner, name, value in swaps:
+      setattr(owner, name, value)
     yield
   finally:
     for (owner, name, _), original in zip(swaps, originals):
       setattr(owner, name, original)
+
+
+def stand_ins(parts):
+  """Swaps in the stand-ins of `parts` (names of STAND_INS) while the context lasts."""
+  return swapped([swap for part in parts for swap in STAND_INS[part]])
 
 
 def step_variants(config, batches) -> dict[str, mae_step.Variant]:
@@ -145,22 +149,12 @@ def step_variants(config, batches) -> dict[str, mae_step.Variant]:
   eager_step = without.run
 
   def without_attention(images):  # eager: the swap must last while the step runs
-    with _torch_values_for_attention(torch_mae):
+    with swapped([(torch_mae.F, "scaled_dot_product_attention", lambda q, k, v: v * 1.0)]):
       return eager_step(images)
 
   without.run = without_attention
   variants["step PyTorch, no attention products"] = without
   return variants
-
-
-@contextlib.contextmanager
-def _torch_values_for_attention(torch_mae):
-  original = torch_mae.F.scaled_dot_product_attention
-  torch_mae.F.scaled_dot_product_attention = lambda q, k, v: v * 1.0
-  try:
-    yield
-  finally:
-    torch_mae.F.scaled_dot_product_attention = original
 
 
 def main(argv):
