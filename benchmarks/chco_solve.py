@@ -1,7 +1,7 @@
 """CHCO solve time: 1,000 tasks at once (one vmapped, jitted solve) against one at a time (the
 same jitted solver, one call per task) and against a plain-numpy proximal-gradient reference.
 
-    python benchmarks/chco_solve.py [--tasks=1000] [--tol=1e-6] [--max_steps=20000]
+    python -m benchmarks.chco_solve [--tasks=1000] [--tol=1e-6] [--max_steps=20000]
         [--reference_tasks=5]
 
 Tasks are synthetic CHCO problems of hub-like size (3-8 classes, 6-14 models, 2-4 candidate
@@ -15,19 +15,16 @@ proximal gradient in numpy for as many steps as it needs to reach FISTA's object
 task, with how many got there.
 """
 
-import os
 import statistics
-import sys
 import time
 
 import numpy as np
 from absl import app, flags
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 if __name__ == "__main__":  # the allocator the trainer runs on (mll_jax/allocator.py)
-  from mll_jax.allocator import use_tcmalloc
-  use_tcmalloc()
+  from mll_jax import command
+  command.start()
 
 from benchmarks import report  # noqa: E402
 from mll_jax.hub import chco  # noqa: E402

@@ -1,6 +1,6 @@
 """Input pipeline images/s against train step images/s, for the same config in the same run.
 
-    python benchmarks/input_pipeline.py [--config=configs/mae.py] [--repeats=5] [--steps=20]
+    python -m benchmarks.input_pipeline [--config=configs/mae.py] [--repeats=5] [--steps=20]
 
 The pipeline is the trainer's own (`pipeline.train_dataset` + `train_iterator`: grain, shuffle,
 random resized crop, flip, batching, read-ahead threads) on the config's data set; the step is
@@ -10,20 +10,17 @@ above 1 means the input keeps up with training even when they share the cores.
 Each figure is the median over `repeats` windows of `steps` batches after a warm-up.
 """
 
-import os
 import statistics
-import sys
 import time
 
 import jax
 from absl import app, flags
 from ml_collections import config_flags
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 if __name__ == "__main__":  # the allocator the trainer runs on (mll_jax/allocator.py)
-  from mll_jax.allocator import use_tcmalloc
-  use_tcmalloc()
+  from mll_jax import command
+  command.start()
 
 from benchmarks import report  # noqa: E402
 from mll_jax import optim, sharding, steps, tasks  # noqa: E402

@@ -1,7 +1,7 @@
 """Labelling throughput (pool images/s through one expert): the hub's jitted, batched,
 sharded `labeling.label_model` against plain per-batch Python loops, in the same run.
 
-    python benchmarks/labeling_throughput.py [--variant=mini] [--images=4096] [--repeats=5]
+    python -m benchmarks.labeling_throughput [--variant=mini] [--images=4096] [--repeats=5]
 
 Baselines, on the same images and variables:
   eager_loop   a Python loop over batches of `--loop_batch` calling the model without jit
@@ -12,20 +12,17 @@ Each figure is the median over `repeats` timed passes after a warm-up pass (comp
 excluded); the ratios are label_model / baseline.
 """
 
-import os
 import statistics
-import sys
 import time
 
 import jax
 import numpy as np
 from absl import app, flags
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 if __name__ == "__main__":  # the allocator the trainer runs on (mll_jax/allocator.py)
-  from mll_jax.allocator import use_tcmalloc
-  use_tcmalloc()
+  from mll_jax import command
+  command.start()
 
 from benchmarks import report  # noqa: E402
 from mll_jax.hub import functional, labeling  # noqa: E402

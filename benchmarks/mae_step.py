@@ -1,7 +1,7 @@
 """Train-step and encoder-inference images/s of the default MAE config in mll_jax (float32,
 bfloat16, and bfloat16 matmul operands on float32 activations) vs the same model in PyTorch (float32 eager, and bfloat16 CPU autocast).
 
-    python benchmarks/mae_step.py [--config=configs/mae.py] [--repeats=5] [--steps=20]
+    python -m benchmarks.mae_step [--config=configs/mae.py] [--repeats=5] [--steps=20]
 
 Every variant runs in this process on the same random uint8 batches, so on one allocator:
 tcmalloc where installed, as mll_jax's commands run (`MLL_JAX_ALLOCATOR=system` for glibc's;
@@ -15,7 +15,6 @@ bfloat16 / float32 ratio of mll_jax that picks the CPU default of `config.model.
 
 import os
 import statistics
-import sys
 import time
 
 import jax
@@ -23,11 +22,10 @@ import numpy as np
 from absl import app, flags
 from ml_collections import config_flags
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 if __name__ == "__main__":  # the allocator the trainer runs on (mll_jax/allocator.py)
-  from mll_jax.allocator import use_tcmalloc
-  use_tcmalloc()
+  from mll_jax import command
+  command.start()
 
 from benchmarks import report  # noqa: E402
 from mll_jax import allocator, aot, optim, sharding, steps, tasks  # noqa: E402
@@ -143,7 +141,7 @@ def alternate(variants: dict, batches, repeats: int, steps_per_window: int) -> N
 
 def jax_variants(config, batches, dtype: str, with_hlo: bool = False):
   """`(train step, encoder forward, XLA's FLOPs per train step)` in `dtype`, and with
-  `with_hlo` the train step's optimised HLO text too (what benchmarks/step_profile.py reads)."""
+  `with_hlo` the train step's optimised HLO text too (what benchmarks/diagnostics/step_profile.py reads)."""
   config = config.copy_and_resolve_references()
   config.model.dtype = dtype
   mesh = sharding.make_mesh((("data", 1), ("fsdp", 1)), jax.devices()[:1])

@@ -2,7 +2,7 @@
 TPU compiler says: HBM per chip against capacity, FLOPs per step, a roofline step time and an
 MFU bound, and the compile time, for each remat / scan setting.
 
-    python benchmarks/pod_compile.py [--topologies=v5p-128,v5e-256] [--out=docs/scaling_table.md]
+    python -m benchmarks.pod_compile [--topologies=v5p-128,v5e-256] [--out=docs/scaling_table.md]
 
 Needs libtpu (`pip install "jax[tpu]"`, the same jax version). Each point is one
 `python -m mll_jax.train --compile_only --topology=...` in a subprocess (a fresh compiler and
@@ -22,7 +22,6 @@ import time
 from absl import app, flags
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
 from benchmarks.pod_table import merged, table  # noqa: E402
 

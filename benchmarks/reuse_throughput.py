@@ -4,8 +4,8 @@ selected model's own jitted function in turn and combining on the host. The mode
 architecture run by `vmap` (one batched program), by `lax.map` (one after another in the graph)
 and unrolled (each written out in the graph, no loop), all three timed.
 
-    python benchmarks/reuse_throughput.py [--experts=mini,mini,mini,mini] [--batch=256]
-    python benchmarks/reuse_throughput.py --experts=resnet18,resnet18,mini,mini,tiny,tiny
+    python -m benchmarks.reuse_throughput [--experts=mini,mini,mini,mini] [--batch=256]
+    python -m benchmarks.reuse_throughput --experts=resnet18,resnet18,mini,mini,tiny,tiny
 
 `--experts` names each expert's variant: a ViT size (mu, mini, tiny, ...) or a convolutional
 one (resnet18, resnet_mu, cnn_mu, ...; ResNets get the small 28x28 stem), so a mixed selection
@@ -20,9 +20,7 @@ share of the models' own time (each model's jitted function timed alone, in the 
 alternating way) says how much of the sequential pass fusing could touch.
 """
 
-import os
 import statistics
-import sys
 import tempfile
 import time
 
@@ -30,11 +28,10 @@ import jax
 import numpy as np
 from absl import app, flags
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 if __name__ == "__main__":  # the allocator the trainer runs on (mll_jax/allocator.py)
-  from mll_jax.allocator import use_tcmalloc
-  use_tcmalloc()
+  from mll_jax import command
+  command.start()
 
 from benchmarks import report  # noqa: E402
 from mll_jax.hub import functional, registry, reuse, selection  # noqa: E402

@@ -1,21 +1,19 @@
-"""The benchmark suite: runs every benchmark, one after another in its own process, and writes
-one markdown report with the machine, the versions, each figure (a median over repeats) and
-each ratio against the baseline measured in the same run.
+"""The benchmark suite: every benchmark that tracks a target, one after another in its own
+process, into one markdown report with the machine, the versions, each figure (a median over
+repeats) and each ratio against the baseline measured in the same run.
 
-    python benchmarks/run.py [--out=benchmarks/results/report.md] [--quick] [--only=a,b]
+    python -m benchmarks.run [--out=benchmarks/results/report.md] [--quick] [--only=a,b]
 
-Benchmarks: mae_step (MAE train step vs the same model in PyTorch, both on tcmalloc where it is
-installed; MFU on an accelerator), mae_step_system_malloc (the same on glibc's allocator),
-gelu_step (the same step with the ViT's GELU in erf form vs JAX's erfc form), attention_step
-(the same step with the head-major attention vs jax.nn.dot_product_attention), layernorm_step
-(the same step with the ViT's LayerNorm vs nnx.LayerNorm), input_pipeline (grain input
-images/s vs train step images/s), labeling_throughput, chco_solve (1,000 tasks batched vs
-one at a time vs a numpy reference), reuse_throughput (fused reuse graph vs each model's own
-jitted function in turn), reuse_mixed (the same on a selection of
-ResNet-18s and ViTs of two sizes) and xla_cpu_flags (the fine-tuning step under XLA CPU options
-and allocators, each against the defaults). A benchmark that fails is reported as failed with
-its last output lines, and the others still run. `--quick` shrinks every benchmark to a smoke
-run (the test suite runs it); its figures mean nothing.
+Benchmarks: mae_step (MAE train step and encoder inference vs the same model in PyTorch, both on
+tcmalloc where it is installed; MFU on an accelerator), mae_step_system_malloc (the same on
+glibc's allocator, PyTorch's default), input_pipeline (grain input images/s vs train step
+images/s), labeling_throughput (hub labelling, jitted batches vs Python loops), chco_solve
+(1,000 tasks batched vs one at a time vs a numpy reference), reuse_throughput (fused reuse
+graph vs each model's own jitted function in turn) and reuse_mixed (the same on a selection of
+ResNet-18s and ViTs of two sizes). One-off diagnoses live in `benchmarks/diagnostics/`, not
+here. A benchmark that fails is reported as failed with its last output lines, and the others
+still run. `--quick` shrinks every benchmark to a smoke run (the test suite runs it); its
+figures mean nothing.
 """
 
 import datetime
@@ -39,24 +37,12 @@ _QUICK = flags.DEFINE_bool("quick", False, "Smoke-sized runs (for tests).")
 _ONLY = flags.DEFINE_list("only", None, "Run just these benchmarks.")
 _TIMEOUT = flags.DEFINE_integer("timeout", 1800, "Seconds allowed per benchmark.")
 
-# name -> (script in benchmarks/, full arguments, quick arguments)
+# name -> (module in benchmarks/, full arguments, quick arguments)
 BENCHMARKS = {
     # Ten rounds of ten steps: the windows alternate more often than mae_step's default five
     # of twenty, so a drift in the machine's speed lands on every variant more alike.
     "mae_step": ("mae_step", ["--repeats=10", "--steps=10"], ["--config=configs/mae.py:mu", "--config.batch_size=16",
                                   "--repeats=1", "--steps=2"]),
-    # The ViT's GELU in PyTorch's erf form (the model's) against jax's erfc form, same step.
-    "gelu_step": ("gelu_step", [], ["--config=configs/mae.py:mu", "--config.batch_size=16",
-                                    "--repeats=1", "--steps=2", "--dtypes=float32"]),
-    # The ViT's head-major attention (`attention=einsum`) against JAX's kernel.
-    "attention_step": ("attention_step", [], ["--config=configs/mae.py:mu",
-                                              "--config.batch_size=16", "--repeats=1",
-                                              "--steps=2", "--dtypes=float32",
-                                              "--expert=mu"]),
-    # The ViT's LayerNorm (statistics as matmuls, closed-form backward) against nnx.LayerNorm.
-    "layernorm_step": ("layernorm_step", ["--repeats=10", "--steps=10"],
-                       ["--config=configs/mae.py:mu", "--config.batch_size=16", "--repeats=1",
-                        "--steps=2", "--dtypes=float32"]),
     "input_pipeline": ("input_pipeline", [], ["--config=configs/mae.py:mu",
                                               "--config.batch_size=16", "--repeats=1",
                                               "--steps=2"]),
@@ -66,21 +52,13 @@ BENCHMARKS = {
                                       "--reference_tasks=1"]),
     "reuse_throughput": ("reuse_throughput", [], ["--experts=mu,mu", "--images=64",
                                                   "--batch=32", "--repeats=1"]),
-    # XLA CPU compiler options and allocators against the defaults, on the fine-tuning step of
-    # the studies (tcmalloc is skipped, and named, where it is not installed); the later
-    # tcmalloc_* trials of xla_cpu_flags.md are run by hand, not in the report.
-    "xla_cpu_flags": ("xla_cpu_flags", ["--only=default,vec512,xnn_graph,no_xnnpack,onednn,"
-                                        "fast_runtime,fast_math,tcmalloc,jemalloc,glibc_keep,"
-                                        "glibc_no_mmap,tcmalloc_2_devices,2_devices"],
-                      ["--config=configs/finetune.py:mu", "--config.batch_size=16",
-                       "--repeats=1", "--steps=2", "--only=default,vec512"]),
     # The same MAE step on glibc's allocator, PyTorch's default (the entry above runs both
     # sides on tcmalloc, mll_jax's default where it is installed). Its smoke run skips PyTorch:
     # the entry above already smoke-tests that side, and this one only adds the environment.
     "mae_step_system_malloc": ("mae_step", ["--repeats=10", "--steps=10"],
                                ["--config=configs/mae.py:mu", "--config.batch_size=16",
                                 "--repeats=1", "--steps=2", "--only_jax"]),
-    # A mixed hub's selection: ResNets beside ViTs of two sizes (issue 14).
+    # A mixed hub's selection: ResNets beside ViTs of two sizes.
     "reuse_mixed": ("reuse_throughput", ["--experts=resnet18,resnet18,mini,mini,tiny,tiny",
                                          "--images=1024"],
                     ["--experts=resnet_mu,resnet_mu,mu,mu,cnn_mu", "--images=64",
@@ -125,12 +103,12 @@ def versions() -> str:
 
 def run_one(name: str, script: str, args: list[str], workdir: pathlib.Path,
             timeout: int) -> dict:
-  """Runs `benchmarks/<script>.py`; its JSON report (with `script`), or `{"failed": ...}` with
-  its output tail."""
+  """Runs `python -m benchmarks.<script>`; its JSON report (with `script`), or
+  `{"failed": ...}` with its output tail."""
   result = workdir / f"{name}.json"
   started = time.perf_counter()
   try:
-    proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / f"{script}.py"), *args,
+    proc = subprocess.run([sys.executable, "-m", f"benchmarks.{script}", *args,
                            f"--report_json={result}"], cwd=REPO, capture_output=True,
                           text=True, timeout=timeout,
                           env={**os.environ, **ENVIRONMENT.get(name, {})})
@@ -149,7 +127,7 @@ def markdown(results: dict, quick: bool) -> str:
   """The report: machine, versions, and per benchmark its setup, figures and ratios."""
   now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
   lines = ["# mll_jax benchmark report", "",
-           f"`python benchmarks/run.py{' --quick' if quick else ''}`, {now}."
+           f"`python -m benchmarks.run{' --quick' if quick else ''}`, {now}."
            + (" **Quick (smoke) run: the figures mean nothing.**" if quick else ""), "",
            "## Machine", "", *machine(), f"- {versions()}", "",
            "Each figure is a median over repeated timed windows after a warm-up (compilation "

@@ -8,15 +8,14 @@ Args as configs/finetune.py (the model arg sets the student), plus `teacher=<mod
 
 import ml_collections
 
-from mll_jax import config_files
+from configs import common, finetune
 
-finetune = config_files.sibling(__file__, "finetune.py")
 MODELS, DATA = finetune.MODELS, finetune.DATA
 
 
 def get_config(arg=None):
   """Distillation config; the teacher's architecture must match its checkpoint."""
-  tokens = [t for t in (arg or "").split(",") if t]
+  tokens = common.tokens(arg)
   teacher = next((t.split("=", 1)[1] for t in tokens if t.startswith("teacher=")), "tiny")
   student_args = [t for t in tokens if not t.startswith("teacher=")]
   if not any(t in MODELS for t in student_args):

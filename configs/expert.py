@@ -12,16 +12,15 @@ scratch (configs/finetune.py `EPOCHS`); from an MAE encoder (`init_from`), add
 
 import ml_collections
 
-from mll_jax import config_files
+from configs import common, finetune
 from mll_jax.models import resnet
 
-finetune = config_files.sibling(__file__, "finetune.py")
 MODELS, DATA = finetune.MODELS, finetune.DATA
 
 
 def get_config(arg=None):
   """The fine-tuning config on a class subset; `classes` must be set."""
-  tokens = [t for t in (arg or "").split(",") if t]
+  tokens = common.tokens(arg)
   if not any(t in MODELS or resnet.is_resnet(t) for t in tokens):
     tokens.append("mini")
   if not any(t.startswith("labels=") for t in tokens):

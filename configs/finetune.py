@@ -11,14 +11,13 @@ Args (comma-separated): a model (mu, tiny, vit_b16, ...), a data set (as configs
 
 import ml_collections
 
+from configs import common
 from mll_jax.models import layer_plan, resnet
 
 MODELS = {"mu": ("mu", 4), "mini": ("mini", 4), "tiny": ("tiny", 4), "vit_s16": ("S/16", 16),
           "vit_b16": ("B/16", 16), "vit_l16": ("L/16", 16), "vit_h14": ("H/14", 14),
           "cnn_mu": ("cnn_mu", 0), "cnn_s": ("cnn_s", 0), "cnn_m": ("cnn_m", 0)}
-DATA = {"animal_mnist": ("animal_mnist", 28, 1), "digits": ("digits", 8, 1),
-        "mnist": ("idx/mnist", 28, 1), "cifar10": ("cifar10", 32, 3),
-        "cifar100": ("cifar100", 32, 3), "imagenet2012": ("imagenet2012", 224, 3)}
+DATA = common.DATA
 
 
 # Augmentation by data set (config.data.augment): digits are shifted, never flipped or cropped
@@ -102,7 +101,7 @@ def pretrained_overrides(data: str, labels: str, model: str = "mini") -> dict:
 def parse_arg(arg):
   """`(model, data, labels)` of a config arg (see the module docstring)."""
   model, data, labels = "tiny", "animal_mnist", "10%"
-  for token in filter(None, (arg or "").split(",")):
+  for token in common.tokens(arg):
     if token.startswith("labels="):
       labels = token[len("labels="):]
     elif token in MODELS or resnet.is_resnet(token):
@@ -110,9 +109,10 @@ def parse_arg(arg):
     elif token in DATA:
       data = token
     else:
-      raise ValueError(f"configs/finetune.py: unknown arg {token!r}; models: "
-                       f"{', '.join(MODELS)}, resnet{{18,34,50,101,152}}[x{{width}}][_sk], "
-                       f"resnet_mu; data: {', '.join(DATA)}; or labels=10%.")
+      raise common.unknown_arg(
+          "finetune.py", token, f"models: {', '.join(MODELS)}, "
+          f"resnet{{18,34,50,101,152}}[x{{width}}][_sk], resnet_mu; data: {', '.join(DATA)}; "
+          f"or labels=10%")
   return model, data, labels
 
 
@@ -161,18 +161,14 @@ def model_config(model: str, data: str) -> dict:
 def get_config(arg=None):
   """Fine-tuning config; see the module docstring for args."""
   model, data, labels = parse_arg(arg)
-  data_name, image_size, channels = DATA[data]
   big = data == "imagenet2012"
 
   c = ml_collections.ConfigDict()
   c.task = "supervised"
   c.seed = 0
   c.model = model_config(model, data)
-  c.data = dict(name=data_name, data_dir="", manual_dir="", train_split="train", labels=labels,
-                image_size=image_size, channels=channels, augment=augment_for(data, labels),
-                crop_scale=(0.35, 1.0), shift=2,
-                validation=0.0, validation_seed=0,
-                worker_threads=2)
+  c.data = common.data_config(data, augment_for(data, labels), crop_scale=(0.35, 1.0))
+  c.data.labels = labels
   c.label_smoothing = 0.1
   c.mixup = 0.0  # MAE's recipe uses 0.8 with cutmix on ImageNet; off for small data
 
@@ -192,10 +188,8 @@ def get_config(arg=None):
                  # 0.916 without, on validation): it is for fine-tuning (pretrained_overrides).
                  layer_decay=0.65 if big else 1.0, freeze=())
 
-  c.mesh = (("data", -1), ("fsdp", 1))
-  c.sharding_rules = ((".*", "fsdp"),)
+  common.distribute(c, big)
   c.log_steps = 50
-  c.checkpoint = dict(every_steps=1000 if big else 100, keep=3, keep_every=0)
   c.init_from = ""
   c.init_fresh = ("^head/",)
 

@@ -9,10 +9,9 @@ every patch token of a ViT (`model.pool="tokens"`) with that read-out's weight d
 
 import ml_collections
 
-from mll_jax import config_files
+from configs import common, finetune
 from mll_jax.models import vit
 
-finetune = config_files.sibling(__file__, "finetune.py")
 MODELS, DATA = finetune.MODELS, finetune.DATA
 
 # The token read-out's weight decay (AdamW's, decoupled), by (data set, model) and labels; 0
@@ -54,7 +53,7 @@ def pooled_read_out(variant: str) -> dict:
 
 def get_config(arg=None):
   """Linear-probe config: the fine-tuning config with a frozen trunk and the probe's recipe."""
-  arg_tokens = [t for t in (arg or "").split(",") if t]
+  arg_tokens = common.tokens(arg)
   read_tokens = "tokens" in arg_tokens
   arg = ",".join(t for t in arg_tokens if t != "tokens")
   c = finetune.get_config(arg)

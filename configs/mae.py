@@ -11,6 +11,7 @@ imagenet2012 (TFDS sets must be prepared by the user).
 
 import ml_collections
 
+from configs import common
 from mll_jax.models import layer_plan
 
 MODELS = {  # arg -> (variant, patch size, decoder)
@@ -22,14 +23,7 @@ MODELS = {  # arg -> (variant, patch size, decoder)
     "vit_l16": ("L/16", 16, "standard"),
     "vit_h14": ("H/14", 14, "standard"),
 }
-DATA = {  # arg -> (TFDS / offline name, image size, channels)
-    "animal_mnist": ("animal_mnist", 28, 1),
-    "digits": ("digits", 8, 1),
-    "mnist": ("idx/mnist", 28, 1),
-    "cifar10": ("cifar10", 32, 3),
-    "cifar100": ("cifar100", 32, 3),
-    "imagenet2012": ("imagenet2012", 224, 3),
-}
+DATA = common.DATA
 
 
 # Augmentation by data set (config.data.augment): MAE's crop + flip, without the flip for
@@ -39,14 +33,14 @@ AUGMENT = {"digits": "crop", "mnist": "crop"}
 
 def _parse(arg):
   model, data = "tiny", "animal_mnist"
-  for token in filter(None, (arg or "").split(",")):
+  for token in common.tokens(arg):
     if token in MODELS:
       model = token
     elif token in DATA:
       data = token
     else:
-      raise ValueError(f"configs/mae.py: unknown arg {token!r}; models: {', '.join(MODELS)}; "
-                       f"data: {', '.join(DATA)}.")
+      raise common.unknown_arg("mae.py", token, f"models: {', '.join(MODELS)}; "
+                               f"data: {', '.join(DATA)}")
   return model, data
 
 
@@ -54,7 +48,6 @@ def get_config(arg=None):
   """The MAE config; see the module docstring for args."""
   model, data = _parse(arg)
   variant, patch, decoder = MODELS[model]
-  data_name, image_size, channels = DATA[data]
   big = data == "imagenet2012"
 
   c = ml_collections.ConfigDict()
@@ -64,11 +57,7 @@ def get_config(arg=None):
                  norm_pix_loss=True, **layer_plan.EXECUTION_DEFAULTS)
   if data == "digits" and model in ("mu", "tiny"):
     c.model.patch_size = 2
-  c.data = dict(name=data_name, data_dir="", manual_dir="", train_split="train",
-                image_size=image_size, channels=channels, augment=AUGMENT.get(data, "crop+flip"),
-                crop_scale=(0.2, 1.0), shift=2,
-                validation=0.0, validation_seed=0,
-                worker_threads=2)
+  c.data = common.data_config(data, AUGMENT.get(data, "crop+flip"), crop_scale=(0.2, 1.0))
 
   # Duration: steps, or epochs (used when total_steps is 0); warm-up likewise.
   c.batch_size = 4096 if big else 128
@@ -80,11 +69,8 @@ def get_config(arg=None):
   c.optim = dict(name="adamw", base_lr=1.5e-4 if big else 2e-3, base_batch_size=256, b1=0.9,
                  b2=0.95, weight_decay=0.05, grad_clip_norm=0.0, min_lr_ratio=0.0)
 
-  c.mesh = (("data", -1), ("fsdp", 1))  # tuples: overridable from the command line
-  c.sharding_rules = ((".*", "fsdp"),)
-
+  common.distribute(c, big)
   c.log_steps = 50
-  c.checkpoint = dict(every_steps=1000 if big else 100, keep=3, keep_every=0)
   c.init_from = ""
 
   eval_every = 5000 if big else 250

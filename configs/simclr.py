@@ -8,10 +8,10 @@ family), or a plain CNN (`cnn_s`, the reference CNN of experiments/baselines.py)
 
 import ml_collections
 
-from mll_jax import config_files
+from configs import common
+from configs import mae as _mae
 from mll_jax.models import cnn, layer_plan, resnet
 
-_mae = config_files.sibling(__file__, "mae.py")
 MODELS, DATA = _mae.MODELS, _mae.DATA
 
 
@@ -19,7 +19,7 @@ def get_config(arg=None):
   """SimCLR config sharing the MAE config's model / data vocabulary and evaluators; a ResNet
   arg (`resnet18`, `resnet50x2_sk`, ...) or a plain CNN's (`cnn_s`) pre-trains that trunk
   instead of a ViT."""
-  tokens = [t for t in (arg or "").split(",") if t]
+  tokens = common.tokens(arg)
   is_trunk = lambda t: resnet.is_resnet(t) or t in cnn.CNN_SIZES
   trunk = next((t for t in tokens if is_trunk(t)), None)
   c = _mae.get_config(",".join(t for t in tokens if not is_trunk(t)))

@@ -1,8 +1,8 @@
 """Reference baselines on the studies' splits: what any method must beat.
 
-    python experiments/baselines.py                                # animal_mnist
-    python experiments/baselines.py --data=mnist --manual_dir=DIR  # MNIST's IDX files
-    python experiments/baselines.py --quick                        # a smoke run (tests)
+    python -m experiments.baselines                                # animal_mnist
+    python -m experiments.baselines --data=mnist --manual_dir=DIR  # MNIST's IDX files
+    python -m experiments.baselines --quick                        # a smoke run (tests)
 
 At every label fraction and seed, on exactly the images a study run with the same
 `data.labels`, `data.validation` and `seed` trains on (mll_jax.data.run_split):
@@ -27,15 +27,15 @@ import numpy as np
 from absl import app, flags
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
 if __name__ == "__main__":  # the allocator is picked at process start, before JAX loads
-  from mll_jax.allocator import use_tcmalloc
-  use_tcmalloc()
+  from mll_jax import command
+  command.start()
 
 from experiments import baselines_report as report  # noqa: E402
 from experiments import curves, finished_runs, smoke, study_cli  # noqa: E402
-from mll_jax import config_files, sweep, train  # noqa: E402
+import configs  # noqa: E402
+from mll_jax import sweep, train  # noqa: E402
 from mll_jax.data import label_fractions, pipeline, run_split, sources  # noqa: E402
 
 _QUICK = flags.DEFINE_bool("quick", False, "The `cnn_mu` model and a few steps: a smoke test.")
@@ -56,7 +56,7 @@ PIXEL_METHODS = ("knn_pixels", "logreg_pixels")
 
 def _config(settings: dict, fraction: str, seed: int):
   """`configs/finetune.py:cnn_s,<data>` with the study's labels, seed and holdout."""
-  config = config_files.load(REPO / "configs" / "finetune.py").get_config(
+  config = configs.get_config("finetune", 
       f"{'cnn_mu' if settings['quick'] else 'cnn_s'},{settings['data']}")
   overrides = {"data.labels": fraction, "seed": seed, "data.validation": settings["validation"],
                "data.manual_dir": settings["manual_dir"]}

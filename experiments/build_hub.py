@@ -3,9 +3,9 @@ labels them on the hub's pools, prints the hub table and writes the build's repo
 (`<out>/hub_build[_quick].md`: each expert's test accuracy on its own classes beside its
 validation curve, and the curves as `..._curves.png`).
 
-    python experiments/build_hub.py --mnist_dir=DIR [--hub_dir=runs/hub]
-    python experiments/build_hub.py --mnist_dir=DIR --architectures=mixed --hub_dir=runs/hub_mixed
-    python experiments/build_hub.py --quick                                # tests: seconds
+    python -m experiments.build_hub --mnist_dir=DIR [--hub_dir=runs/hub]
+    python -m experiments.build_hub --mnist_dir=DIR --architectures=mixed --hub_dir=runs/hub_mixed
+    python -m experiments.build_hub --quick                                # tests: seconds
 
 With `--architectures=vit` (default) every expert is the `mini` ViT fine-tuned from its data
 set's MAE encoder (pre-trained on that data set's training images, no labels) on its classes'
@@ -25,11 +25,10 @@ import time
 from absl import app, flags
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
 if __name__ == "__main__":  # the allocator is picked at process start, before JAX loads
-  from mll_jax.allocator import use_tcmalloc
-  use_tcmalloc()
+  from mll_jax import command
+  command.start()
 
 import jax  # noqa: E402
 

@@ -1,7 +1,7 @@
 """Where CHCO's reuse errs on one task: the confusion matrix of its predictions on the task's
 test images, beside which pairs of the task's classes some expert was trained to tell apart.
 
-    python experiments/chco_confusion.py --hub_dir=runs/hub --mnist_dir=DIR --task=mnist:3,4,6,9
+    python -m experiments.chco_confusion --hub_dir=runs/hub --mnist_dir=DIR --task=mnist:3,4,6,9
 
 CHCO combines heads; it cannot add a distinction that no expert learnt. A pair of target
 classes that no single expert holds both of is only separated by experts that each saw one of
@@ -11,17 +11,15 @@ Writes `<out>/chco_confusion_<data>_<classes>.md`.
 """
 
 import pathlib
-import sys
 
 import numpy as np
 from absl import app, flags
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
 if __name__ == "__main__":  # the allocator is picked at process start, before JAX loads
-  from mll_jax.allocator import use_tcmalloc
-  use_tcmalloc()
+  from mll_jax import command
+  command.start()
 
 from experiments import hub_experts, hub_scaling, hub_scaling_report  # noqa: E402
 from mll_jax import train  # noqa: E402
@@ -52,7 +50,7 @@ def main(argv):
   # design), so that a report on an older hub names that hub's experts.
   pairs = hub_experts.pair_experts(classes, {e.ref: ",".join(e.classes) for e in hub.entries()})
   lines = [f"# CHCO's confusion on {data}: {','.join(classes)}", "",
-           f"Command: `python experiments/chco_confusion.py --task={_TASK.value} "
+           f"Command: `python -m experiments.chco_confusion --task={_TASK.value} "
            f"--lam={FLAGS.lam}`; {len(labels)} test images (hub_scaling.py's subset), "
            f"accuracy {np.mean(predicted == labels):.3f}, {len(chosen.models)} models: "
            f"{', '.join(chosen.models)}.", "",

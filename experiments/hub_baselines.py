@@ -3,8 +3,8 @@ reference baselines on the same split: 1-NN on raw pixels, and the small CNN (`c
 by mll_jax on the run's own training images less its holdout. Image by image on the same test
 images of the run's classes, with McNemar's exact test.
 
-    python experiments/hub_baselines.py --runs_dir=runs/hub_runs [--nocnn] [--datasets=mnist]
-    python experiments/hub_baselines.py --runs_dir=... --quick     # tests: seconds
+    python -m experiments.hub_baselines --runs_dir=runs/hub_runs [--nocnn] [--datasets=mnist]
+    python -m experiments.hub_baselines --runs_dir=... --quick     # tests: seconds
 
 A run a few test images below a baseline may be a defect or the draw of the test set: of the
 images one of the two gets right and the other wrong, an even split is what equal accuracy
@@ -21,11 +21,10 @@ import time
 from absl import app, flags
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
 if __name__ == "__main__":  # the allocator is picked at process start, before JAX loads
-  from mll_jax.allocator import use_tcmalloc
-  use_tcmalloc()
+  from mll_jax import command
+  command.start()
 
 from experiments import curves, hub_build_report, hub_experts, study_cli  # noqa: E402
 from mll_jax import train  # noqa: E402

@@ -6,7 +6,9 @@ import itertools
 import pathlib
 
 from experiments import smoke
-from mll_jax import config_files, sweep, train
+import configs  # noqa: E402
+from configs import finetune  # noqa: E402
+from mll_jax import sweep, train
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
@@ -14,7 +16,7 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 # expert (`uncovered_pairs` is empty; tests/test_chco_confusion.py). CHCO combines heads and
 # cannot add a distinction no head learnt: on the hub built before 2026-12-04 (digit triples
 # 012, 234, 456, 678, 890 and the odd digits) 30 of its 31 errors on the task 3,4,6,9 were 4
-# against 9, a pair no expert held (chco_confusion_mnist_3-4-6-9_hub_2026-12-03.md), and 20 of
+# against 9, a pair no expert held (chco_confusion_mnist_3-4-6-9.md as of commit 92c1b09), and 20 of
 # 45 digit pairs and 19 of 45 animal pairs were held by none. Each design is the earlier one
 # with the fewest classes added to cover every pair, experts of at most 5 classes, the first
 # such in enumeration order; no task or test result chose among them. `farm`, `equines` and
@@ -83,7 +85,7 @@ def config(name: str, quick: bool, model: str | None = None, data: str = "", **o
   stand-in when quick; on the config's default data set, or `data`)."""
   model = model or ("mini" if name == "mae" else None)
   arg = ",".join(filter(None, [smoke.model(model) if quick else model, data])) or None
-  config = config_files.load(REPO / "configs" / f"{name}.py").get_config(arg)
+  config = configs.get_config(name, arg)
   if quick:
     overrides = {**smoke.shrink(config), **overrides}
   return sweep.apply_overrides(config, overrides)
@@ -157,8 +159,7 @@ def expert_config(runs_dir: pathlib.Path, data: str, classes: str, quick: bool,
   if model == PRETRAINED_MODEL:
     overrides["init_from"] = str(encoder_dir(runs_dir, data))
     if not quick:
-      finetune = config_files.load(REPO / "configs" / "finetune.py")
-      overrides.update({**finetune.pretrained_overrides(data, "100%"),
+        overrides.update({**finetune.pretrained_overrides(data, "100%"),
                         "num_epochs": PRETRAINED_EPOCHS[data]})
   if not quick:
     overrides.update({"log_steps": 100, "min_steps": MIN_STEPS})

@@ -1,9 +1,9 @@
 """Hub-scaling study: zero-shot accuracy of CHCO reuse on held-out tasks against hub size, the
 baselines at the full hub, and accuracy against cost over CHCO's lambda.
 
-    python experiments/build_hub.py --mnist_dir=DIR                 # first: the hub
-    python experiments/hub_scaling.py --mnist_dir=DIR [--hub_dir=runs/hub]
-    python experiments/hub_scaling.py --quick --hub_dir=...         # tests: a smoke run
+    python -m experiments.build_hub --mnist_dir=DIR                 # first: the hub
+    python -m experiments.hub_scaling --mnist_dir=DIR [--hub_dir=runs/hub]
+    python -m experiments.hub_scaling --quick --hub_dir=...         # tests: a smoke run
 
 Tasks: random class subsets (3-8 classes) of animal_mnist and of MNIST that no single expert
 covers, drawn with a seed; each is given only by class names. Zero-shot accuracy is measured on
@@ -31,11 +31,10 @@ from absl import app, flags
 from tqdm import tqdm
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
 if __name__ == "__main__":  # the allocator is picked at process start, before JAX loads
-  from mll_jax.allocator import use_tcmalloc
-  use_tcmalloc()
+  from mll_jax import command
+  command.start()
 
 from experiments import hub_build_report, hub_experts, study_cli  # noqa: E402
 from experiments import hub_scaling_report as report  # noqa: E402

@@ -1,8 +1,8 @@
 """Label-efficiency study: top-1 test accuracy against label fraction, on converged models.
 
-    python experiments/label_efficiency.py                 # animal_mnist
-    python experiments/label_efficiency.py --data=mnist --manual_dir=DIR   # MNIST's IDX files
-    python experiments/label_efficiency.py --quick         # a minutes-long smoke run (tests)
+    python -m experiments.label_efficiency                 # animal_mnist
+    python -m experiments.label_efficiency --data=mnist --manual_dir=DIR   # MNIST's IDX files
+    python -m experiments.label_efficiency --quick         # a minutes-long smoke run (tests)
 
 Every run uses one model size (`--model`, default `mini`). Methods, at every fraction and seed:
   scratch          the ViT trained on the labelled subset only
@@ -50,15 +50,16 @@ import numpy as np
 from absl import app, flags
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
 if __name__ == "__main__":  # the allocator is picked at process start, before JAX loads
-  from mll_jax.allocator import use_tcmalloc
-  use_tcmalloc()
+  from mll_jax import command
+  command.start()
 
 from experiments import curves, finished_runs, smoke, study_cli  # noqa: E402
 from experiments import label_efficiency_report as report  # noqa: E402
-from mll_jax import config_files, sweep, train  # noqa: E402
+import configs  # noqa: E402
+from configs import finetune  # noqa: E402
+from mll_jax import sweep, train  # noqa: E402
 from mll_jax.data import holdout, label_fractions, run_split, sources, transforms  # noqa: E402
 from mll_jax.models import precision  # noqa: E402
 
@@ -133,7 +134,7 @@ def _config(name: str, settings: dict, labels: str = "", extra_arg: str = "", mo
   model = smoke.model(model) if settings["quick"] else model
   arg = ",".join(filter(None, [model, settings["data"], labels and f"labels={labels}",
                                extra_arg]))
-  config = config_files.load(REPO / "configs" / f"{name}.py").get_config(arg)
+  config = configs.get_config(name, arg)
   overrides = {"data.validation": settings["validation"], **overrides}
   if settings.get("augment") and name in ADAPTATION_CONFIGS:
     overrides["data.augment"] = settings["augment"]
@@ -211,7 +212,6 @@ def _adaptation_config(method: str, fraction: str, seed: int, pretrained: dict,
   overrides = {"seed": seed, "init_from": str(pretrained[start]) if start else "",
                **MODEL_OVERRIDES.get(method, {})}
   if start and config_name == "finetune" and not settings["quick"]:
-    finetune = config_files.load(REPO / "configs" / "finetune.py")
     overrides.update(finetune.pretrained_overrides(settings["data"], fraction,
                                                    settings["model"]))
   return _config(config_name, settings, labels=fraction,
@@ -238,7 +238,6 @@ def _distill_config(teacher: str, fraction: str, seed: int, study_dir: pathlib.P
     # The teacher's pre-trained encoder is of another architecture: the student starts at
     # random, so it gets what a model trained from scratch on every label gets (the config's
     # 10 passes are sized for a student that starts pre-trained).
-    finetune = config_files.load(REPO / "configs" / "finetune.py")
     student_start = {"student_init_from": "",
                      "num_epochs": finetune.budget_epochs(settings["data"], "100%", False),
                      "warmup_epochs": finetune.warmup_epochs(settings["data"], "100%")}
@@ -348,7 +347,6 @@ def main(argv):
   if unknown:
     raise app.UsageError(f"--methods: unknown {', '.join(unknown)}; known: "
                          f"{', '.join(ADAPTATIONS)}.")
-  finetune = config_files.load(REPO / "configs" / "finetune.py")
   if _AUGMENT.value:
     try:
       transforms.parse_augment(_AUGMENT.value)

@@ -170,7 +170,7 @@ def write(runs: dict, teachers: dict, images: dict, settings: dict, out: pathlib
   lines += [f"| *baseline:* {m} | " + " | ".join(_cell(baselines[m].get(f, [])) for f in fractions)
             + " |" for m in BASELINE_METHODS if m in baselines]
   if not baselines:
-    lines += ["", f"(No baselines: run `python experiments/baselines.py` on {settings['data']} "
+    lines += ["", f"(No baselines: run `python -m experiments.baselines` on {settings['data']} "
               "to print them beside.)"]
   lines += ["", "Labelled images per fraction: " +
             ", ".join(f"{f}: {images[f]}" for f in fractions) +

@@ -1,7 +1,7 @@
 """Does bfloat16 compute reach the float32 result? The default MAE run and a fine-tune, each in
 float32 and in bfloat16 (`config.model.dtype`), over seeds, compared against the seed spread.
 
-    python experiments/precision_parity.py [--seeds=2] [--quick] [--narrow=bfloat16_matmul]
+    python -m experiments.precision_parity [--seeds=2] [--quick] [--narrow=bfloat16_matmul]
 
 Points: `configs/mae.py` as the README's first command runs it (the `tiny` MAE on
 animal_mnist), judged by its final few-shot accuracy and reconstruction loss on the holdout
@@ -22,14 +22,14 @@ import time
 from absl import app, flags
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
 if __name__ == "__main__":  # the allocator is picked at process start, before JAX loads
-  from mll_jax.allocator import use_tcmalloc
-  use_tcmalloc()
+  from mll_jax import command
+  command.start()
 
 from experiments import finished_runs, smoke, study_cli  # noqa: E402
-from mll_jax import config_files, sweep, train  # noqa: E402
+import configs  # noqa: E402
+from mll_jax import sweep, train  # noqa: E402
 from mll_jax.data import holdout  # noqa: E402
 
 _SEEDS = flags.DEFINE_integer("seeds", 2, "Seeds per point.")
@@ -52,7 +52,7 @@ POINTS = {
 
 
 def _config(file: str, arg: str, dtype: str, seed: int, quick: bool):
-  config = config_files.load(REPO / "configs" / f"{file}.py").get_config(arg)
+  config = configs.get_config(file, arg)
   overrides = {"model.dtype": dtype, "seed": seed, "data.validation": 0.1}
   if file == "mae":  # the pre-training's evaluators read the holdout, never test
     holdout.evaluate_on_holdout(config)
@@ -98,7 +98,7 @@ def baseline_lines(seeds: int, path: pathlib.Path = BASELINES_CSV) -> list[str]:
   rows = list(csv.DictReader(path.open())) if path.exists() else []
   lines = [f"Reference baselines for the fine-tune point, on its split ({BASELINES_FRACTION} "
            f"labels, the same holdout, seeds 0-{seeds - 1}), from `{path.name}` "
-           "(`python experiments/baselines.py`; not rerun here):", ""]
+           "(`python -m experiments.baselines`; not rerun here):", ""]
   for method, label in (("knn_pixels", "1-NN on pixels"), ("cnn", "small CNN (`cnn_s`)")):
     values = [float(r["accuracy"]) for r in rows if r["method"] == method
               and r["fraction"] == BASELINES_FRACTION and int(r["seed"]) < seeds]

@@ -1,8 +1,8 @@
 """Why a linear probe of an MAE encoder can lose to 1-NN on pixels: the same frozen encoder read
 out three ways, each scored by 1-NN and by logistic regression, on the validation holdout.
 
-    python experiments/probe_features.py --encoder=runs/label_efficiency/pretrain_mae
-    python experiments/probe_features.py --encoder=RUN --quick      # a smoke run (tests)
+    python -m experiments.probe_features --encoder=runs/label_efficiency/pretrain_mae
+    python -m experiments.probe_features --encoder=RUN --quick      # a smoke run (tests)
 
 Read-outs of the encoder's output tokens (as the probe of configs/linear_probe.py sees them,
 deterministic, no masking):
@@ -28,11 +28,10 @@ from absl import app, flags
 from flax import nnx
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
 if __name__ == "__main__":  # the allocator is picked at process start, before JAX loads
-  from mll_jax.allocator import use_tcmalloc
-  use_tcmalloc()
+  from mll_jax import command
+  command.start()
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402

@@ -7,8 +7,11 @@ step). tcmalloc keeps freed memory for reuse: the same step runs 1.51x faster wi
 (`benchmarks/results/xla_cpu_flags.md`); jemalloc and glibc's tunables do not help.
 
 A process picks its allocator when it starts (`LD_PRELOAD`), so each command-line entry point
-calls `use_tcmalloc()` before it imports JAX: where tcmalloc is installed and not yet loaded, it
-re-executes the same command line with tcmalloc preloaded. `MLL_JAX_ALLOCATOR=system` keeps
+calls `use_tcmalloc()` (through `mll_jax.command.start`) before it imports JAX: where tcmalloc is
+installed and not yet loaded, it re-executes the same command line with tcmalloc preloaded.
+Importing mll_jax never does. A process of one's own (a test session, a notebook) is started on
+it from outside: `LD_PRELOAD=$(python -m mll_jax.allocator) python -m pytest tests` (this
+module's command prints the library's path, or nothing where it is not installed). `MLL_JAX_ALLOCATOR=system` keeps
 the system allocator (e.g. to measure it), even under an inherited tcmalloc preload; other
 preloads the user set are kept.
 """
@@ -59,8 +62,8 @@ def preload_environment(environ: Mapping[str, str],
     return {**environment, "LD_PRELOAD": kept} if kept else environment
   if not platform.startswith("linux") or "tcmalloc" in preload:
     return None
-  library = next((path for path in candidates if exists(path)), None)
-  if library is None:
+  library = installed_tcmalloc(candidates, exists)
+  if not library:
     return None
   environment = dict(environ)
   environment["LD_PRELOAD"] = f"{library} {preload}".strip()
@@ -115,3 +118,13 @@ def use_tcmalloc() -> None:
   sys.stderr.flush()
   # sys.orig_argv keeps `-m package.module` (sys.argv does not), so the same command reruns.
   os.execve(sys.executable, [sys.executable, *sys.orig_argv[1:]], environment)
+
+
+def installed_tcmalloc(candidates: Sequence[str] = TCMALLOC_PATHS,
+                       exists: Callable[[str], bool] = os.path.exists) -> str:
+  """The path of the installed tcmalloc library, or "" where none is installed."""
+  return next((path for path in candidates if exists(path)), "")
+
+
+if __name__ == "__main__":  # the value for LD_PRELOAD: `LD_PRELOAD=$(python -m mll_jax.allocator)`
+  print(installed_tcmalloc() if sys.platform.startswith("linux") else "")

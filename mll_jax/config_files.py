@@ -1,4 +1,5 @@
-"""Loading config files by path (they are files passed to --config, not a package)."""
+"""Loading a Python file given by path as a module: the sweep files passed to `--sweep` (config
+files passed to `--config` are loaded by ml_collections' `config_flags`)."""
 
 import importlib.util
 import pathlib
@@ -6,14 +7,9 @@ import types
 
 
 def load(path: str | pathlib.Path) -> types.ModuleType:
-  """The config file at `path` as a module (its `get_config`, `MODELS`, ...)."""
+  """The Python file at `path` as a module (a sweep file's `get_sweep`, a config's `get_config`)."""
   path = pathlib.Path(path)
   spec = importlib.util.spec_from_file_location(f"config_{path.stem}", path)
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
   return module
-
-
-def sibling(config_file: str, name: str) -> types.ModuleType:
-  """Another config file in the same folder as `config_file` (pass `__file__`)."""
-  return load(pathlib.Path(config_file).with_name(name))

@@ -11,8 +11,8 @@ The sweep ends with `results.md` and `results.csv`: the final value of each metr
 """
 
 if __name__ == "__main__":  # the allocator is picked at process start, before JAX loads
-  from mll_jax.allocator import use_tcmalloc
-  use_tcmalloc()
+  from mll_jax import command
+  command.start()
 
 import copy
 import csv

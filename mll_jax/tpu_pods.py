@@ -14,7 +14,7 @@ import os
 import numpy as np
 from jax.sharding import AxisType, Mesh
 
-from mll_jax import sharding
+from mll_jax import libtpu_without_chips, sharding
 
 
 class TopologyError(ValueError):
@@ -81,8 +81,11 @@ def devices(slice_: PodSlice, num_slices: int = 1) -> list:
   """Compile-only devices of `num_slices` copies of the slice (slice-major order)."""
   if num_slices < 1:
     raise TopologyError(f"--topology_slices must be at least 1, got {num_slices}.")
-  # Without these, libtpu asks the (absent) GCE metadata server who this host is.
+  # Without these, libtpu asks the (absent) GCE metadata server who this host is, and takes its
+  # one-process lock (libtpu_without_chips): set here, where libtpu is about to load, since
+  # importing mll_jax sets nothing.
   os.environ.setdefault("TPU_SKIP_MDS_QUERY", "1")
+  libtpu_without_chips.configure()
   try:
     from jax.experimental import topologies
     topology = topologies.get_topology_desc(

@@ -8,8 +8,8 @@ rerunning resumes from the last periodic save.
 """
 
 if __name__ == "__main__":  # the allocator is picked at process start, before JAX loads
-  from mll_jax.allocator import use_tcmalloc
-  use_tcmalloc()
+  from mll_jax import command
+  command.start()
 
 import hashlib
 import json

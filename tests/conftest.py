@@ -10,15 +10,15 @@ import pathlib
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
-import jax  # noqa: E402
+import jax
 
 jax.config.update("jax_num_cpu_devices", 8)
 TEST_CACHE = os.path.expanduser(os.environ.get("MLL_JAX_TEST_CACHE", "~/.cache/mll_jax/test_jax_cache"))
 jax.config.update("jax_compilation_cache_dir", TEST_CACHE)
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
 
-import pytest  # noqa: E402
-import tensorflow_datasets as tfds  # noqa: E402
+import pytest
+import tensorflow_datasets as tfds
 
 tfds.core.utils.gcs_utils._is_gcs_disabled = True  # never ask GCS for dataset metadata
 
@@ -46,8 +46,8 @@ def subprocess_env(data_dir) -> dict:
 
 def load_config(file: str, arg: str | None, data_dir: str, overrides: dict):
   """`configs/<file>:<arg>` with test-sized data paths and dotted-key `overrides` applied."""
-  from mll_jax import config_files
-  config = config_files.load(REPO_ROOT / "configs" / f"{file}.py").get_config(arg)
+  import configs
+  config = configs.get_config(file, arg)
   config.data.data_dir = data_dir
   for key, value in overrides.items():
     target = config

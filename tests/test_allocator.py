@@ -69,8 +69,8 @@ def test_loaded_allocator_reads_the_memory_map(tmp_path):
   assert allocator.loaded_allocator(str(tmp_path / "missing")) == "system"
 
 
-PROGRAM = ("from mll_jax.allocator import use_tcmalloc, loaded_allocator\n"
-           "use_tcmalloc()\n"
+PROGRAM = ("from mll_jax.allocator import loaded_allocator\nfrom mll_jax import command\n"
+           "command.start()\n"
            "print(loaded_allocator())\n")
 
 
@@ -96,10 +96,17 @@ def test_a_command_with_an_unknown_choice_stops_with_one_line():
       "tcmalloc, system (tcmalloc, the default, is used where it is installed)."]
 
 
-@pytest.mark.skipif(INSTALLED is None or os.environ.get(allocator.SWITCH) == "system",
-                    reason="tcmalloc is not installed here, or MLL_JAX_ALLOCATOR=system "
-                    "(Debian: apt-get install libtcmalloc-minimal4; .ci/run installs it)")
-def test_the_test_session_runs_on_tcmalloc():
-  # pytest.ini's plugin (mll_jax/pytest_tcmalloc.py) re-executed this session on it, whether or
-  # not the command preloaded it.
+def test_the_module_prints_the_library_to_preload():
+  # The README's test command and .ci/run start pytest with LD_PRELOAD=$(python -m
+  # mll_jax.allocator): the tests train inside the pytest process, which nothing re-executes.
+  printed = subprocess.run([sys.executable, "-m", "mll_jax.allocator"], capture_output=True,
+                           text=True, timeout=60, check=True).stdout.strip()
+  assert printed == (INSTALLED or "")
+  assert allocator.installed_tcmalloc((LIBRARY,), exists=lambda p: False) == ""
+  assert allocator.installed_tcmalloc(("/x.so", LIBRARY), exists=lambda p: p == LIBRARY) == LIBRARY
+
+
+@pytest.mark.skipif(os.environ.get("CI") != "true" or INSTALLED is None,
+                    reason="CI's command preloads tcmalloc (.ci/run); elsewhere it is optional")
+def test_ci_runs_the_tests_on_tcmalloc():
   assert allocator.loaded_allocator() == "tcmalloc"

@@ -11,7 +11,7 @@ from conftest import REPO_ROOT, TEST_CACHE
 def test_quick_baselines_write_table_csv_and_curves(tmp_path, subprocess_env):
   out = tmp_path / "results"
   proc = subprocess.run(
-      [sys.executable, "experiments/baselines.py", "--quick", f"--out={out}",
+      [sys.executable, "-m", "experiments.baselines", "--quick", f"--out={out}",
        f"--study_dir={tmp_path / 'runs'}", f"--compilation_cache={TEST_CACHE}"],
       cwd=REPO_ROOT, env=subprocess_env, capture_output=True, text=True, timeout=900)
   assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]

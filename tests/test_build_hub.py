@@ -11,13 +11,12 @@ import pytest
 from conftest import REPO_ROOT, TEST_CACHE
 from mll_jax.hub import registry, task_data
 
-sys.path.insert(0, str(REPO_ROOT))
-from experiments import hub_build_report  # noqa: E402
+from experiments import hub_build_report
 
 
 def test_quick_hub_build(tmp_path, subprocess_env, data_dir, monkeypatch):
   out = tmp_path / "results"
-  command = [sys.executable, "experiments/build_hub.py", "--quick", f"--out={out}",
+  command = [sys.executable, "-m", "experiments.build_hub", "--quick", f"--out={out}",
              f"--hub_dir={tmp_path / 'hub'}", f"--compilation_cache={TEST_CACHE}"]
   proc = subprocess.run(command, cwd=REPO_ROOT, env=subprocess_env, capture_output=True,
                         text=True, timeout=900)
@@ -65,7 +64,7 @@ def test_quick_hub_build(tmp_path, subprocess_env, data_dir, monkeypatch):
   with pytest.raises(ValueError, match="must train on the run's own classes"):
     hub_build_report.against_baselines(pets, cnn_workdir=tmp_path / "hub_runs" / "farm")
   # The baselines script: a small CNN per run on that run's split, in <runs_dir>_cnn.
-  baselines = [sys.executable, "experiments/hub_baselines.py", "--quick", f"--out={out}",
+  baselines = [sys.executable, "-m", "experiments.hub_baselines", "--quick", f"--out={out}",
                f"--runs_dir={tmp_path / 'hub_runs'}", f"--compilation_cache={TEST_CACHE}"]
   proc = subprocess.run(baselines, cwd=REPO_ROOT, env=subprocess_env, capture_output=True,
                         text=True, timeout=900)
@@ -81,7 +80,7 @@ def test_quick_hub_build(tmp_path, subprocess_env, data_dir, monkeypatch):
 
 def test_quick_hub_scaling_study_on_a_quick_mixed_hub(tmp_path, subprocess_env):
   env = subprocess_env
-  build = [sys.executable, "experiments/build_hub.py", "--quick", f"--hub_dir={tmp_path / 'hub'}",
+  build = [sys.executable, "-m", "experiments.build_hub", "--quick", f"--hub_dir={tmp_path / 'hub'}",
            "--architectures=mixed", f"--out={tmp_path / 'results'}",
            f"--compilation_cache={TEST_CACHE}"]
   built = subprocess.run(build, cwd=REPO_ROOT, env=env, capture_output=True, text=True)
@@ -90,7 +89,7 @@ def test_quick_hub_scaling_study_on_a_quick_mixed_hub(tmp_path, subprocess_env):
   assert {e.ref: e.architecture["model"].get("family", "vit") for e in hub.entries()} == {
       "pets_plus@1": "vit", "farm@1": "cnn", "savanna_plus@1": "vit"}
   out = tmp_path / "results"
-  proc = subprocess.run([sys.executable, "experiments/hub_scaling.py", "--quick",
+  proc = subprocess.run([sys.executable, "-m", "experiments.hub_scaling", "--quick",
                          f"--hub_dir={tmp_path / 'hub'}", f"--out={out}",
                          f"--compilation_cache={TEST_CACHE}"],
                         cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=900)
@@ -107,7 +106,7 @@ def test_quick_hub_scaling_study_on_a_quick_mixed_hub(tmp_path, subprocess_env):
   assert (out / "hub_scaling_quick.png").stat().st_size > 1000
   # The report again from the saved results, against another study of the same tasks (here
   # itself); a --compare_to that is not a file is refused before anything runs.
-  again = [sys.executable, "experiments/hub_scaling.py", "--quick", f"--out={out}",
+  again = [sys.executable, "-m", "experiments.hub_scaling", "--quick", f"--out={out}",
            f"--hub_dir={tmp_path / 'hub'}"]
   proc = subprocess.run(again + ["--report_only", f"--compare_to={out / 'hub_scaling_quick.json'}"],
                         cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300)

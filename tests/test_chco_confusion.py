@@ -1,12 +1,9 @@
 """experiments/chco_confusion.py: its pair table (hub_experts.pair_experts) and its
 references (hub_scaling_report.task_references)."""
 
-import sys
 
-from conftest import REPO_ROOT
 
-sys.path.insert(0, str(REPO_ROOT))
-from experiments import hub_experts  # noqa: E402
+from experiments import hub_experts
 
 
 # The digit experts of the hub built before 2026-12-04, whose pair 4-9 no expert held.

@@ -9,10 +9,13 @@ import pytest
 from mll_jax import config_files
 from conftest import REPO_ROOT
 
-CONFIG_FILES = sorted((REPO_ROOT / "configs").glob("*.py"))
+# Every config file the trainer can be pointed at (the package's __init__ and common.py are not).
+CONFIG_FILES = sorted(p for p in (REPO_ROOT / "configs").glob("*.py")
+                      if p.name not in ("__init__.py", "common.py"))
 
 
 def _load(path):
+  """A config file loaded by path, as `--config=configs/NAME.py` loads it."""
   return config_files.load(path)
 
 

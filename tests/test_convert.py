@@ -13,7 +13,7 @@ import torchvision_stub
 from mll_jax.models import convert, heads, vit
 
 torchvision_stub.install_if_needed()
-import timm.models.vision_transformer as timm_vit  # noqa: E402
+import timm.models.vision_transformer as timm_vit
 
 
 class MAEFineTuneViT(timm_vit.VisionTransformer):

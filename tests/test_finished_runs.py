@@ -3,21 +3,19 @@ now; a run of another config stops the study with the keys that differ, and is l
 
 import json
 import pathlib
-import sys
 
 import ml_collections
 import pytest
 
-from conftest import REPO_ROOT
 
-sys.path.insert(0, str(REPO_ROOT))
-from experiments import finished_runs  # noqa: E402
-from mll_jax import config_files, sweep, train  # noqa: E402
-from mll_jax.models import precision  # noqa: E402
+from experiments import finished_runs
+import configs
+from mll_jax import sweep, train
+from mll_jax.models import precision
 
 
 def _config():
-  return config_files.load(pathlib.Path(REPO_ROOT) / "configs" / "finetune.py").get_config(
+  return configs.get_config("finetune", 
       "cnn_s,animal_mnist,labels=10%")
 
 

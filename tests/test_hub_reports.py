@@ -182,7 +182,7 @@ def test_a_comparison_with_a_study_of_other_tasks_is_refused_before_the_study_ru
   # experiment modules imported by the test session define too.
   other = tmp_path / "other.json"
   other.write_text(json.dumps({"tasks": [["animal_mnist", ["bear", "cat", "dog"]]]}))
-  proc = subprocess.run([sys.executable, "experiments/hub_scaling.py", f"--compare_to={other}",
+  proc = subprocess.run([sys.executable, "-m", "experiments.hub_scaling", f"--compare_to={other}",
                          f"--hub_dir={tmp_path / 'no_hub'}", f"--out={tmp_path / 'out'}"],
                         cwd=REPO_ROOT, env=subprocess_env, capture_output=True, text=True,
                         timeout=300)

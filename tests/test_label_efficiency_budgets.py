@@ -1,19 +1,13 @@
 """The label-efficiency study gives every run the budget its config sizes for the run's label
 fraction (a `data.labels` override after the fact would keep the config's 10% budget)."""
 
-import pathlib
-import sys
 
 import pytest
 
-from conftest import REPO_ROOT
 
-sys.path.insert(0, str(REPO_ROOT))
-from experiments import label_efficiency  # noqa: E402
-from mll_jax import config_files  # noqa: E402
+from experiments import label_efficiency
 
-finetune = config_files.load(pathlib.Path(REPO_ROOT) / "configs" / "finetune.py")
-linear_probe = config_files.load(pathlib.Path(REPO_ROOT) / "configs" / "linear_probe.py")
+from configs import finetune, linear_probe
 SETTINGS = {"quick": False, "model": "mini", "data": "animal_mnist", "validation": 0.1,
             "manual_dir": ""}
 PRETRAINED = {"mae": "runs/mae", "simclr": "runs/simclr"}

@@ -17,7 +17,7 @@ def test_quick_study_writes_table_csv_plot_and_curves(tmp_path, subprocess_env):
   (out / "baselines_quick.csv").write_text(
       "method,fraction,labelled,seed,accuracy\nknn_pixels,10%,720,0,0.25\ncnn,10%,720,0,0.5\n")
   proc = subprocess.run(
-      [sys.executable, "experiments/label_efficiency.py", "--quick", f"--out={out}",
+      [sys.executable, "-m", "experiments.label_efficiency", "--quick", f"--out={out}",
        f"--study_dir={tmp_path / 'runs'}", f"--compilation_cache={TEST_CACHE}"],
       cwd=REPO_ROOT, env=subprocess_env, capture_output=True, text=True, timeout=900)
   assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -53,7 +53,7 @@ def test_quick_study_writes_table_csv_plot_and_curves(tmp_path, subprocess_env):
 def test_quick_study_distils_a_cnn_teacher_into_a_vit_student(tmp_path, subprocess_env):
   out = tmp_path / "results"
   proc = subprocess.run(
-      [sys.executable, "experiments/label_efficiency.py", "--quick", "--model=cnn_s",
+      [sys.executable, "-m", "experiments.label_efficiency", "--quick", "--model=cnn_s",
        "--methods=scratch", "--distill_student=mini", f"--out={out}",
        f"--study_dir={tmp_path / 'runs'}", f"--compilation_cache={TEST_CACHE}"],
       cwd=REPO_ROOT, env=subprocess_env, capture_output=True, text=True, timeout=900)
@@ -74,7 +74,7 @@ def test_quick_study_distils_a_cnn_teacher_into_a_vit_student(tmp_path, subproce
 ])
 def test_a_bad_flag_is_refused_before_anything_trains(flag, message, tmp_path, subprocess_env):
   proc = subprocess.run(
-      [sys.executable, "experiments/label_efficiency.py", "--quick", flag,
+      [sys.executable, "-m", "experiments.label_efficiency", "--quick", flag,
        f"--study_dir={tmp_path / 'runs'}", f"--out={tmp_path}"],
       cwd=REPO_ROOT, env=subprocess_env, capture_output=True, text=True, timeout=300)
   assert proc.returncode != 0

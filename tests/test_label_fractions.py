@@ -121,10 +121,9 @@ def test_holdout_is_balanced_disjoint_and_fixed_whatever_the_run_seed():
 
 
 def test_a_pre_training_config_is_pointed_at_the_holdout_everywhere_it_scores():
-  from conftest import REPO_ROOT
-  from mll_jax import config_files
+  import configs
   from mll_jax.data import holdout
-  config = config_files.load(REPO_ROOT / "configs" / "mae.py").get_config("mu")
+  config = configs.get_config("mae", "mu")
   holdout.evaluate_on_holdout(config)
   assert config.evals.reconstruction.split == "holdout"
   assert config.evals.fewshot.test_split == "holdout"

@@ -44,9 +44,27 @@ def _python(code: str, also_unset: tuple = ()) -> subprocess.CompletedProcess:
                         text=True, timeout=120, check=True, env=environ)
 
 
-def test_importing_mll_jax_sets_the_defaults_before_jax_starts():
-  out = _python("import os, mll_jax; from mll_jax import libtpu_without_chips as l; "
-                "print(os.environ.get('ALLOW_MULTIPLE_LIBTPU_LOAD'), "
+CHANGED_ENVIRONMENT = ("import os, json; before = dict(os.environ); {imports}; "
+                       "print(json.dumps({{k: v for k, v in os.environ.items() "
+                       "if before.get(k) != v}} | {{k: None for k in before "
+                       "if k not in os.environ}}))")
+
+
+def test_importing_mll_jax_changes_no_environment_variable():
+  assert _python(CHANGED_ENVIRONMENT.format(imports="import mll_jax")).stdout.strip() == "{}"
+  # Its modules neither, beyond what their libraries set when imported (jax with libtpu
+  # installed sets TPU_LIBRARY_PATH, sklearn KMP_DUPLICATE_LIB_OK, ...): those go first.
+  libraries = ("import jax, flax, optax, orbax.checkpoint, tensorflow_datasets, grain, sklearn, "
+               "tensorboardX")
+  modules = "import mll_jax.train, mll_jax.sweep, mll_jax.hub.registry, mll_jax.hub.reuse"
+  out = _python(CHANGED_ENVIRONMENT.format(imports=f"{libraries}; before = dict(os.environ); "
+                                                   f"{modules}")).stdout.strip()
+  assert out == "{}"
+
+
+def test_a_command_sets_the_defaults_before_jax_starts():
+  out = _python("import os; from mll_jax import command, libtpu_without_chips as l; "
+                "command.start(); print(os.environ.get('ALLOW_MULTIPLE_LIBTPU_LOAD'), "
                 "l.host_has_tpu_chips())").stdout.split()
   assert out == (["None", "True"] if out[1] == "True" else ["1", "False"])
 
@@ -58,6 +76,7 @@ def test_importing_mll_jax_sets_the_defaults_before_jax_starts():
                     reason="a TPU host: libtpu finds its slice itself")
 def test_a_jax_start_without_chips_prints_no_libtpu_warnings():
   # conftest.py's JAX_PLATFORMS=cpu keeps JAX off libtpu: unset, JAX tries every backend.
-  stderr = _python("import mll_jax, jax; print(jax.devices())", ("JAX_PLATFORMS",)).stderr
+  stderr = _python("from mll_jax import command; command.start(); import jax; "
+                   "print(jax.devices())", ("JAX_PLATFORMS",)).stderr
   for warning in ("TPU_WORKER_HOSTNAMES", "Failed to find host bounds", "Source Location Trace"):
     assert warning not in stderr

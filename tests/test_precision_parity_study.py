@@ -11,7 +11,7 @@ from conftest import REPO_ROOT, TEST_CACHE
 def test_quick_precision_parity_writes_the_table(tmp_path, subprocess_env):
   out = tmp_path / "results"
   proc = subprocess.run(
-      [sys.executable, "experiments/precision_parity.py", "--quick", "--seeds=1",
+      [sys.executable, "-m", "experiments.precision_parity", "--quick", "--seeds=1",
        f"--out={out}", f"--study_dir={tmp_path / 'runs'}", f"--compilation_cache={TEST_CACHE}"],
       cwd=REPO_ROOT, env=subprocess_env, capture_output=True, text=True, timeout=900)
   assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -32,7 +32,7 @@ def test_quick_precision_parity_writes_the_table(tmp_path, subprocess_env):
 
   # A subset of points reuses the finished runs and writes its own report, leaving the full one.
   proc = subprocess.run(
-      [sys.executable, "experiments/precision_parity.py", "--quick", "--seeds=1",
+      [sys.executable, "-m", "experiments.precision_parity", "--quick", "--seeds=1",
        "--points=finetune", f"--out={out}", f"--study_dir={tmp_path / 'runs'}",
        f"--compilation_cache={TEST_CACHE}"],
       cwd=REPO_ROOT, env=subprocess_env, capture_output=True, text=True, timeout=900)
@@ -46,7 +46,7 @@ def test_quick_precision_parity_writes_the_table(tmp_path, subprocess_env):
 
   # Another policy against the same float32 runs: only its own run trains.
   proc = subprocess.run(
-      [sys.executable, "experiments/precision_parity.py", "--quick", "--seeds=1",
+      [sys.executable, "-m", "experiments.precision_parity", "--quick", "--seeds=1",
        "--points=finetune", "--narrow=bfloat16_matmul", f"--out={out}",
        f"--study_dir={tmp_path / 'runs'}", f"--compilation_cache={TEST_CACHE}"],
       cwd=REPO_ROOT, env=subprocess_env, capture_output=True, text=True, timeout=900)
@@ -61,7 +61,7 @@ def test_quick_precision_parity_writes_the_table(tmp_path, subprocess_env):
 
 def test_an_unknown_point_is_refused_before_anything_trains(tmp_path, subprocess_env):
   proc = subprocess.run(
-      [sys.executable, "experiments/precision_parity.py", "--points=mae,vit",
+      [sys.executable, "-m", "experiments.precision_parity", "--points=mae,vit",
        f"--study_dir={tmp_path / 'runs'}", f"--out={tmp_path}"],
       cwd=REPO_ROOT, env=subprocess_env, capture_output=True, text=True, timeout=300)
   assert proc.returncode != 0

@@ -1,7 +1,6 @@
 """The hub registry: round trip, versions, concurrent registration, crashes, tampering, names."""
 
 import json
-import os
 import signal
 import subprocess
 import sys

@@ -14,7 +14,7 @@ from mll_jax import train
 from mll_jax.models import cnn, convert, convert_resnet, resnet
 
 torchvision_stub.install_if_needed()
-import timm.models.resnet as timm_resnet  # noqa: E402
+import timm.models.resnet as timm_resnet
 
 
 def _timm(depth: int, num_classes: int = 7):

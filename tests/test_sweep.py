@@ -4,6 +4,7 @@ import csv
 
 import pytest
 
+import configs
 from mll_jax import config_files, sweep, train
 from conftest import REPO_ROOT
 
@@ -55,7 +56,7 @@ def test_committed_sweep_files_fit_their_configs(path):
   base = {"mae_": "mae.py", "finetune_": "finetune.py", "linear_probe_": "linear_probe.py",
           "expert_": "expert.py"}
   config_name = next(v for k, v in base.items() if path.name.startswith(k))
-  config = config_files.load(REPO_ROOT / "configs" / config_name).get_config()
+  config = configs.get_config(config_name.removesuffix(".py"))
   spec = config_files.load(path).get_sweep()
   for overrides in sweep.points(spec):
     sweep.apply_overrides(config, overrides)

@@ -2,7 +2,6 @@
 across device counts, damaged checkpoints, NaN guard, and each bad input the issue lists."""
 
 import json
-import os
 import pathlib
 import signal
 import subprocess

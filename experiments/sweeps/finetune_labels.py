@@ -5,12 +5,9 @@ training refuses that).
     python -m mll_jax.sweep --config=configs/finetune.py --sweep=experiments/sweeps/finetune_labels.py
 """
 
-import pathlib
-
-from mll_jax import config_files
+from configs import finetune
 
 FRACTIONS = ["1%", "10%", "100%"]
-finetune = config_files.load(pathlib.Path(__file__).resolve().parents[2] / "configs" / "finetune.py")
 
 
 def get_sweep():

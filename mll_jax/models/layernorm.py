@@ -10,7 +10,7 @@ LayerNorm's forward and backward on `[128, 50, 128]` took 1.2-2.9 ms against PyT
 per-row mean taken as a product with a constant `1/width` column and the per-feature sums of
 the parameter gradients as a product with a row of ones (so they run as YNNPACK matmuls), the
 same layer took 0.6 ms; in the MAE `tiny` step, alternating rounds, train 1.04x and encoder
-inference 1.12x in float32, 1.04x and 1.14x in bfloat16_matmul (`benchmarks/layernorm_step.py`
+inference 1.12x in float32, 1.04x and 1.14x in bfloat16_matmul (`benchmarks/diagnostics/layernorm_step.py`
 in `benchmarks/results/report.md`; `step_profile.md`). The products are CPU's only: the speed
 was measured there, so other platforms reduce as flax does, with the same closed-form backward.
 They run at `Precision.HIGHEST`, to stay float32 whatever a backend's default precision.

@@ -1,7 +1,7 @@
 """Where the MAE train step's time goes beside PyTorch's, by taking it apart (issue 13's
 float32 gap). A diagnosis, not in run.py's report.
 
-    python benchmarks/step_parts.py [--config=configs/mae.py] [--repeats=8] [--steps=8]
+    python -m benchmarks.diagnostics.step_parts [--config=configs/mae.py] [--repeats=8] [--steps=8]
 
 1. **The step's matmuls alone.** Every linear layer of the config's MAE (patch embedding, each
    block's qkv, projection and MLP, decoder embedding and blocks, prediction) has three
@@ -23,18 +23,15 @@ are read.
 """
 
 import contextlib
-import os
-import sys
 import time
 
 import numpy as np
 from absl import app
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 if __name__ == "__main__":  # the allocator the trainer runs on (mll_jax/allocator.py)
-  from mll_jax.allocator import use_tcmalloc
-  use_tcmalloc()
+  from mll_jax import command
+  command.start()
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402

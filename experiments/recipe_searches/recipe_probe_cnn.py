@@ -1,6 +1,6 @@
 """Recipe probe, validation only: the fine-tuning recipe of a CNN pre-trained by SimCLR.
 
-    python experiments/recipe_probe_cnn.py [--probe_study_dir=runs/label_efficiency_cnn_s]
+    python -m experiments.recipe_searches.recipe_probe_cnn [--probe_study_dir=runs/label_efficiency_cnn_s]
 
 Reuses the SimCLR `cnn_s` of a `--model=cnn_s` label-efficiency study (`pretrain_simclr` in its
 study folder; run that study first) and fine-tunes it on animal_mnist, seed 0, at 10% and 1%
@@ -12,19 +12,18 @@ chosen recipe is `configs/finetune.py` `pretrained_overrides` for the convolutio
 
 import json
 import pathlib
-import sys
 
 from absl import app, flags
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
 if __name__ == "__main__":  # the allocator is picked at process start, before JAX loads
-  from mll_jax.allocator import use_tcmalloc
-  use_tcmalloc()
+  from mll_jax import command
+  command.start()
 
 from experiments import label_efficiency as study  # noqa: E402
-from mll_jax import config_files, sweep  # noqa: E402
+from configs import finetune  # noqa: E402
+from mll_jax import sweep  # noqa: E402
 from mll_jax.data import label_fractions  # noqa: E402
 
 _STUDY = flags.DEFINE_string("probe_study_dir", "runs/label_efficiency_cnn_s",
@@ -32,7 +31,7 @@ _STUDY = flags.DEFINE_string("probe_study_dir", "runs/label_efficiency_cnn_s",
 _OUT = flags.DEFINE_string("probe_out", str(REPO / "experiments" / "results" /
                                             "recipe_probe_cnn.json"), "Results (JSON).")
 
-FINETUNE = config_files.load(REPO / "configs" / "finetune.py")
+FINETUNE = finetune
 # name -> (the pre-trained budget, not the from-scratch one; layer-wise decay)
 RECIPES = {"vit_changes": (True, 0.75), "scratch_budget": (False, 0.75),
            "scratch_budget_no_decay": (False, 1.0)}

@@ -1,6 +1,6 @@
 """Where the CPU time of one MAE train step goes: XLA's own profiler, summed by HLO op.
 
-    python benchmarks/step_profile.py [--config=configs/mae.py] [--profile_steps=20] [--top=25]
+    python -m benchmarks.diagnostics.step_profile [--config=configs/mae.py] [--profile_steps=20] [--top=25]
                                       [--dtype=bfloat16]
 
 Traces `--profile_steps` train steps (float32, or `--dtype=bfloat16`) of the config (after a warm-up; the step is the one
@@ -15,18 +15,15 @@ optimizer's elementwise updates hold the step back.
 """
 
 import collections
-import sys
-from pathlib import Path
 
 from absl import app, flags
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 if __name__ == "__main__":  # the allocator the trainer runs on (mll_jax/allocator.py)
-  from mll_jax.allocator import use_tcmalloc
-  use_tcmalloc()
+  from mll_jax import command
+  command.start()
 
-from benchmarks import hlo_profile  # noqa: E402
+from benchmarks.diagnostics import hlo_profile  # noqa: E402
 from benchmarks import mae_step  # noqa: E402  (its --config flag is this script's too)
 
 _PROFILE_STEPS = flags.DEFINE_integer("profile_steps", 20, "Train steps traced.")

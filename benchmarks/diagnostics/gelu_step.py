@@ -2,7 +2,7 @@
 (`mll_jax.models.gelu`, the model's) against JAX's erfc form (`jax.nn.gelu(approximate=False)`,
 the model's GELU before 2026-12-07): what the change buys, in each CPU dtype policy.
 
-    python benchmarks/gelu_step.py [--config=configs/mae.py] [--repeats=5] [--steps=10]
+    python -m benchmarks.diagnostics.gelu_step [--config=configs/mae.py] [--repeats=5] [--steps=10]
                                    [--dtypes=float32,bfloat16_matmul]
 
 Both GELUs are built into the same step in this one process (the ViT block looks its GELU up
@@ -11,17 +11,14 @@ batches. After a warm-up of each, the timed windows alternate, one window of eve
 per round, and each figure is the median over rounds, as in `benchmarks/mae_step.py`.
 """
 
-import os
-import sys
 
 import jax
 from absl import app, flags
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 if __name__ == "__main__":  # the allocator the trainer runs on (mll_jax/allocator.py)
-  from mll_jax.allocator import use_tcmalloc
-  use_tcmalloc()
+  from mll_jax import command
+  command.start()
 
 from benchmarks import mae_step  # noqa: E402  (mae_step's --config, --repeats, --steps)
 from mll_jax import allocator  # noqa: E402

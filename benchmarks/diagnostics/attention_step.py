@@ -4,7 +4,7 @@
 policy; and a hub expert's logits (`--expert`, float32 as hub entries are) with each, the
 forward the hub's labelling and reuse run.
 
-    python benchmarks/attention_step.py [--config=configs/mae.py] [--repeats=5] [--steps=10]
+    python -m benchmarks.diagnostics.attention_step [--config=configs/mae.py] [--repeats=5] [--steps=10]
                                         [--dtypes=float32,bfloat16_matmul] [--expert=mini]
 
 Both kernels' steps are built in this one process from the same config but for
@@ -13,17 +13,14 @@ windows alternate, one window of every variant per round, and each figure is the
 rounds, as in `benchmarks/mae_step.py`.
 """
 
-import os
-import sys
 
 import jax
 from absl import app, flags
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 if __name__ == "__main__":  # the allocator the trainer runs on (mll_jax/allocator.py)
-  from mll_jax.allocator import use_tcmalloc
-  use_tcmalloc()
+  from mll_jax import command
+  command.start()
 
 from benchmarks import mae_step  # noqa: E402  (mae_step's --config, --repeats, --steps)
 from mll_jax import allocator  # noqa: E402

@@ -1,5 +1,5 @@
 """XLA's own CPU profile of a jitted function, summed by HLO instruction: what
-benchmarks/step_profile.py prints. No flags here, so tests can import it."""
+benchmarks/diagnostics/step_profile.py prints. No flags here, so tests can import it."""
 
 import collections
 import glob

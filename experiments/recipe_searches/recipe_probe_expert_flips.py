@@ -1,6 +1,6 @@
 """Recipe probe, validation only: do horizontal flips help the hub's animal experts?
 
-    python experiments/recipe_probe_expert_flips.py --hub_runs=runs/hub_runs [--experts=farm]
+    python -m experiments.recipe_searches.recipe_probe_expert_flips --hub_runs=runs/hub_runs [--experts=farm]
 
 The 1% probe (recipe_probe_few_labels.md) found flips of animal_mnist's doodles worth +0.038
 to a fine-tuned CNN; the hub's animal experts are fine-tuned with shifts only, and three of them
@@ -14,16 +14,14 @@ Writes `recipe_probe_expert_flips.{md,json}`.
 
 import json
 import pathlib
-import sys
 
 from absl import app, flags
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
 if __name__ == "__main__":  # the allocator is picked at process start, before JAX loads
-  from mll_jax.allocator import use_tcmalloc
-  use_tcmalloc()
+  from mll_jax import command
+  command.start()
 
 from experiments import curves, hub_experts  # noqa: E402
 from mll_jax import sweep, train  # noqa: E402
@@ -68,7 +66,7 @@ def main(argv):
           f"{r['shift+flip'] - r['shift']:+.3f} |" for n, r in results.items()]
   (out / "recipe_probe_expert_flips.md").write_text(
       "# Recipe probe: horizontal flips for the hub's animal experts (validation only)\n\n"
-      "Command: `python experiments/recipe_probe_expert_flips.py` (one seed; each expert's "
+      "Command: `python -m experiments.recipe_searches.recipe_probe_expert_flips` (one seed; each expert's "
       "validation holdout, 10% of its classes' training images).\n\n"
       "| expert | classes | steps | `shift` (the hub build) | `shift+flip` | change |\n"
       "|---|---|---|---|---|---|\n" + "\n".join(rows) + "\n")

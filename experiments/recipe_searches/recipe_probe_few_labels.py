@@ -1,6 +1,6 @@
 """Recipe probe, validation only: fine-tuning a SimCLR CNN on 1% of animal_mnist's labels.
 
-    python experiments/recipe_probe_few_labels.py --probe_study_dir=runs/label_efficiency_cnn_s
+    python -m experiments.recipe_searches.recipe_probe_few_labels --probe_study_dir=runs/label_efficiency_cnn_s
 
 At 1% (70 labels, 7 per class) the SimCLR `cnn_s` fine-tuned by the CNN recipe is the best
 teacher the study has (0.774 on test), and the distilled `mini` ViT only matches its teacher:
@@ -15,17 +15,15 @@ Writes `recipe_probe_few_labels.{md,json}`.
 
 import json
 import pathlib
-import sys
 
 import numpy as np
 from absl import app, flags
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
 if __name__ == "__main__":  # the allocator is picked at process start, before JAX loads
-  from mll_jax.allocator import use_tcmalloc
-  use_tcmalloc()
+  from mll_jax import command
+  command.start()
 
 from experiments import label_efficiency as study  # noqa: E402
 from mll_jax import sweep  # noqa: E402
@@ -94,7 +92,7 @@ def main(argv):
   (out / "recipe_probe_few_labels.json").write_text(json.dumps(results, indent=1) + "\n")
   (out / "recipe_probe_few_labels.md").write_text(
       "# Recipe probe: fine-tuning a SimCLR `cnn_s` on 1% of animal_mnist (validation only)\n\n"
-      f"Command: `python experiments/recipe_probe_few_labels.py` "
+      f"Command: `python -m experiments.recipe_searches.recipe_probe_few_labels` "
       f"({_SEEDS.value} seeds, each its own 70-image labelled subset; the 800-image validation "
       "holdout of every study).\n\n" + _table(results) + "\n")
 

@@ -2,7 +2,7 @@
 other memory allocators, each against the defaults measured in the same run: which options, if
 any, the CPU runs should set.
 
-    python benchmarks/xla_cpu_flags.py [--config=configs/finetune.py:mini] [--repeats=5]
+    python -m benchmarks.diagnostics.xla_cpu_flags [--config=configs/finetune.py:mini] [--repeats=5]
 
 XLA reads its flags once, when the backend starts, and an allocator is chosen when the process
 starts (`LD_PRELOAD`, `GLIBC_TUNABLES`), so every option set runs in its own worker process
@@ -31,7 +31,6 @@ import numpy as np
 from absl import app, flags
 from ml_collections import config_flags
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from benchmarks import report  # noqa: E402
 
