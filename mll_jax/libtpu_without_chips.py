@@ -2,6 +2,7 @@
 
 Where libtpu is installed (`jax[tpu]`, which compiling for a TPU pod from here needs), every JAX
 process tries the TPU backend at its first use, even on a host with no TPU, and libtpu then:
+
 - takes `/tmp/libtpu_lockfile`, so a second process that loads libtpu fails with "Internal error
   when accessing libtpu multi-process lockfile": a `--topology` compile beside a running study,
   or the TPU-compile test beside one (seen in this project's suite). The lock keeps two
@@ -14,6 +15,7 @@ process tries the TPU backend at its first use, even on a host with no TPU, and 
   (`TPU_WORKER_HOSTNAMES=localhost`, `TPU_HOST_BOUNDS=1,1,1`) silences them; compile-only
   topologies are named in full by `mll_jax.tpu_pods` and come out the same with or without it
   (v5p-128: 64 devices on 16 hosts, v5e-256: 256 on 64, checked 2026-12-02).
+
 Each is a default: a variable the user set stays. On a TPU host nothing is changed.
 """
 

@@ -2,11 +2,13 @@
 that multi-process runs need.
 
 Three ways to start, first match wins:
-  1. explicit: `--coordinator_address=HOST:PORT --num_processes=N --process_id=I`
-     (or the environment variables JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES, JAX_PROCESS_ID);
-  2. a scheduler JAX detects itself: `--cluster=auto` (Cloud TPU, SLURM, Open MPI, GKE, ...), or
-     `--cluster=slurm|tpu|gcetpu|gketpu|ompi|mpi4py|k8s` to name it;
-  3. neither: one process (no distributed runtime at all).
+
+1. explicit: `--coordinator_address=HOST:PORT --num_processes=N --process_id=I`
+   (or the environment variables JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES, JAX_PROCESS_ID);
+2. a scheduler JAX detects itself: `--cluster=auto` (Cloud TPU, SLURM, Open MPI, GKE, ...), or
+   `--cluster=slurm|tpu|gcetpu|gketpu|ompi|mpi4py|k8s` to name it;
+3. neither: one process (no distributed runtime at all).
+
 On CPU the processes exchange collectives over gloo (JAX's default CPU collectives), so two
 processes on one machine, each with `--cpu_devices=K` fake devices, form one mesh of 2K devices.
 """

@@ -1,9 +1,11 @@
 """Config sweeps: `python -m mll_jax.sweep --config=CONFIG --sweep=SWEEP_FILE [--workdir=DIR]`.
 
-A sweep file is a Python file whose `get_sweep()` returns
+A sweep file is a Python file whose `get_sweep()` returns::
+
     {"grid": {"optim.base_lr": [1e-3, 3e-3], "seed": [0, 1]},   # every combination
      "zip": {"model.mask_ratio": [0.5, 0.75], "num_epochs": [10, 20]},  # taken row by row
      "metrics": ["fewshot/10shot", "reconstruction/loss"]}     # the table's columns
+
 Every point is a config with those overrides, run in its own workdir under the sweep's
 folder. All points are built (and their keys checked) before any runs; a point that fails is
 reported and the others go on; a finished point (its `result.json`) is skipped on a rerun.

@@ -10,15 +10,15 @@ import pathlib
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
-import jax
+import jax  # noqa: E402
 
 jax.config.update("jax_num_cpu_devices", 8)
 TEST_CACHE = os.path.expanduser(os.environ.get("MLL_JAX_TEST_CACHE", "~/.cache/mll_jax/test_jax_cache"))
 jax.config.update("jax_compilation_cache_dir", TEST_CACHE)
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
 
-import pytest
-import tensorflow_datasets as tfds
+import pytest  # noqa: E402
+import tensorflow_datasets as tfds  # noqa: E402
 
 tfds.core.utils.gcs_utils._is_gcs_disabled = True  # never ask GCS for dataset metadata
 
@@ -124,3 +124,21 @@ def make_expert_config(data_dir):
   """Factory for a small expert ConfigDict (mu, animal_mnist's cat, dog and horse)."""
   return lambda **overrides: small_classifier_config("expert", data_dir, **{
       "classes": "cat,dog,horse", "evals.classification.num_examples": 0, **overrides})
+
+
+def assert_is_a_plot(path) -> None:
+  """`path` is a PNG with something drawn on it: a figure's size, and lines in several colours
+  (a blank or one-colour image fails)."""
+  import numpy as np
+  from PIL import Image
+  with Image.open(path) as image:
+    assert image.format == "PNG" and image.width >= 300 and image.height >= 200, image
+    pixels = np.asarray(image.convert("RGB")).reshape(-1, 3)
+  assert len(np.unique(pixels, axis=0)) > 8, f"{path}: a nearly blank image"
+
+
+def pytest_collection_modifyitems(items):
+  """An integration or study test is slow too, so `-m "not slow"` leaves every one out."""
+  for item in items:
+    if item.get_closest_marker("integration") or item.get_closest_marker("study"):
+      item.add_marker(pytest.mark.slow)

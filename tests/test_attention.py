@@ -20,6 +20,7 @@ def _qkv(shape, dtype=jnp.float32, seed=0):
   return jax.random.normal(jax.random.key(seed), (b, t, 3 * n * h), jnp.float32).astype(dtype) * 2
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("shape", SHAPES)
 def test_head_major_form_equals_jax_attention_in_values_and_gradients(shape):
   qkv, heads = _qkv(shape), shape[2]

@@ -5,7 +5,11 @@ import csv
 import subprocess
 import sys
 
-from conftest import REPO_ROOT, TEST_CACHE
+import pytest
+
+from conftest import REPO_ROOT, TEST_CACHE, assert_is_a_plot
+
+pytestmark = [pytest.mark.slow, pytest.mark.study]
 
 
 def test_quick_baselines_write_table_csv_and_curves(tmp_path, subprocess_env):
@@ -21,8 +25,8 @@ def test_quick_baselines_write_table_csv_and_curves(tmp_path, subprocess_env):
   # 10% of the 7,200 training images left after the 10% validation holdout.
   assert "| 10% | 720 |" in table
   rows = list(csv.DictReader((out / "baselines_quick.csv").open()))
-  assert len(rows) == 3 and all(0.0 <= float(r["accuracy"]) <= 1.0 for r in rows)
-  # 1-NN on pixels is far above chance (0.1) even at 10% of the labels.
-  knn = next(float(r["accuracy"]) for r in rows if r["method"] == "knn_pixels")
-  assert knn > 0.6
-  assert (out / "baselines_quick.png").stat().st_size > 1000
+  assert sorted(r["method"] for r in rows) == ["cnn", "knn_pixels", "logreg_pixels"]
+  # 1-NN and logistic regression on pixels are far above chance (0.1) even at 10% of the labels.
+  by_method = {r["method"]: float(r["accuracy"]) for r in rows}
+  assert by_method["knn_pixels"] > 0.6 and by_method["logreg_pixels"] > 0.3, by_method
+  assert_is_a_plot(out / "baselines_quick.png")

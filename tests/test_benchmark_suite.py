@@ -7,10 +7,10 @@ import sys
 
 import pytest
 
-from benchmarks import run
+from benchmarks import suite
 from conftest import REPO_ROOT
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.study]
 
 
 def sections(report: str) -> dict:
@@ -37,7 +37,7 @@ def test_quick_suite_reports_every_benchmark(tmp_path, subprocess_env):
   benchmark_sections = [lines for heading, lines in found.items() if heading != "Machine"]
   # One section a benchmark (the MAE step twice: two allocators), each with a positive figure
   # and a positive ratio against its own baseline.
-  assert len(benchmark_sections) == len(run.BENCHMARKS), list(found)
+  assert len(benchmark_sections) == len(suite.BENCHMARKS), list(found)
   for lines in benchmark_sections:
     figures = [l for l in lines if l.startswith("| ") and not l.startswith(("| ratio", "| figure"))]
     ratios = [float(m.group(1)) for l in lines

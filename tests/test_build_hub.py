@@ -8,10 +8,12 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import REPO_ROOT, TEST_CACHE
+from conftest import REPO_ROOT, TEST_CACHE, assert_is_a_plot
 from mll_jax.hub import registry, task_data
 
 from experiments import hub_build_report
+
+pytestmark = [pytest.mark.slow, pytest.mark.study]
 
 
 def test_quick_hub_build(tmp_path, subprocess_env, data_dir, monkeypatch):
@@ -27,9 +29,9 @@ def test_quick_hub_build(tmp_path, subprocess_env, data_dir, monkeypatch):
   for name in ("pets_plus", "farm", "savanna_plus"):
     row = next(line for line in report.splitlines() if line.startswith(f"| {name} |"))
     assert "animal_mnist" in row and "change over the last third" in row
-    assert 0.0 <= float(row.split(" | ")[5]) <= 1.0  # 1-NN on pixels, on the same split
+    assert float(row.split(" | ")[5]) > 0.6  # 1-NN on pixels, 3 classes (chance 0.33)
   assert "experts reach the 0.93 target" in report
-  assert (out / "hub_build_quick_curves.png").stat().st_size > 1000
+  assert_is_a_plot(out / "hub_build_quick_curves.png")
   hub = registry.Hub(tmp_path / "hub")
   assert [e.ref for e in hub.entries()] == ["farm@1", "pets_plus@1", "savanna_plus@1"]
   pools = hub.load_pools()
@@ -101,9 +103,8 @@ def test_quick_hub_scaling_study_on_a_quick_mixed_hub(tmp_path, subprocess_env):
   assert "| vit/" in table
   rows = list(csv.DictReader((out / "hub_scaling_quick.csv").open()))
   assert {r["part"] for r in rows} == {"scaling", "baseline", "lambda"}
-  assert all(0.0 <= float(r["accuracy"]) <= 1.0 for r in rows)
   assert all(r["families"] for r in rows if r["part"] == "lambda" and int(r["models"]))
-  assert (out / "hub_scaling_quick.png").stat().st_size > 1000
+  assert_is_a_plot(out / "hub_scaling_quick.png")
   # The report again from the saved results, against another study of the same tasks (here
   # itself); a --compare_to that is not a file is refused before anything runs.
   again = [sys.executable, "-m", "experiments.hub_scaling", "--quick", f"--out={out}",

@@ -45,6 +45,7 @@ def test_no_model_subset_beats_the_solver():
       assert out["objective"] <= best_on_subset["objective"] + TOLERANCE, subset
 
 
+@pytest.mark.slow
 def test_batched_padded_solves_equal_single_solves():
   problems = [_problem(seed=s, n_per_class=10 + 5 * s, k=2 + s % 2, models=3 + s % 3)
               for s in range(5)]

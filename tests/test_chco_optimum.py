@@ -127,6 +127,7 @@ def test_the_budget_refit_reaches_its_optimum():
   assert achieved <= optimum + RELATIVE * abs(optimum), (achieved, optimum)
 
 
+@pytest.mark.slow
 def test_batched_solves_stop_on_their_own_and_report_it():
   problems = [make() for make, _ in list(CASES.values())[:10]]
   batch = chco.solve_batch(problems, lam=LAM, mu=MU)

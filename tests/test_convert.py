@@ -4,16 +4,16 @@ timm's) vs ours on the same random weights, to 1e-4 on logits and pooled feature
 import functools
 
 import numpy as np
-import pytest
 import torch
 from flax import nnx
+import pytest
 from safetensors.numpy import save_file
 
 import torchvision_stub
 from mll_jax.models import convert, heads, vit
 
 torchvision_stub.install_if_needed()
-import timm.models.vision_transformer as timm_vit
+import timm.models.vision_transformer as timm_vit  # noqa: E402
 
 
 class MAEFineTuneViT(timm_vit.VisionTransformer):
@@ -77,6 +77,7 @@ def _reference(layout, patch, channels, depth, image_size, qkv_bias, width=48, h
   return model
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", CASES)
 def test_timm_and_mae_vit_parity(case, tmp_path):
   layout, patch, channels, depth, image_size, qkv_bias = CASES[case]

@@ -17,6 +17,7 @@ def teacher_run(tmp_path_factory, data_dir):
   return workdir
 
 
+@pytest.mark.slow
 def test_distill_keeps_the_teacher_and_trains_the_student(teacher_run, make_distill_config,
                                                           tmp_path):
   workdir = tmp_path / "student"
@@ -48,6 +49,7 @@ def test_teacher_of_another_architecture_is_named(teacher_run, make_distill_conf
     train.run(config, tmp_path / "run")
 
 
+@pytest.mark.slow
 def test_student_starts_from_a_pretrained_encoder_with_a_fresh_head(teacher_run,
                                                                     make_distill_config,
                                                                     tmp_path):
@@ -72,6 +74,7 @@ def probe_run(tmp_path_factory, data_dir):
   return workdir
 
 
+@pytest.mark.slow
 def test_a_linear_probe_teacher_loads_with_its_batchnorm(probe_run, make_distill_config,
                                                         tmp_path):
   import orbax.checkpoint as ocp
@@ -101,6 +104,7 @@ def second_teacher_run(tmp_path_factory, data_dir):
   return workdir
 
 
+@pytest.mark.slow
 def test_an_ensemble_of_teachers_loads_each_run_and_keeps_them_fixed(
     teacher_run, second_teacher_run, make_distill_config, tmp_path):
   config = make_distill_config(init_from=str(teacher_run),
@@ -113,6 +117,7 @@ def test_an_ensemble_of_teachers_loads_each_run_and_keeps_them_fixed(
   assert not np.array_equal(distilled["teacher/head/kernel"], distilled["teacher_1/head/kernel"])
 
 
+@pytest.mark.slow
 def test_the_student_learns_the_teachers_mean_softened_prediction(make_distill_config):
   import jax
   import optax

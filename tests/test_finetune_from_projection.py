@@ -49,6 +49,7 @@ def simclr_run(tmp_path_factory, data_dir):
   return workdir
 
 
+@pytest.mark.slow
 def test_fine_tuning_starts_from_the_simclr_runs_first_projection_layer(simclr_run,
                                                                         make_finetune_config,
                                                                         tmp_path):

@@ -10,6 +10,8 @@ from conftest import REPO_ROOT
 from mll_jax import train
 from mll_jax.hub import registry
 
+pytestmark = [pytest.mark.slow, pytest.mark.integration]
+
 
 @pytest.fixture(scope="module")
 def expert_run(tmp_path_factory, data_dir):

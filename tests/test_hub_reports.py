@@ -176,6 +176,8 @@ def test_hubs_measured_on_other_tasks_are_not_compared():
     hub_scaling_report.comparison_lines(mixed, other, "other.json")
 
 
+@pytest.mark.slow
+@pytest.mark.integration
 def test_a_comparison_with_a_study_of_other_tasks_is_refused_before_the_study_runs(
     tmp_path, subprocess_env):
   # In a process of its own: experiments/hub_scaling.py defines absl flags that other

@@ -145,6 +145,8 @@ def test_truncated_archives_and_links_are_refused(source_hub, tmp_path):
   assert target.entries() == []
 
 
+@pytest.mark.slow
+@pytest.mark.integration
 def test_export_and_import_from_the_command_line(source_hub, tmp_path, subprocess_env):
   archive = tmp_path / "shared.tar"
   run = lambda hub_dir, *args: subprocess.run(

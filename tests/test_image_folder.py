@@ -29,6 +29,7 @@ def _write_folder(root, per_class=10, classes=("cat", "dog", "horse"), seed=0):
   return root
 
 
+@pytest.mark.slow
 def test_a_folder_trains_end_to_end_with_its_class_names(tmp_path, data_dir, capsys):
   root = _write_folder(tmp_path / "images")
   (root / "cat" / "notes.txt").write_text("not an image")

@@ -7,7 +7,9 @@ import sys
 
 import pytest
 
-from conftest import REPO_ROOT, TEST_CACHE
+from conftest import REPO_ROOT, TEST_CACHE, assert_is_a_plot
+
+pytestmark = [pytest.mark.slow, pytest.mark.study]
 
 
 def test_quick_study_writes_table_csv_plot_and_curves(tmp_path, subprocess_env):
@@ -27,12 +29,13 @@ def test_quick_study_writes_table_csv_plot_and_curves(tmp_path, subprocess_env):
   assert "| *baseline:* knn_pixels | 0.250 ± 0.000 |" in table
   assert "every method beats 1-NN on pixels (0.250)" in table
   rows = list(csv.DictReader((out / "label_efficiency_quick.csv").open()))
-  assert len(rows) == 5 and all(0.0 <= float(r["accuracy"]) <= 1.0 for r in rows)
-  assert all(0.0 <= float(r["validation"]) <= 1.0 for r in rows)
+  assert len(rows) == 5
+  for row in rows:  # one seed: the table's mean is the run's own accuracy
+    assert f"| {row['method']} | {float(row['accuracy']):.3f} ± 0.000 |" in table, (row, table)
   # Every run's validation curve is in the table, and plotted.
   assert table.count("change over the last third") == 5
-  assert (out / "label_efficiency_quick.png").stat().st_size > 1000
-  assert (out / "label_efficiency_quick_curves.png").stat().st_size > 1000
+  assert_is_a_plot(out / "label_efficiency_quick.png")
+  assert_is_a_plot(out / "label_efficiency_quick_curves.png")
 
   # The same command again reuses every run: the trainer saved the very config the study builds.
   metrics = tmp_path / "runs" / "scratch_10pct_seed0" / "metrics.jsonl"

@@ -32,6 +32,7 @@ def _value_and_grads(layer, x, cotangent):
   return value, grads[1], grads[0]["scale"][...], grads[0]["bias"][...]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("shape", [(4, 13, 192), (3, 50, 128), (7, 96)])
 def test_values_and_gradients_equal_flax(shape):
   # An offset and a spread far from 0 and 1, where `mean(x^2) - mean(x)^2` and the two-pass

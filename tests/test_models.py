@@ -88,6 +88,7 @@ def test_mae_loss_matches_the_reference_forward_loss(channels, patch_size, norm_
   assert float(got) == pytest.approx(float(expected), rel=1e-5)
 
 
+@pytest.mark.slow
 def test_mae_forward_shapes_on_grey_and_rgb():
   for size, channels in ((28, 1), (32, 3)):
     model = mae.MAE("mu", image_size=size, channels=channels, decoder="mu", rngs=nnx.Rngs(0))

@@ -17,6 +17,8 @@ from mll_jax import multihost
 from conftest import REPO_ROOT, TEST_CACHE
 from test_train import MU_ARGS, _flat
 
+pytestmark = [pytest.mark.slow, pytest.mark.integration]
+
 RUN = MU_ARGS + ["--config.total_steps=3", "--config.log_steps=1",
                  "--config.checkpoint.every_steps=3"]
 

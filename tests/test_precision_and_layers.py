@@ -62,6 +62,7 @@ def test_bfloat16_computes_in_bfloat16_and_keeps_float32_params_and_outputs():
   assert dots and all(v.aval.dtype == jnp.bfloat16 for e in dots for v in e.invars)
 
 
+@pytest.mark.slow
 def test_bfloat16_layernorm_statistics_and_mae_loss_are_float32():
   model = mae.MAE("mu", image_size=28, channels=1, decoder="mu", dtype=jnp.bfloat16,
                   rngs=nnx.Rngs(0))
@@ -177,6 +178,7 @@ def test_bfloat16_matmul_narrows_only_the_linear_operands_forward_and_backward()
   assert all(v.aval.dtype == jnp.float32 for e in dots if e not in narrow for v in e.invars)
 
 
+@pytest.mark.slow
 def test_bfloat16_matmul_loss_and_gradients_stay_close_to_float32():
   full = _classifier()
   narrow = _with_params(_matmul_policy_classifier(), _pure(full))
@@ -225,6 +227,7 @@ def test_auto_dtype_is_per_backend_and_unknown_names_list_the_valid_ones():
 
 # --- remat and scan -------------------------------------------------------------------------
 
+@pytest.mark.slow
 @pytest.mark.parametrize("remat", ["full", "dots", "dots_no_batch"])
 def test_remat_equals_the_plain_model_in_loss_and_gradients(remat):
   plain_loss, plain_grads = _loss_and_grads(_classifier())
@@ -233,6 +236,7 @@ def test_remat_equals_the_plain_model_in_loss_and_gradients(remat):
   assert _max_difference(grads, plain_grads) < 1e-6
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("remat", ["none", "dots_no_batch"])
 def test_scanned_layers_equal_the_plain_model_in_loss_and_gradients(remat):
   plain = _classifier()
@@ -313,6 +317,7 @@ def test_fsdp_never_shards_the_layer_axis():
       jax.sharding.PartitionSpec(None, "fsdp", None)
 
 
+@pytest.mark.slow
 def test_scanned_layers_keep_activations_batch_sharded_under_fsdp(make_config):
   # Without the constraint in layer_plan._batch_sharded the scanned FSDP step needed twice the
   # unscanned one's temporaries here (12x for ViT-B/16 on a v5p-128 slice).
@@ -326,6 +331,7 @@ def test_scanned_layers_keep_activations_batch_sharded_under_fsdp(make_config):
 
 # --- end to end: config keys, a checkpoint read across layouts -------------------------------
 
+@pytest.mark.slow
 def test_finetune_scanned_bfloat16_with_remat_from_an_unscanned_mae_run(make_config,
                                                                        make_finetune_config,
                                                                        tmp_path):

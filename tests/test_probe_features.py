@@ -10,6 +10,8 @@ from experiments import probe_features
 from mll_jax import train
 from mll_jax.hub import run_import
 
+pytestmark = [pytest.mark.slow, pytest.mark.study]
+
 
 @pytest.fixture(scope="module")
 def mae_run(tmp_path_factory, data_dir):
@@ -81,8 +83,8 @@ def test_the_quick_run_scores_every_readout_on_the_holdout(mae_run):
                               "cs": [1.0], "validation": 0.1, "command": "test"})
   rows = [line.split(" | ") for line in lines if line.startswith("| 10%")]
   assert [row[1] for row in rows] == ["pixels", "gap", "cls", "tokens"]
-  for row in rows:
-    assert 0.0 <= float(row[3]) <= 1.0 and 0.0 <= float(row[4].split()[0]) <= 1.0
+  # 1-NN on pixels, 10 classes (chance 0.1), scored on the holdout.
+  assert float(rows[0][3]) > 0.5, rows[0]
   assert any("holdout: 800 images" in line for line in lines)
 
 

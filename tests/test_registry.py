@@ -111,6 +111,8 @@ def test_tampered_files_are_reported_and_not_loaded(hub, variables):
   assert hub.verify("good") == {"good@1": ["entry.json was modified"]}
 
 
+@pytest.mark.slow
+@pytest.mark.integration
 def test_four_processes_registering_25_each_lose_nothing(tmp_path, subprocess_env):
   hub_dir = tmp_path / "hub"
   procs = [subprocess.Popen([sys.executable, "-c", REGISTER_SCRIPT, str(hub_dir), f"p{i}", "25"],
@@ -127,6 +129,8 @@ def test_four_processes_registering_25_each_lose_nothing(tmp_path, subprocess_en
   assert not list((hub_dir / ".staging").iterdir())
 
 
+@pytest.mark.slow
+@pytest.mark.integration
 def test_a_process_killed_mid_register_leaves_no_half_entry(tmp_path, subprocess_env):
   hub_dir = tmp_path / "hub"
   for delay in (0.0, 0.05, 0.13):  # the kill lands at different points of a registration

@@ -17,6 +17,8 @@ from conftest import REPO_ROOT
 # --- one run per workdir ---------------------------------------------------------------------
 
 
+@pytest.mark.slow
+@pytest.mark.integration
 def test_a_second_run_on_a_held_workdir_stops_naming_the_holder(make_config, tmp_path):
   workdir = tmp_path / "run"
   workdir.mkdir()
@@ -54,6 +56,8 @@ def test_processes_of_one_run_lock_their_own_index(tmp_path):
         pass
 
 
+@pytest.mark.slow
+@pytest.mark.integration
 def test_the_cli_says_the_workdir_is_busy_in_one_line(subprocess_env, tmp_path):
   with workdir_lock.hold(tmp_path):
     done = subprocess.run([sys.executable, "-m", "mll_jax.train", "--config=configs/mae.py:mu",
@@ -96,10 +100,10 @@ def test_out_of_range_values_fail_before_anything_is_written(make_config, make_f
   assert not (tmp_path / "run").exists()
 
 
-def test_the_readme_tables_every_checked_key():
-  readme = (REPO_ROOT / "README.md").read_text()
+def test_the_docs_table_every_checked_key():
+  page = (REPO_ROOT / "docs" / "training.md").read_text()
   for key, allowed in config_checks.RANGES.items():
-    assert f"| `{key}` | {allowed.text()} |" in readme, key
+    assert f"| `{key}` | {allowed.text()} |" in page, key
 
 
 def test_ranges_reject_nan_bools_and_strings():
@@ -168,6 +172,8 @@ def _mount_tmpfs(path, size_bytes: int) -> bool:
   return done.returncode == 0
 
 
+@pytest.mark.slow
+@pytest.mark.integration
 def test_a_full_tmpfs_stops_the_run_in_one_message_keeping_the_last_checkpoint(make_config,
                                                                                 tmp_path):
   # Size one checkpoint on ordinary disk first, then give the run room for a few: orbax's
@@ -194,6 +200,7 @@ def test_a_full_tmpfs_stops_the_run_in_one_message_keeping_the_last_checkpoint(m
     subprocess.run(["umount", str(disk)], capture_output=True)
 
 
+@pytest.mark.slow
 def test_a_simulated_enospc_during_a_save_names_the_disk_and_keeps_older_checkpoints(
     make_config, tmp_path, monkeypatch):
   import errno

@@ -5,16 +5,16 @@ its checkpoint, and mismatched state dicts refused with their keys listed."""
 
 import jax
 import numpy as np
-import pytest
 import torch
 from flax import nnx
+import pytest
 
 import torchvision_stub
 from mll_jax import train
 from mll_jax.models import cnn, convert, convert_resnet, resnet
 
 torchvision_stub.install_if_needed()
-import timm.models.resnet as timm_resnet
+import timm.models.resnet as timm_resnet  # noqa: E402
 
 
 def _timm(depth: int, num_classes: int = 7):
@@ -40,6 +40,7 @@ def _ours(variant, tree, num_classes=7):
   return nnx.merge(graphdef, state)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("depth", [18, 50])
 def test_parity_with_timm_in_eval_mode(depth):
   reference = _timm(depth)
@@ -83,6 +84,7 @@ def test_variant_names_and_the_unknown_ones():
     resnet.resnet_size("resnet20")
 
 
+@pytest.mark.slow
 def test_selective_kernels_and_the_small_stem_shapes():
   model = resnet.ResNet("resnet50_sk", image_size=28, channels=1, stem="small",
                         rngs=nnx.Rngs(0))
@@ -94,6 +96,7 @@ def test_selective_kernels_and_the_small_stem_shapes():
     resnet.ResNet("resnet18", image_size=28, channels=1, stem="tiny", rngs=nnx.Rngs(0))
 
 
+@pytest.mark.slow
 def test_a_resnet_trains_sharded_on_8_devices_and_keeps_its_statistics(make_finetune_config,
                                                                      tmp_path):
   config = make_finetune_config(**{"model.family": "cnn", "model.variant": "resnet_mu",
@@ -109,6 +112,7 @@ def test_a_resnet_trains_sharded_on_8_devices_and_keeps_its_statistics(make_fine
   assert "encoder/blocks/0/conv1/kernel" in _read_params(tmp_path / "run", 3)
 
 
+@pytest.mark.slow
 def test_simclr_on_a_resnet_then_a_linear_probe_of_it(data_dir, make_simclr_config, tmp_path):
   from conftest import small_classifier_config
   simclr = make_simclr_config("resnet_mu")

@@ -122,6 +122,7 @@ def wordnet(tmp_path_factory):
     pytest.skip(f"WordNet is not installed here ({e})")
 
 
+@pytest.mark.slow
 def test_wordnet_builder_reproduces_the_shipped_graph(wordnet):
   graph, class_nodes = wordnet_graph.build(dataset_concepts.known(), wordnet)
   assert graph.to_dict() == concept_graph.default_graph().to_dict()

@@ -95,6 +95,7 @@ def _images(n, seed=0):
   return np.random.default_rng(seed).integers(0, 256, (n, 28, 28, 1)).astype(np.uint8)
 
 
+@pytest.mark.slow
 def test_reusing_one_expert_reproduces_its_predictions(hub_with_models):
   chosen = _selection([("a@1", 0), ("a@1", 1)], np.eye(2), [0, 0], ["a@1"])
   fused = reuse.build(chosen, hub_with_models)
@@ -184,6 +185,7 @@ def mixed_hub(tmp_path_factory, pools):
   return hub
 
 
+@pytest.mark.slow
 def test_batchnorm_statistics_survive_register_and_load(mixed_hub):
   stored = _with_random_statistics(functional.init_variables(RESNET_ARCH, seed=1), seed=0)
   _, loaded = mixed_hub.load("res")

@@ -64,6 +64,7 @@ def _three_steps(config, devices):
 # float32 agrees to float32 rounding. The CPU default (bfloat16_matmul) rounds each matmul's
 # operands to bfloat16, so the meshes' different summation orders in the first steps' gradients
 # can round a later operand the other way: measured 1.6e-5 relative in the third loss.
+@pytest.mark.slow
 @pytest.mark.parametrize("dtype,rtol,atol", [("float32", 1e-5, 2e-5), ("auto", 1e-4, 1e-4)])
 def test_one_device_and_eight_device_mesh_agree(make_config, dtype, rtol, atol):
   single = make_config(mesh=(("data", 1), ("fsdp", 1)))

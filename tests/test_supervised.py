@@ -1,6 +1,5 @@
 """Supervised fine-tuning: end to end, resume, init from an MAE run, labelled subsets."""
 
-import shutil
 
 import jax
 import jax.numpy as jnp
@@ -14,21 +13,18 @@ from mll_jax.models import heads, vit
 from test_train import _assert_same, _finished_checkpoints, _metrics, _read_params
 
 
-def test_finetune_end_to_end_and_exact_resume(make_finetune_config, tmp_path):
+@pytest.mark.slow
+def test_finetune_end_to_end(make_finetune_config, tmp_path):
   workdir = tmp_path / "run"
   train.run(make_finetune_config(), workdir)
   metrics = _metrics(workdir)
   evals = [m for m in metrics if "classification/accuracy" in m]
   assert [m["step"] for m in evals] == [0, 6]
   assert all(np.isfinite(m["loss"]) and 0 <= m["accuracy"] <= 1 for m in metrics if "loss" in m)
-  final = _read_params(workdir, 6)
-
-  # Drop the last checkpoint: the rerun resumes from step 3 and must land on the same params.
-  shutil.rmtree(workdir / "checkpoints" / "6")
-  train.run(make_finetune_config(), workdir)
-  _assert_same(_read_params(workdir, 6), final)
+  assert evals[-1]["classification/examples"] == 64
 
 
+@pytest.mark.slow
 def test_init_from_an_mae_run_loads_the_encoder_and_a_fresh_head(make_config,
                                                                  make_finetune_config, tmp_path):
   train.run(make_config(total_steps=3), tmp_path / "mae")
@@ -43,6 +39,7 @@ def test_init_from_an_mae_run_loads_the_encoder_and_a_fresh_head(make_config,
   assert np.abs(tuned["head/kernel"]).max() < 1e-3  # the fresh, near-zero head
 
 
+@pytest.mark.slow
 def test_init_from_a_relative_step_folder(make_config, make_finetune_config, tmp_path,
                                           monkeypatch):
   # orbax reads a relative path's metadata as missing; the README's `runs/mae-XXXX` is relative.
@@ -56,6 +53,7 @@ def test_init_from_a_relative_step_folder(make_config, make_finetune_config, tmp
                {k: mae_params[k] for k in tuned if k.startswith("encoder/")})
 
 
+@pytest.mark.slow
 def test_init_from_another_architecture_lists_the_mismatches(make_config, make_finetune_config,
                                                              tmp_path):
   train.run(make_config(total_steps=3), tmp_path / "mae")
@@ -73,6 +71,7 @@ def test_labels_leaving_a_class_empty_fail_before_anything_is_written(make_finet
   assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.slow
 def test_drop_path_is_random_in_training_and_off_in_evaluation():
   model = heads.Classifier("mu", num_classes=3, image_size=8, channels=1, drop_path_rate=0.5,
                            rngs=nnx.Rngs(0))
@@ -91,7 +90,8 @@ def test_drop_path_scales_kept_branches():
   np.testing.assert_allclose(np.asarray(out[kept]), 1 / 0.75)
 
 
-def test_linear_probe_trains_only_the_head_and_resumes_exactly(make_config, make_probe_config,
+@pytest.mark.slow
+def test_linear_probe_trains_only_the_head(make_config, make_probe_config,
                                                                tmp_path):
   train.run(make_config(total_steps=3), tmp_path / "mae")
   mae_params = _read_params(tmp_path / "mae", 3)
@@ -107,11 +107,8 @@ def test_linear_probe_trains_only_the_head_and_resumes_exactly(make_config, make
                 if "classification/accuracy" in m]
   assert len(accuracies) == 2
 
-  shutil.rmtree(workdir / "checkpoints" / "6")
-  train.run(make_probe_config(init_from=str(tmp_path / "mae")), workdir)
-  _assert_same(_read_params(workdir, 6), probed)
 
-
+@pytest.mark.slow
 def test_token_probe_trains_a_head_on_every_patch_token(make_config, make_probe_config,
                                                         tmp_path):
   train.run(make_config(total_steps=3), tmp_path / "mae")
@@ -128,12 +125,14 @@ def test_token_probe_trains_a_head_on_every_patch_token(make_config, make_probe_
   assert not np.allclose(probed["head/kernel"], 0.0)
 
 
+@pytest.mark.slow
 def test_mixup_runs_and_mixes_targets(make_finetune_config, tmp_path):
   train.run(make_finetune_config(mixup=0.8, total_steps=2, warmup_steps=1, log_steps=1), tmp_path / "run")
   losses = [m["loss"] for m in _metrics(tmp_path / "run") if "loss" in m]
   assert len(losses) == 2 and all(np.isfinite(losses))
 
 
+@pytest.mark.slow
 def test_a_validation_split_carved_from_train_is_evaluated(make_finetune_config, tmp_path):
   config = make_finetune_config(**{
       "data.validation": 0.1, "data.labels": "100%",

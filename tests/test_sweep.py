@@ -17,6 +17,7 @@ def test_points_are_grid_times_zip():
     sweep.points({"zip": {"c": [0, 1], "d": [5]}})
 
 
+@pytest.mark.slow
 def test_failed_point_is_reported_others_run_and_rerun_skips(make_config, tmp_path):
   config = make_config(total_steps=2, warmup_steps=1, **{"checkpoint.every_steps": 2})
   spec = {"grid": {"data.image_size": [28, 30], "seed": [0, 1]},

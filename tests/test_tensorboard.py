@@ -4,6 +4,7 @@ without TensorFlow (the records are parsed here with tensorboardX's own protobuf
 import json
 import struct
 
+import pytest
 from tensorboardX.proto import event_pb2
 
 from mll_jax import run_log, train
@@ -25,6 +26,7 @@ def _scalars(folder) -> dict:
   return found
 
 
+@pytest.mark.slow
 def test_every_logged_scalar_is_in_the_event_files(make_config, tmp_path):
   workdir = tmp_path / "run"
   train.run(make_config(total_steps=4), workdir)

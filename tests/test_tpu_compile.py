@@ -21,6 +21,7 @@ def _has_libtpu() -> bool:
     return False
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not _has_libtpu(), reason="no libtpu: pip install \"jax[tpu]\" (the test "
                     "extras include it) to compile for TPU from this host")
 def test_compile_mu_mae_for_a_v5e_slice(data_dir):
@@ -53,6 +54,8 @@ def test_unknown_topology_lists_the_valid_names(name):
     tpu_pods.pod_slice(name)
 
 
+@pytest.mark.slow
+@pytest.mark.integration
 def test_the_cli_gives_one_message_for_a_bad_topology(subprocess_env):
   for extra, expected in ((["--compile_only", "--topology=v5p-7"], "Unknown TPU topology"),
                           (["--topology=v5p-128"], "needs --compile_only")):

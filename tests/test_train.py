@@ -81,6 +81,8 @@ def uninterrupted(tmp_path_factory, subprocess_env):
   return workdir
 
 
+@pytest.mark.slow
+@pytest.mark.integration
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["sigterm", "sigkill"])
 def test_killed_run_resumes_to_bitwise_identical_params(sig, uninterrupted, tmp_path, subprocess_env):
   workdir = tmp_path / "run"
@@ -103,6 +105,8 @@ def test_killed_run_resumes_to_bitwise_identical_params(sig, uninterrupted, tmp_
   _assert_same(_read_params(workdir, 24), _read_params(uninterrupted, 24))
 
 
+@pytest.mark.slow
+@pytest.mark.integration
 def test_default_run_reduces_the_loss_and_evaluates(uninterrupted):
   metrics = _metrics(uninterrupted)
   losses = [m["loss"] for m in metrics if "loss" in m]
@@ -112,6 +116,8 @@ def test_default_run_reduces_the_loss_and_evaluates(uninterrupted):
   assert json.loads((uninterrupted / "config.json").read_text())["model"]["variant"] == "mu"
 
 
+@pytest.mark.slow
+@pytest.mark.integration
 def test_rerunning_a_finished_run_does_nothing(uninterrupted, subprocess_env):
   before = (uninterrupted / "metrics.jsonl").read_text()
   proc = _launch(uninterrupted, subprocess_env, STEPS)
@@ -120,6 +126,8 @@ def test_rerunning_a_finished_run_does_nothing(uninterrupted, subprocess_env):
   assert (uninterrupted / "metrics.jsonl").read_text() == before
 
 
+@pytest.mark.slow
+@pytest.mark.integration
 def test_unknown_config_key_is_named_before_anything_is_written(tmp_path, subprocess_env):
   workdir = tmp_path / "never"
   proc = _launch(workdir, subprocess_env, ["--config.optim.learning_rat=0.1"])
@@ -156,6 +164,7 @@ def _corrupt(step_dir: pathlib.Path):
       f.write_bytes(f.read_bytes()[: f.stat().st_size // 3])  # truncated
 
 
+@pytest.mark.slow
 def test_corrupted_checkpoint_falls_back_to_the_previous_one(make_config, tmp_path, capsys):
   workdir = tmp_path / "run"
   train.run(make_config(), workdir)  # 6 steps, checkpoints at 3 and 6
@@ -189,6 +198,7 @@ def _abstract_state(config, devices=None):
   return steps.build(tasks.get("mae"), config, info, tx, mesh).abstract_state
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("write_devices,read_devices", [(8, 1), (1, 8)], ids=["8to1", "1to8"])
 def test_checkpoint_restores_on_another_device_count(make_config, tmp_path, write_devices,
                                                      read_devices):
@@ -208,6 +218,7 @@ def test_checkpoint_restores_on_another_device_count(make_config, tmp_path, writ
   _assert_same(_flat(jax.device_get(state["params"])), written)
 
 
+@pytest.mark.slow
 def test_nan_loss_stops_with_a_clear_message_and_keeps_the_last_good_state(make_config, tmp_path):
   config = make_config(**{"optim.base_lr": 1e30, "total_steps": 12})
   with pytest.raises(train.RunError, match="NaN/Inf at step") as error:
@@ -219,6 +230,7 @@ def test_nan_loss_stops_with_a_clear_message_and_keeps_the_last_good_state(make_
       assert all(np.isfinite(leaf).all() for leaf in params.values())
 
 
+@pytest.mark.slow
 def test_init_from_loads_params_and_rejects_another_architecture(make_config, tmp_path):
   source = tmp_path / "pretrained"
   train.run(make_config(total_steps=3), source)
@@ -246,6 +258,7 @@ def test_workdir_of_another_architecture_is_refused_and_left_intact(make_config,
   assert not (workdir / "unreadable_checkpoints").exists()
 
 
+@pytest.mark.slow
 def test_relative_workdir(make_config, tmp_path, monkeypatch):
   monkeypatch.chdir(tmp_path)
   train.run(make_config(total_steps=3), pathlib.Path("runs") / "relative")

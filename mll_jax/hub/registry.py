@@ -8,6 +8,7 @@
     <hub>/.lock, <hub>/.staging/
 
 Safe by construction:
+
 - An entry is written in `.staging/`, then renamed into `entries/` under the hub's lock: the
   rename is the commit point, so a crash leaves a staging folder (removed later), never a half
   entry. The index is rewritten atomically under the same lock; an entry committed by a process
@@ -57,7 +58,7 @@ class CorruptEntry(HubError):
 
 def validate_name(name: str) -> str:
   """A model name: letters, digits, `.`, `_`, `-`, starting with a letter or digit, at most
-  100 characters. Anything else (`../x`, `a/b`, ``, `x@1`) is refused before any write."""
+  100 characters. Anything else (`../x`, `a/b`, the empty name, `x@1`) is refused before any write."""
   if not isinstance(name, str) or not name:
     raise HubError("A model name must be a non-empty string.")
   if len(name) > MAX_NAME_LENGTH:

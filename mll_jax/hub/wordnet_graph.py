@@ -1,4 +1,4 @@
-"""Builds the SDAG from WordNet 3.0 through NLTK, and regenerates the graph shipped with mll_jax.
+"""Builds the SDAG from WordNet 3.0 through NLTK, and regenerates the graph shipped with mll_jax::
 
     python -m mll_jax.hub.wordnet_graph            # rewrites mll_jax/hub/data/*.json
 

@@ -1,10 +1,12 @@
 """Training objectives, one module each; the trainer picks one by `config.task`.
 
-A task module provides:
+A task module provides::
+
   make_model(config, info, rngs) -> nnx.Module
   loss(model, batch, key, config) -> (scalar loss, dict of scalar metrics)
   features(model, images) -> [B, D] representation for evaluators
   eval_loss(model, batch, key) -> scalar held-out objective (deterministic model)
+
 and, for classifiers, logits(model, images) -> [B, classes]; optionally validate(config),
 called before a run writes anything, and init_sources(config) -> [InitSource], the checkpoints
 a fresh run starts from (default: `config.init_from` alone).
