@@ -20,18 +20,11 @@ MODELS = {"mu": ("mu", 4), "mini": ("mini", 4), "tiny": ("tiny", 4), "vit_s16": 
 DATA = common.DATA
 
 
-# Augmentation by data set (config.data.augment): digits are shifted, never flipped or cropped
-# hard (a crop of a third of a 28x28 digit can be another digit). animal_mnist's 28x28 doodles
-# too: shifts reached 0.956 validation accuracy from scratch where crop+flip (scale 0.35-1)
-# reached 0.916 (experiments/results/recipe_probe_scratch.md).
+# Augmentation by data set: digits and animal_mnist's 28x28 doodles are shifted, never flipped
+# or cropped hard (chosen on validation: experiments/results/recipe_probe_scratch.md).
 AUGMENT = {"digits": "shift", "mnist": "shift", "animal_mnist": "shift"}
-# Horizontal flips where labels are few: an animal facing left is the same animal, and with a
-# few images per class the mirrored copies are variety the model lacks. On the validation
-# holdout at 1% (7 images per class), two seeds: +0.038 for a SimCLR `cnn_s`
-# (recipe_probe_few_labels.md), +0.037 for the SimCLR `mini` ViT and +0.014 for it fine-tuned
-# from its projection head (recipe_probe_vit_flips.md). With 700-800 images per class (the
-# hub's experts) they changed nothing (+0.001, recipe_probe_expert_flips.md), so 100% keeps
-# shifts alone. Digits are never flipped.
+# Horizontal flips where labels are few, as mirrored animals are variety a few labels lack; not
+# at 100% (recipe_probe_expert_flips.md) nor for digits (recipe_probe_vit_flips.md).
 FEW_LABEL_AUGMENT = {"animal_mnist": {"1%": "shift+flip", "10%": "shift+flip"}}
 
 
@@ -40,17 +33,8 @@ def augment_for(data: str, labels: str) -> str:
   return FEW_LABEL_AUGMENT.get(data, {}).get(labels) or AUGMENT.get(data, "crop+flip")
 
 
-# Budgets on the small data sets, in passes over the labelled subset (config.num_epochs), by
-# label fraction: fewer labels need more passes to take enough steps; a pre-trained encoder
-# converges in fewer passes than a model trained from scratch. animal_mnist's were checked on
-# the validation holdout (experiments/results/recipe_probe_finetune.md: near flat at their
-# ends, one seed). MNIST's (7.5x the images, so each pass is 7.5x the steps) give about the
-# steps of animal_mnist's at 1%. At 10% from scratch, 20 passes ended still rising (+0.010 over
-# the last third of the validation curve) and at 100% 3 passes from the MAE encoder (+0.003,
-# at 0.987), in the study of 2026-12-01 (label_efficiency_mnist.md); 3 passes from scratch
-# reached 0.974 on the holdout (recipe_probe_mnist.md). They are 40 and 6 since tcmalloc made
-# the step 1.5x faster (mll_jax/allocator.py), which buys those passes in the study's 150
-# minutes; its validation curves show where they end.
+# Budgets in passes over the labelled subset: fewer labels need more passes, a pre-trained encoder
+# fewer; sized where validation curves flatten (recipe_probe_finetune.md, recipe_probe_mnist.md).
 EPOCHS = {
     "animal_mnist": {"scratch": {"1%": 600.0, "10%": 150.0, "100%": 40.0},
                      "pretrained": {"1%": 300.0, "10%": 60.0, "100%": 20.0}},
@@ -59,9 +43,7 @@ EPOCHS = {
 }
 
 
-# Warm-up in passes over the labelled subset: 5, except where 5 passes would outlast the run.
-# MNIST at 100% labels takes 6 passes; half a pass there is 211 steps of 128, the warm-up of
-# MNIST's 10% runs (5 passes of 5,401 images) and of its recipe probe (recipe_probe_mnist.md).
+# Warm-up passes: 5, except where 5 passes would outlast the run (MNIST at 100% labels takes 6).
 WARMUP_EPOCHS = {"mnist": {"100%": 0.5}}
 
 
@@ -83,14 +65,9 @@ def pretrained_overrides(data: str, labels: str, model: str = "mini") -> dict:
   (`--config.init_from=...` plus these), chosen on the validation holdout.
 
   A ViT: fewer passes, a higher rate, and MAE's layer-wise decay, which keeps the early blocks
-  near their pre-trained values (experiments/results/recipe_probe_finetune.md: at 10% labels
-  from an MAE encoder, base lr 1e-3 / 2e-3 / 4e-3 / 8e-3 reached 0.749 / 0.831 / 0.880 / 0.886
-  and layer decay 0.5 / 0.75 / 1.0 at 4e-3 reached 0.855 / 0.880 / 0.868).
-  A CNN (`model` of the convolutional family): the from-scratch budget and rate, with no
-  layer-wise decay. From a SimCLR `cnn_s` on animal_mnist, seed 0, the ViT's changes reached
-  0.919 at 10% (0.748 at 1%) on validation, the from-scratch budget with decay 0.75 0.935, and
-  without decay 0.943 (0.761 at 1%), against 0.935 (0.738) from scratch
-  (experiments/results/recipe_probe_cnn.md)."""
+  near their pre-trained values (experiments/results/recipe_probe_finetune.md). A CNN (`model`
+  of the convolutional family): the from-scratch budget and rate, with no layer-wise decay,
+  which did better than the ViT's changes there (experiments/results/recipe_probe_cnn.md)."""
   if is_cnn(model):
     return {"num_epochs": budget_epochs(data, labels, pretrained=False),
             "optim.layer_decay": 1.0}

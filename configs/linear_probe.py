@@ -14,16 +14,9 @@ from mll_jax.models import vit
 
 MODELS, DATA = finetune.MODELS, finetune.DATA
 
-# The token read-out's weight decay (AdamW's, decoupled), by (data set, model) and labels; 0
-# elsewhere, until measured. 49 tokens x 96 numbers of a `mini` on 720 labelled images: a head
-# of 4,704 inputs per class, which needs strong L2 as logistic regression on the same features
-# did (best at C = 0.01, experiments/results/probe_features_by_block.md). Chosen on the
-# validation holdout of the animal_mnist study's 100-epoch MAE, two seeds
-# (experiments/results/recipe_probe_token_wd_and_1pct.md): at 10% labels decay 0 / 1 / 2 / 4 /
-# 8 / 16 reached 0.796 / 0.819 / 0.822 / 0.825 / 0.833 / 0.832; at 1% decay cost accuracy
-# (0 / 1 / 4: 0.726 / 0.703 / 0.708; the shifted copies already regularise); at 100% 0.1 was
-# level with none (0.922 / 0.921) and 1.0 cost 0.007 (one seed). The reports of other models
-# (the `tiny` study's token probes) keep the decay they were run with: none.
+# The token read-out's weight decay (AdamW's, decoupled): a head of thousands of inputs per class
+# on a few hundred images needs strong L2. Chosen on validation for `mini` at 10% labels, none
+# elsewhere until measured (experiments/results/recipe_probe_token_wd_and_1pct.md).
 TOKEN_WEIGHT_DECAY = {("animal_mnist", "mini"): {"10%": 8.0}}
 
 
@@ -32,15 +25,9 @@ def token_weight_decay(data: str, model: str, labels: str) -> float:
   return TOKEN_WEIGHT_DECAY.get((data, model), {}).get(labels, 0.0)
 
 
-# The pooled probe's read-out of a ViT. MAE's linear probe reads the last block's cls token
-# (main_linprobe.py: `global_pool` is False unless asked for; MAE pools only to fine-tune).
-# DINO's reads the cls tokens of the last 4 blocks of a ViT-S/16, concatenated (eval_linear.py
-# `n_last_blocks`: 4 for ViT-S, 1 for ViT-B and wider, whose one block holds enough features):
-# one block of a narrow encoder gives a linear head too few. Chosen on the validation holdout
-# of the animal_mnist study's 300-epoch `mini` MAE, two seeds
-# (experiments/results/recipe_probe_read_blocks.md): at 100% labels the mean patch token of the
-# last block (the earlier recipe) reached 0.907, its cls token 0.918, the cls tokens of the
-# last 2 / 4 blocks 0.929 / 0.934 (1-NN on pixels: 0.919).
+# The pooled probe's read-out of a ViT: the cls token, as MAE's probe reads it, of the last 4
+# blocks for ViT-S and narrower, as DINO's does (one block of a narrow encoder gives a linear
+# head too few features), 1 from ViT-B on (chosen on validation: recipe_probe_read_blocks.md).
 DINO_SMALL_WIDTH = 384  # ViT-S/16's width: DINO reads 4 blocks up to it, 1 above
 
 
@@ -70,16 +57,9 @@ def get_config(arg=None):
   c.data.crop_scale = (0.08, 1.0) if big else (0.7, 1.0)
   if not big and c.data.labels != "1%":
     # From 10% labels on, the small data sets' probe reads un-augmented images: a frozen
-    # encoder's features of shifted doodles are not those of the test images, and a linear
-    # head cannot learn the invariance. On the validation holdout
-    # (experiments/results/probe_features.md, one seed, 800 images), a 30-epoch `mini` MAE's
-    # pooled read-out at 100% labels reached 0.801 without augmentation against 0.768 shifted
-    # (0.774 with 3x the passes, 0.754 / 0.738 at base lr 0.1 / 0.03), nearer logistic
-    # regression's 0.826 on the clean features; the `tiny` encoder's token read-out 0.933
-    # against 0.924; at 10% 0.730 / 0.823 against 0.729 / 0.828 (level). At 1% (72 images) the
-    # shifted copies are the variety the head needs: without them the `tiny` encoder's pooled
-    # probe fell from 0.665 / 0.648 to 0.590 / 0.589 (two seeds) and its token probe from
-    # 0.619 / 0.696 to 0.540 / 0.618. ImageNet keeps MAE's crop and flip.
+    # encoder's features of shifted images are not the test images', and a linear head cannot
+    # learn the invariance; at 1% the shifted copies are the variety the head needs
+    # (experiments/results/probe_features.md). ImageNet keeps MAE's crop and flip.
     c.data.augment = "none"
   c.num_epochs = 90.0 if big else finetune.budget_epochs(
       finetune.parse_arg(arg)[1], c.data.labels, pretrained=True)
@@ -87,13 +67,9 @@ def get_config(arg=None):
   c.warmup_epochs = 10.0 if big else finetune.warmup_epochs(finetune.parse_arg(arg)[1],
                                                            c.data.labels)
   c.batch_size = 16384 if big else 64
-  # MAE: LARS, base lr 0.1 (x batch / 256), no weight decay, 90 epochs, 10 warm-up. LARS's
-  # trust ratio scales steps by the weight norm, so from a 0.01-std head at batch 64 it barely
-  # moves in a few hundred steps (0.24 test accuracy at 10% labels where ridge gets 0.66);
-  # small data gets AdamW (first chosen among 7 short trials scored on test; redone on the
-  # validation holdout, experiments/results/recipe_probe_finetune.md: base lr 0.03 / 0.1 /
-  # 0.3 / 1.0 reached 0.713 / 0.733 / 0.746 / 0.753 at 10% labels, so 0.3 stays: within one
-  # seed's noise of 1.0, with a steadier curve).
+  # MAE: LARS, base lr 0.1 (x batch / 256), no weight decay, 90 epochs, 10 warm-up. LARS's trust
+  # ratio barely moves a 0.01-std head in a few hundred steps, so small data gets AdamW, its rate
+  # chosen on validation (experiments/results/recipe_probe_finetune.md).
   if big:
     c.optim.update(name="lars", base_lr=0.1)
   else:
