@@ -3,15 +3,13 @@ computed as matrix products and a closed-form backward pass.
 
 Why not `nnx.LayerNorm` as it is: on XLA's CPU backend its row reductions over the
 128-192 features of the MAE's tokens ran as slow reduction loops, and autodiff of its
-`mean(x^2) - mean(x)^2` statistics adds more of them to the backward pass. On the 2-core CPU a
-LayerNorm's forward and backward on `[128, 50, 128]` took 1.2-2.9 ms against PyTorch's
-0.6-0.8. Written as PyTorch's kernel computes it (two-pass statistics; the backward
+`mean(x^2) - mean(x)^2` statistics adds more of them to the backward pass, at about twice
+PyTorch's time. Written as PyTorch's kernel computes it (two-pass statistics; the backward
 `dx = rstd * (g - mean(g) - xhat * mean(g * xhat))` with `g = dy * scale`), with every
 per-row mean taken as a product with a constant `1/width` column and the per-feature sums of
-the parameter gradients as a product with a row of ones (so they run as YNNPACK matmuls), the
-same layer took 0.6 ms; in the MAE `tiny` step, alternating rounds, train 1.04x and encoder
-inference 1.12x in float32, 1.04x and 1.14x in bfloat16_matmul (`benchmarks/diagnostics/layernorm_step.py`
-in `benchmarks/results/report.md`; `step_profile.md`). The products are CPU's only: the speed
+the parameter gradients as a product with a row of ones (so they run as YNNPACK matmuls), it
+runs as fast as PyTorch's (`benchmarks/diagnostics/layernorm_step.py`; its figures are in
+`benchmarks/results/report.md` and `step_profile.md`). The products are CPU's only: the speed
 was measured there, so other platforms reduce as flax does, with the same closed-form backward.
 They run at `Precision.HIGHEST`, to stay float32 whatever a backend's default precision.
 """
