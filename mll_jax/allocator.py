@@ -9,10 +9,10 @@ step). tcmalloc keeps freed memory for reuse: the same step runs 1.51x faster wi
 A process picks its allocator when it starts (`LD_PRELOAD`), so each command-line entry point
 calls `use_tcmalloc()` (through `mll_jax.command.start`) before it imports JAX: where tcmalloc is
 installed and not yet loaded, it re-executes the same command line with tcmalloc preloaded.
-Importing mll_jax never does. A process of one's own (a test session, a notebook) is started on
-it from outside: `LD_PRELOAD=$(python -m mll_jax.allocator) python -m pytest tests` (this
-module's command prints the library's path, or nothing where it is not installed). `MLL_JAX_ALLOCATOR=system` keeps
-the system allocator (e.g. to measure it), even under an inherited tcmalloc preload; other
+Importing mll_jax never does. A process of one's own (a test session, a notebook) is started
+on it from outside: `LD_PRELOAD=$(python -m mll_jax.allocator) python -m pytest tests` (this
+module's command prints the library's path, or nothing where it is not installed).
+`MLL_JAX_ALLOCATOR=system` keeps the system allocator (e.g. to measure it), even under an inherited tcmalloc preload; other
 preloads the user set are kept.
 """
 
@@ -36,6 +36,12 @@ TCMALLOC_PATHS = (
 
 class AllocatorChoiceError(ValueError):
   """`MLL_JAX_ALLOCATOR` names no allocator this module knows."""
+
+
+def installed_tcmalloc(candidates: Sequence[str] = TCMALLOC_PATHS,
+                       exists: Callable[[str], bool] = os.path.exists) -> str:
+  """The path of the installed tcmalloc library, or "" where none is installed."""
+  return next((path for path in candidates if exists(path)), "")
 
 
 def preload_environment(environ: Mapping[str, str],
@@ -118,12 +124,6 @@ def use_tcmalloc() -> None:
   sys.stderr.flush()
   # sys.orig_argv keeps `-m package.module` (sys.argv does not), so the same command reruns.
   os.execve(sys.executable, [sys.executable, *sys.orig_argv[1:]], environment)
-
-
-def installed_tcmalloc(candidates: Sequence[str] = TCMALLOC_PATHS,
-                       exists: Callable[[str], bool] = os.path.exists) -> str:
-  """The path of the installed tcmalloc library, or "" where none is installed."""
-  return next((path for path in candidates if exists(path)), "")
 
 
 if __name__ == "__main__":  # the value for LD_PRELOAD: `LD_PRELOAD=$(python -m mll_jax.allocator)`
