@@ -1,9 +1,14 @@
 """The hub's pools from the offline data sets, and its human-readable views (the CLI's `list`
 and `select` output), in process: the fast tier's share of what the hub CLI tests end to end."""
 
-import numpy as np
+import json
 
-from mll_jax.hub import concept_graph, pool_sources, registry, report, selection
+import numpy as np
+import pytest
+
+from mll_jax.data import sources
+from mll_jax.hub import (concept_graph, pool_sources, registry, report, run_import, selection,
+                         task_data)
 
 
 def test_pools_from_a_data_set_hold_capped_seeded_images_of_its_concepts(data_dir):
@@ -43,3 +48,28 @@ def test_the_selection_summary_reports_coverage_weights_and_convergence():
   assert "1 model(s), 2.0 MFLOPs/image, objective 0.1250 (converged in 40 FISTA steps)" in text
   assert "NOT converged after 40 FISTA steps" in report.selection_summary(
       _selection(converged=False))
+
+
+def test_task_images_match_class_names_loosely_and_name_the_classes_a_set_lacks(
+    data_dir, monkeypatch):
+  monkeypatch.setenv("TFDS_DATA_DIR", data_dir)
+  images, labels = task_data.task_images("animal_mnist", ["Dog", "cat"], max_examples=64)
+  assert images.shape == (64, 28, 28, 1) and set(np.unique(labels)) == {0, 1}
+  with pytest.raises(sources.DataError,
+                     match="animal_mnist has no class 'okapi'; its classes: .*cat"):
+    task_data.task_images("animal_mnist", ["cat", "okapi"])
+  images, labels = task_data.labelled_images("animal_mnist", "k=2")
+  assert images.shape[0] == 20 and np.bincount(labels).tolist() == [2] * 10
+
+
+def test_a_run_import_names_what_is_not_a_finished_classifier_run(tmp_path):
+  with pytest.raises(run_import.RunImportError, match="no config.json"):
+    run_import.read_run(tmp_path)
+  (tmp_path / "config.json").write_text(json.dumps({"task": "mae"}))
+  with pytest.raises(run_import.RunImportError, match="a 'mae' run; hub entries are classifiers"):
+    run_import.read_run(tmp_path)
+  # Known data sets map classes through the shipped table; other names by SDAG lookup.
+  nodes = run_import.class_nodes("animal_mnist", ["cat", "dog"])
+  assert nodes == tuple(concept_graph.class_nodes("animal_mnist")[n] for n in ("cat", "dog"))
+  assert run_import.class_nodes("my_folder", ["cat", "no such concept xyz"])[1] == ""
+  assert run_import.class_nodes("my_folder", ["cat"])[0] != ""
