@@ -20,7 +20,7 @@ import numpy as np
 from absl import app, flags
 
 
-if __name__ == "__main__":  # the allocator the trainer runs on (mll_jax/allocator.py)
+if __name__ == "__main__":  # the process the trainer runs in (mll_jax/command.py)
   from mll_jax import command
   command.start()
 

@@ -23,7 +23,7 @@ from absl import app, flags
 from ml_collections import config_flags
 
 
-if __name__ == "__main__":  # the allocator the trainer runs on (mll_jax/allocator.py)
+if __name__ == "__main__":  # the process the trainer runs in (mll_jax/command.py)
   from mll_jax import command
   command.start()
 

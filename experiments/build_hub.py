@@ -26,7 +26,7 @@ from absl import app, flags
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
-if __name__ == "__main__":  # the allocator is picked at process start, before JAX loads
+if __name__ == "__main__":  # the process is set up (allocator, libtpu) before JAX loads
   from mll_jax import command
   command.start()
 

@@ -12,7 +12,7 @@ reported and the others go on; a finished point (its `result.json`) is skipped o
 The sweep ends with `results.md` and `results.csv`: the final value of each metric per point.
 """
 
-if __name__ == "__main__":  # the allocator is picked at process start, before JAX loads
+if __name__ == "__main__":  # the process is set up (allocator, libtpu) before JAX loads
   from mll_jax import command
   command.start()
 

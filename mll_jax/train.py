@@ -7,7 +7,7 @@ checkpoint and exits cleanly (`run` raises `Preempted`, the CLI exits 0); after 
 rerunning resumes from the last periodic save.
 """
 
-if __name__ == "__main__":  # the allocator is picked at process start, before JAX loads
+if __name__ == "__main__":  # the process is set up (allocator, libtpu) before JAX loads
   from mll_jax import command
   command.start()
 

@@ -14,7 +14,7 @@
     python -m mll_jax.hub --hub_dir=DIR import FILE.tar           # verified, then committed
 """
 
-if __name__ == "__main__":  # the allocator is picked at process start, before JAX loads
+if __name__ == "__main__":  # the process is set up (allocator, libtpu) before JAX loads
   from mll_jax import command
   command.start()
 
