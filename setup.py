@@ -31,6 +31,10 @@ setup(
         "tqdm>=4.60,<5",
         "safetensors>=0.4,<1",       # weight import (models/convert.py)
         "tensorboardX>=2.6,<3",      # TensorBoard event files without TensorFlow (run_log.py)
+        # Workdirs, data and hubs in buckets (mll_jax/storage): epath reaches gs:// and s3://
+        # through gcsfs and s3fs; boto3 and google-cloud-storage (a gcsfs dependency) make the
+        # conditional creates that leases and hub commits rest on.
+        "gcsfs>=2024.6", "s3fs>=2024.6", "boto3>=1.35",
     ],
     extras_require={
         "cuda": ["jax[cuda12]>=0.8,<0.11"],
@@ -43,7 +47,9 @@ setup(
         "test": ["pytest>=8,<10", "matplotlib>=3.7,<4", "torch==2.13.0", "pyyaml>=6",
                  "nltk>=3.8,<4", "jax[tpu]>=0.8,<0.11",
                  "cvxpy>=1.4,<2",  # an independent interior-point solve to check CHCO against
-                 "sphinx>=8,<10", "myst-parser>=4,<6", "sphinx-book-theme>=1.1,<2"],
+                 "sphinx>=8,<10", "myst-parser>=4,<6", "sphinx-book-theme>=1.1,<2",
+                 # local GCS and S3 servers for the bucket tests (tests/object_storage.py)
+                 "gcp-storage-emulator>=2024.8", "moto[server]>=5.1"],
         # The docs site: Sphinx with MyST Markdown, as flax, optax and orbax build theirs.
         "docs": ["sphinx>=8,<10", "myst-parser>=4,<6", "sphinx-book-theme>=1.1,<2"],
         # Rebuilding the SDAG from WordNet (python -m mll_jax.hub.wordnet_graph); the data

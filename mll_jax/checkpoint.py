@@ -4,24 +4,29 @@ Restores always go into an abstract state that carries the *current* shardings, 
 written on 8 devices restores on 1 and the reverse. A checkpoint that cannot be read (corrupted,
 truncated) is moved aside to `workdir/unreadable_checkpoints/` -- never deleted -- and the next
 older one is tried, with a message saying so.
+
+The workdir may be a bucket (gs://, s3://; `storage.locations`): orbax writes there directly,
+committing each checkpoint with a commit file instead of a rename.
 """
 
 import dataclasses
 import errno
 import logging
 import os
-import pathlib
 import re
 import shutil
 
 import grain
+from etils import epath
 import jax
 import orbax.checkpoint as ocp
 
 from mll_jax import sharding
 from mll_jax.models import layer_plan
+from mll_jax.storage import locations, orbax_s3
 
 log = logging.getLogger(__name__)
+orbax_s3.enable()  # affects s3:// paths only; orbax 0.12 has no s3 support of its own
 
 
 class CheckpointError(RuntimeError):
@@ -55,13 +60,14 @@ class Checkpointer:
 
   def __init__(self, workdir: str | os.PathLike, every_steps: int, keep: int = 3,
                keep_every: int = 0):
-    self.workdir = pathlib.Path(workdir)
+    self.workdir = locations.location(workdir)
     self.directory = self.workdir / "checkpoints"
     self.every_steps = every_steps
     self._saving = (None, 0)  # (step, bytes) of the latest save started, for DiskFull
     self._options = ocp.CheckpointManagerOptions(
         max_to_keep=keep, keep_period=keep_every or None, create=True,
-        enable_async_checkpointing=True)
+        enable_async_checkpointing=True,
+        temporary_path_class=orbax_s3.temporary_path_class(self.directory))
     self.manager = self._open()
 
   def _open(self) -> ocp.CheckpointManager:
@@ -84,9 +90,10 @@ class Checkpointer:
     # as itself, before this one is judged against the space it left.
     self.wait()
     needed = _state_bytes(state)
-    free = shutil.disk_usage(self.directory if self.directory.exists() else self.workdir).free
-    if free < needed:
-      raise self._disk_full(step, needed, free)
+    if not locations.is_remote(self.workdir):  # a bucket has no free space to compare with
+      free = shutil.disk_usage(self.directory if self.directory.exists() else self.workdir).free
+      if free < needed:
+        raise self._disk_full(step, needed, free)
     self._saving = (step, needed)
     try:
       self.manager.save(step, args=ocp.args.Composite(
@@ -106,7 +113,7 @@ class Checkpointer:
       raise
 
   def _raise_if_disk_full(self, error: Exception) -> None:
-    if not _is_disk_full(error):
+    if not _is_disk_full(error) or locations.is_remote(self.workdir):
       return
     self._settle()
     # orbax writes into `<step>.orbax-checkpoint-tmp-*` and renames when complete: what is
@@ -189,7 +196,7 @@ class Checkpointer:
                                   else "no older checkpoint exists (the run starts from scratch)."))
     log.warning(message)
     print(f"WARNING: {message}", flush=True)
-    shutil.move(str(self.directory / str(step)), str(aside))
+    locations.move_tree(self.directory / str(step), aside)
     self.manager.close()
     self.manager = self._open()
 
@@ -213,11 +220,11 @@ def position_at_step(data_iterator, step: int) -> None:
   data_iterator.set_state({**state, "next_index": step})
 
 
-def step_dir(path: str | os.PathLike, what: str = "The path") -> pathlib.Path:
+def step_dir(path: str | os.PathLike, what: str = "The path") -> epath.Path:
   """One step's checkpoint folder from a training workdir, its `checkpoints/` folder (the
-  latest step) or a step folder itself."""
+  latest step) or a step folder itself, on local disk or in a bucket."""
   # Absolute: orbax reads a relative path's metadata as missing (and returns None).
-  path = pathlib.Path(path).expanduser().absolute()
+  path = locations.location(path)
   if (path / "checkpoints").is_dir():
     path = path / "checkpoints"
   if not (path / "state").is_dir():
@@ -303,7 +310,7 @@ def restore_init(plan: "InitPlan") -> dict:
 class InitPlan:
   """A checked initialisation source: the step folder, what to read from it, where it goes,
   and the block-layout conversion to apply ("", "stack" or "unstack")."""
-  path: pathlib.Path
+  path: epath.Path
   target: dict
   into: str
   convert: str = ""

@@ -6,17 +6,18 @@ The event files come from tensorboardX, a maintained writer that needs no Tensor
 workdir) with its loss, learning rate, throughput and evaluators."""
 
 import json
-import pathlib
 import time
 
 import jax
 from tensorboardX import SummaryWriter
 from tqdm import tqdm
 
+from mll_jax.storage import locations
+
 TENSORBOARD_DIR = "tensorboard"
 
 
-def drop_lines_to_be_relogged(path: pathlib.Path, start_step: int) -> None:
+def drop_lines_to_be_relogged(path, start_step: int) -> None:
   """Removes from a run's metrics.jsonl what a killed attempt logged after the checkpoint this
   attempt resumes from (`start_step`), which this attempt logs again: every line when it starts
   afresh (its step-0 evaluations run again), the lines after `start_step` otherwise. Without
@@ -28,15 +29,13 @@ def drop_lines_to_be_relogged(path: pathlib.Path, start_step: int) -> None:
   kept = [line for line in lines if start_step > 0 and json.loads(line)["step"] <= start_step]
   if len(kept) == len(lines):
     return
-  temporary = path.with_name(path.name + ".tmp")
-  temporary.write_text("".join(line + "\n" for line in kept))
-  temporary.replace(path)
+  locations.replace_text(path, "".join(line + "\n" for line in kept))
 
 
 class RunLog:
   """Progress and metrics for one run; only process 0 prints or writes."""
 
-  def __init__(self, workdir: pathlib.Path, total_steps: int, start_step: int, batch_size: int):
+  def __init__(self, workdir, total_steps: int, start_step: int, batch_size: int):
     self.enabled = jax.process_index() == 0
     self.path = workdir / "metrics.jsonl"
     if self.enabled:
@@ -70,8 +69,7 @@ class RunLog:
     """Appends `{"step", **metrics}` to metrics.jsonl and prints it as one line."""
     if not self.enabled:
       return
-    with self.path.open("a") as f:
-      f.write(json.dumps({"step": step, **metrics}) + "\n")
+    locations.append_text(self.path, json.dumps({"step": step, **metrics}) + "\n")
     for name, value in metrics.items():
       if isinstance(value, (int, float)) and not isinstance(value, bool):
         self.tensorboard.add_scalar(name, value, step)

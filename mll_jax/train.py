@@ -31,6 +31,7 @@ from mll_jax import (allocator, aot, checkpoint, config_checks, evaluators, mult
 from mll_jax.data import class_subsets, pipeline, run_split, sources, transforms
 from mll_jax.evaluators import context as eval_context
 from mll_jax.models import precision
+from mll_jax.storage import lease, locations, objects
 
 # Public: mll_jax.sweep reuses them (absl flags can be defined only once per process).
 CONFIG_FLAG = config_flags.DEFINE_config_file(
@@ -47,6 +48,9 @@ _TOPOLOGY = flags.DEFINE_string(
     "capacity, FLOPs, a roofline step time and an MFU bound.")
 _TOPOLOGY_SLICES = flags.DEFINE_integer(
     "topology_slices", 1, "With --topology: the number of such slices (data parallel across).")
+_LEASE_TTL = flags.DEFINE_float(
+    "workdir_lease_s", lease.DEFAULT_TTL_S, "With a gs:// or s3:// --workdir: seconds after its "
+    "last renewal that a killed run's lease stops blocking the next run.")
 _CACHE = flags.DEFINE_string(
     "compilation_cache", "~/.cache/mll_jax/jax_cache", "JAX persistent compilation cache ('' off).")
 
@@ -113,7 +117,9 @@ def check_budget_labels(config) -> None:
         "--config.num_epochs (or --config.total_steps) yourself.")
 
 
-def check_workdir(workdir: pathlib.Path) -> None:
+def check_workdir(workdir) -> None:
+  if locations.is_remote(workdir):
+    return  # a bucket has no files in the way of a folder; its own errors come on first use
   if workdir.exists() and not workdir.is_dir():
     raise RunError(f"--workdir={workdir} is a file, not a folder. Give a folder path (it is "
                    "created if missing), or move the file away.")
@@ -141,12 +147,15 @@ def _fetch(metrics) -> dict:
   return {k: v.item() for k, v in multihost.to_host(metrics).items()}
 
 
-def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike, devices=None) -> dict:
-  """Trains as `config` says in `workdir`; returns the last evaluation's metrics.
+def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike, devices=None,
+        lease_ttl_s: float = lease.DEFAULT_TTL_S) -> dict:
+  """Trains as `config` says in `workdir` (a local folder, gs:// or s3://); returns the last
+  evaluation's metrics. `lease_ttl_s`: for a bucket workdir, how long a killed run's lease
+  blocks the next run (`storage/lease.py`).
 
   Everything is validated before anything is written, so a bad config leaves no half run.
   """
-  workdir = pathlib.Path(workdir).expanduser().absolute()  # orbax needs absolute paths
+  workdir = locations.location(workdir)  # local: absolute, as orbax needs; or a bucket URL
   check_workdir(workdir)
   task, mesh = _task_and_mesh(config, devices)
   builder = sources.get_builder(config.data.name, config.data.data_dir or None,
@@ -171,16 +180,16 @@ def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike, devices=N
   init_plans = None if resuming else _plan_inits(task, config, compiled)
 
   workdir.mkdir(parents=True, exist_ok=True)
-  with workdir_lock.hold(workdir, jax.process_index()):
+  with workdir_lock.hold(workdir, jax.process_index(), lease_ttl_s) as held:
     return _train(config, workdir, task, mesh, compiled, iterator, evals, init_plans,
-                  total_steps)
+                  total_steps, held)
 
 
 def _train(config, workdir, task, mesh, compiled, iterator, evals, init_plans,
-           total_steps) -> dict:
-  """`run` from its first write on, under the workdir's lock."""
+           total_steps, held) -> dict:
+  """`run` from its first write on, under the workdir's lock (`held`)."""
   if multihost.is_main_process():
-    (workdir / "config.json").write_text(json.dumps(config_json(config), indent=2))
+    locations.replace_text(workdir / "config.json", json.dumps(config_json(config), indent=2))
   ckpt = checkpoint.Checkpointer(workdir, config.checkpoint.every_steps,
                                  config.checkpoint.keep, config.checkpoint.keep_every)
   restored = ckpt.restore_latest(compiled.abstract_state, iterator)
@@ -237,6 +246,7 @@ def _train(config, workdir, task, mesh, compiled, iterator, evals, init_plans,
         _report(log, *pending, config, ckpt)
         pending = None
         if ckpt.should_save(step) or step == total_steps or stop.requested:
+          held.check()  # a run whose bucket workdir was taken over writes nothing more
           ckpt.save(step, state, iterator, config_json(config))
         if stop.requested:  # preemption grace periods are short: no evaluation, just save
           ckpt.wait()
@@ -356,13 +366,13 @@ def main(argv):
       if multihost.is_main_process():
         print(report.text(), flush=True)
       return
-    workdir = pathlib.Path(WORKDIR_FLAG.value) if WORKDIR_FLAG.value else default_workdir(config)
-    run(config, workdir)
+    workdir = WORKDIR_FLAG.value or default_workdir(config)
+    run(config, workdir, lease_ttl_s=_LEASE_TTL.value)
   except Preempted as e:  # a clean, resumable stop
     print(str(e), flush=True)
     sys.exit(0)
   except (RunError, ValueError, FileNotFoundError, checkpoint.CheckpointError,
-          workdir_lock.WorkdirBusy) as e:
+          workdir_lock.WorkdirBusy, lease.LeaseLost, objects.StorageError) as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(2)
 

@@ -11,22 +11,45 @@ for its run and releases it at the end.
 
 flock is advisory and local to a host's kernel; on network file systems it is only as good as
 the file system's lock support (NFSv4 and Lustre support it; some FUSE mounts do not).
+
+A workdir in a bucket (gs://, s3://) has no flock: there the run holds a renewed lease instead
+(`storage/lease.py` states its rule for a killed holder's stale lease).
 """
 
 import contextlib
 import fcntl
 import os
-import pathlib
+
+from mll_jax.storage import lease, locations
 
 
 class WorkdirBusy(RuntimeError):
   """Another process holds the workdir; the message names it and what to do."""
 
 
+class _Flock:
+  """A local lock cannot be taken over while its holder lives: nothing to check."""
+
+  def check(self) -> None:
+    pass
+
+
 @contextlib.contextmanager
-def hold(workdir: pathlib.Path, process_index: int = 0):
-  """Holds the workdir's lock for the `with` block; raises WorkdirBusy if another holds it."""
-  path = workdir / f".lock-{process_index}"
+def hold(workdir, process_index: int = 0, lease_ttl_s: float = lease.DEFAULT_TTL_S):
+  """Holds the workdir for the `with` block, yielding a handle whose `check()` raises
+  `lease.LeaseLost` if another run took a bucket workdir over; raises WorkdirBusy if another
+  run holds it."""
+  if locations.is_remote(workdir):
+    try:
+      held = lease.Lease(workdir, process_index, lease_ttl_s)
+    except lease.LeaseBusy as e:
+      raise WorkdirBusy(str(e)) from None
+    try:
+      yield held
+    finally:
+      held.release()
+    return
+  path = os.path.join(workdir, f".lock-{process_index}")
   handle = open(path, "a+")
   try:
     try:
@@ -41,6 +64,6 @@ def hold(workdir: pathlib.Path, process_index: int = 0):
     handle.truncate()
     handle.write(str(os.getpid()))
     handle.flush()
-    yield
+    yield _Flock()
   finally:
     handle.close()  # closing the file releases the lock

@@ -142,3 +142,21 @@ def pytest_collection_modifyitems(items):
   for item in items:
     if item.get_closest_marker("integration") or item.get_closest_marker("study"):
       item.add_marker(pytest.mark.slow)
+
+
+@pytest.fixture(scope="session")
+def buckets(tmp_path_factory):
+  """Local GCS and S3 servers for this session (`object_storage.py`): yields the variables that
+  reach them, which are also set in this process while the session lasts."""
+  import object_storage
+  with object_storage.servers(str(tmp_path_factory.mktemp("buckets"))) as env:
+    saved = {key: os.environ.get(key) for key in env}
+    os.environ.update(env)
+    try:
+      yield env
+    finally:
+      for key, value in saved.items():
+        if value is None:
+          os.environ.pop(key, None)
+        else:
+          os.environ[key] = value

@@ -1,0 +1,77 @@
+"""One path type for local folders and buckets: `etils.epath`, what orbax and TFDS use.
+
+A location is a local path (expanded and made absolute, since orbax needs absolute paths) or an
+object-storage URL (`gs://bucket/...`, `s3://bucket/...`), which epath reaches through fsspec
+(gcsfs, s3fs). Local behaviour is that of `pathlib`; buckets differ where a file system's
+guarantees are missing (no append, no rename, no lock), and the helpers here say how each is
+replaced.
+"""
+
+import os
+import shutil
+
+from etils import epath
+
+REMOTE_SCHEMES = ("gs://", "s3://")
+
+
+def is_remote(path: str | os.PathLike) -> bool:
+  """True for an object-storage URL (gs://, s3://)."""
+  return os.fspath(path).startswith(REMOTE_SCHEMES)
+
+
+def location(path: str | os.PathLike) -> epath.Path:
+  """`path` as an epath.Path: a bucket URL as given, a local path expanded and absolute."""
+  text = os.fspath(path)
+  if is_remote(text):
+    bucket = text.split("://", 1)[1].split("/", 1)[0]
+    if len(bucket) < 3:
+      raise ValueError(f"{text!r}: bucket names have at least 3 characters; give "
+                       f"{text.split('://')[0]}://BUCKET/path.")
+    return epath.Path(text)
+  if "://" in text:
+    raise ValueError(f"{text!r}: only local paths, gs:// and s3:// are supported.")
+  return epath.Path(os.path.abspath(os.path.expanduser(text)))
+
+
+def bucket_and_key(path: str | os.PathLike) -> tuple[str, str, str]:
+  """`(scheme, bucket, key)` of a bucket URL, e.g. `("s3", "runs", "mae/config.json")`."""
+  scheme, rest = os.fspath(path).split("://", 1)
+  bucket, _, key = rest.partition("/")
+  return scheme, bucket, key.strip("/")
+
+
+def append_text(path: epath.Path, text: str) -> None:
+  """Appends `text` to a file; an object is rewritten whole (objects cannot be appended to),
+  which suits the short, single-writer logs (metrics.jsonl) it is used for."""
+  if is_remote(path):
+    previous = path.read_text() if path.exists() else ""
+    path.write_text(previous + text)
+    return
+  with open(path, "a") as f:
+    f.write(text)
+
+
+def replace_text(path: epath.Path, text: str) -> None:
+  """Writes a whole file so that a reader sees the old or the new text, never a part: a local
+  file through a renamed temporary, an object by one upload (object writes are atomic)."""
+  if is_remote(path):
+    path.write_text(text)
+    return
+  temporary = path.with_name(path.name + ".tmp")
+  temporary.write_text(text)
+  os.replace(temporary, path)
+
+
+def move_tree(source: epath.Path, destination: epath.Path) -> None:
+  """Moves a folder: a rename on local disk; on a bucket, which has no rename, a copy of every
+  object followed by the source's removal (so an interruption leaves both, never neither)."""
+  if not is_remote(source):
+    shutil.move(os.fspath(source), os.fspath(destination))
+    return
+  for item in source.rglob("*"):
+    if item.is_file():
+      target = destination / os.path.relpath(os.fspath(item), os.fspath(source))
+      target.parent.mkdir(parents=True, exist_ok=True)
+      item.copy(target, overwrite=True)
+  source.rmtree()

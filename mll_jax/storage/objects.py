@@ -1,0 +1,167 @@
+"""Small whole-object operations that coordination needs and epath does not offer: create an
+object only if it is absent, and read or list without a client-side cache.
+
+epath (through gcsfs / s3fs) has no conditional write, and fsspec caches directory listings per
+process, so a lease or a hub manifest written by another machine could go unseen. These calls
+go to the storage service each time:
+- local disk: a complete temporary file hard-linked to its name (`link` fails if the name
+  exists, and a reader never sees a partial file);
+- S3: `PutObject` with `If-None-Match: *`;
+- GCS: an upload with `ifGenerationMatch=0`.
+Endpoints and credentials are the services' usual variables (`AWS_ENDPOINT_URL`,
+`STORAGE_EMULATOR_HOST`, ...), read by boto3 and google-cloud-storage.
+"""
+
+import functools
+import os
+import uuid
+
+from mll_jax.storage import locations
+
+
+class StorageError(RuntimeError):
+  """Object storage refused or failed a request; the message says which and what to do."""
+
+
+@functools.cache
+def _s3():
+  import boto3  # pylint: disable=import-outside-toplevel
+  return boto3.client("s3")
+
+
+@functools.cache
+def _gcs():
+  from google.cloud import storage  # pylint: disable=import-outside-toplevel
+  return storage.Client()
+
+
+def _gcs_blob(path):
+  _, bucket, key = locations.bucket_and_key(path)
+  return _gcs().bucket(bucket).blob(key)
+
+
+def _s3_code(error) -> str:
+  """botocore's error code ("NoSuchKey", "PreconditionFailed", ...), "" for other errors."""
+  response = getattr(error, "response", None)
+  return response.get("Error", {}).get("Code", "") if isinstance(response, dict) else ""
+
+
+def create_if_absent(path, data: bytes) -> bool:
+  """Writes `data` to `path` unless something is there already; True if this call created it.
+
+  Exactly one of several concurrent callers wins, on local disk and on S3 and GCS."""
+  text = os.fspath(path)
+  if text.startswith("s3://"):
+    _, bucket, key = locations.bucket_and_key(text)
+    try:
+      _s3().put_object(Bucket=bucket, Key=key, Body=data, IfNoneMatch="*")
+    except Exception as e:  # botocore's ClientError
+      if _s3_code(e) in ("PreconditionFailed", "ConditionalRequestConflict", "412"):
+        return False
+      raise _storage_error("create", text, e) from e
+    return True
+  if text.startswith("gs://"):
+    from google.api_core import exceptions  # pylint: disable=import-outside-toplevel
+    try:
+      _gcs_blob(text).upload_from_string(data, if_generation_match=0)
+    except exceptions.PreconditionFailed:
+      return False
+    except Exception as e:
+      raise _storage_error("create", text, e) from e
+    return True
+  os.makedirs(os.path.dirname(text), exist_ok=True)
+  temporary = f"{text}.{uuid.uuid4().hex}.partial"
+  with open(temporary, "wb") as f:
+    f.write(data)
+    f.flush()
+    os.fsync(f.fileno())
+  try:
+    os.link(temporary, text)
+  except FileExistsError:
+    return False
+  finally:
+    os.unlink(temporary)
+  return True
+
+
+def read(path) -> bytes | None:
+  """The object's bytes, or None if there is none."""
+  text = os.fspath(path)
+  try:
+    if text.startswith("s3://"):
+      _, bucket, key = locations.bucket_and_key(text)
+      return _s3().get_object(Bucket=bucket, Key=key)["Body"].read()
+    if text.startswith("gs://"):
+      return _gcs_blob(text).download_as_bytes()
+    with open(text, "rb") as f:
+      return f.read()
+  except FileNotFoundError:
+    return None
+  except Exception as e:
+    if _s3_code(e) in ("NoSuchKey", "404") or type(e).__name__ == "NotFound":
+      return None
+    raise _storage_error("read", text, e) from e
+
+
+def write(path, data: bytes) -> None:
+  """Replaces the object whole (a local file through a renamed temporary)."""
+  text = os.fspath(path)
+  try:
+    if text.startswith("s3://"):
+      _, bucket, key = locations.bucket_and_key(text)
+      _s3().put_object(Bucket=bucket, Key=key, Body=data)
+      return
+    if text.startswith("gs://"):
+      _gcs_blob(text).upload_from_string(data)
+      return
+  except Exception as e:
+    raise _storage_error("write", text, e) from e
+  os.makedirs(os.path.dirname(text), exist_ok=True)
+  temporary = f"{text}.{uuid.uuid4().hex}.partial"
+  with open(temporary, "wb") as f:
+    f.write(data)
+  os.replace(temporary, text)
+
+
+def names(folder) -> list[str]:
+  """The names directly under `folder` (objects and sub-folders), sorted; [] if none."""
+  text = os.fspath(folder).rstrip("/")
+  try:
+    if text.startswith("s3://"):
+      _, bucket, key = locations.bucket_and_key(text)
+      found = set()
+      for page in _s3().get_paginator("list_objects_v2").paginate(
+          Bucket=bucket, Prefix=key + "/", Delimiter="/"):
+        found.update(o["Key"].rsplit("/", 1)[-1] for o in page.get("Contents", []))
+        found.update(p["Prefix"].rstrip("/").rsplit("/", 1)[-1]
+                     for p in page.get("CommonPrefixes", []))
+      return sorted(found)
+    if text.startswith("gs://"):
+      _, bucket, key = locations.bucket_and_key(text)
+      listing = _gcs().list_blobs(bucket, prefix=key + "/", delimiter="/")
+      found = {blob.name.rsplit("/", 1)[-1] for blob in listing}
+      found.update(p.rstrip("/").rsplit("/", 1)[-1] for p in listing.prefixes)
+      return sorted(found)
+    return sorted(os.listdir(text)) if os.path.isdir(text) else []
+  except Exception as e:
+    raise _storage_error("list", text, e) from e
+
+
+def _storage_error(action: str, path: str, error: Exception) -> StorageError:
+  return StorageError(f"Could not {action} {path}: {describe(error)}")
+
+
+def describe(error: BaseException) -> str:
+  """One line naming what went wrong with a bucket request and how to fix it."""
+  text = f"{type(error).__name__}: {str(error).splitlines()[0][:200] if str(error) else ''}"
+  code = _s3_code(error) or type(error).__name__
+  if code in ("NoSuchBucket", "NotFound") or "NoSuchBucket" in text or "bucket does not exist" in text.lower():
+    return f"{text}. The bucket does not exist: create it, or fix the bucket name."
+  if code in ("AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "Forbidden",
+              "Unauthorized", "DefaultCredentialsError", "RefreshError", "NoCredentialsError"):
+    return (f"{text}. The credentials are missing or refused: log in (gcloud auth "
+            "application-default login; aws configure) or set the service account / access "
+            "keys, and check they may write to this bucket.")
+  if "connect" in text.lower() or code in ("EndpointConnectionError", "ConnectionError"):
+    return f"{text}. The storage service cannot be reached: check the network or endpoint."
+  return text
