@@ -118,8 +118,11 @@ def check_budget_labels(config) -> None:
 
 
 def check_workdir(workdir) -> None:
+  """Refuses a workdir that cannot be a run folder: a local file in the way, or a bucket that
+  does not exist or that the credentials may not read (objects.StorageError)."""
   if locations.is_remote(workdir):
-    return  # a bucket has no files in the way of a folder; its own errors come on first use
+    objects.names(workdir)  # one request, before any work, so a typo costs seconds
+    return
   if workdir.exists() and not workdir.is_dir():
     raise RunError(f"--workdir={workdir} is a file, not a folder. Give a folder path (it is "
                    "created if missing), or move the file away.")
@@ -179,7 +182,8 @@ def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike, devices=N
   resuming = any(p.name.isdigit() for p in (workdir / "checkpoints").glob("*"))
   init_plans = None if resuming else _plan_inits(task, config, compiled)
 
-  workdir.mkdir(parents=True, exist_ok=True)
+  if not locations.is_remote(workdir):  # a bucket has no folders (and s3fs would create one)
+    workdir.mkdir(parents=True, exist_ok=True)
   with workdir_lock.hold(workdir, jax.process_index(), lease_ttl_s) as held:
     return _train(config, workdir, task, mesh, compiled, iterator, evals, init_plans,
                   total_steps, held)
