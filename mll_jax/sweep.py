@@ -19,15 +19,16 @@ if __name__ == "__main__":  # the process is set up (allocator, libtpu) before J
 import copy
 import csv
 import hashlib
+import io
 import itertools
 import json
-import pathlib
 import sys
 import traceback
 
 from absl import app, flags
 
 from mll_jax import config_files, train
+from mll_jax.storage import locations
 
 # --config (the base config) and --workdir (the sweep's folder; default runs/sweep-<hash>)
 # are the trainer's own flags.
@@ -76,7 +77,7 @@ def point_name(index: int, overrides: dict) -> str:
   return f"{index:03d}-{safe}" if safe else f"{index:03d}"
 
 
-def final_metrics(workdir: pathlib.Path) -> dict:
+def final_metrics(workdir) -> dict:
   """The last value of every metric in a run's metrics.jsonl."""
   values = {}
   path = workdir / "metrics.jsonl"
@@ -86,9 +87,10 @@ def final_metrics(workdir: pathlib.Path) -> dict:
   return values
 
 
-def run_sweep(config, sweep: dict, workdir: str | pathlib.Path, run_fn=train.run) -> list[dict]:
-  """Runs every point not yet finished; returns one row a point (status, overrides, metrics)."""
-  workdir = pathlib.Path(workdir).absolute()
+def run_sweep(config, sweep: dict, workdir, run_fn=train.run) -> list[dict]:
+  """Runs every point not yet finished, in `workdir` (a local folder, gs:// or s3://); returns
+  one row a point (status, overrides, metrics)."""
+  workdir = locations.location(workdir)
   overrides_list = points(sweep)
   configs = [apply_overrides(config, o) for o in overrides_list]  # fail before any point runs
   metric_names = list(sweep.get("metrics", []))
@@ -118,15 +120,16 @@ def run_sweep(config, sweep: dict, workdir: str | pathlib.Path, run_fn=train.run
   return rows
 
 
-def write_tables(rows: list[dict], workdir: pathlib.Path, keys: list[str],
-                 metrics: list[str]) -> None:
+def write_tables(rows: list[dict], workdir, keys: list[str], metrics: list[str]) -> None:
   """`results.csv` and `results.md` with one row a point."""
   columns = ["point", *keys, *metrics, "status"]
-  workdir.mkdir(parents=True, exist_ok=True)
-  with (workdir / "results.csv").open("w", newline="") as f:
-    writer = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
-    writer.writeheader()
-    writer.writerows(rows)
+  if not locations.is_remote(workdir):
+    workdir.mkdir(parents=True, exist_ok=True)
+  table = io.StringIO(newline="")
+  writer = csv.DictWriter(table, fieldnames=columns, extrasaction="ignore")
+  writer.writeheader()
+  writer.writerows(rows)
+  (workdir / "results.csv").write_text(table.getvalue())
   fmt = lambda v: f"{v:.4f}" if isinstance(v, float) else ("" if v is None else str(v))
   lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
   lines += ["| " + " | ".join(fmt(r.get(c)) for c in columns) + " |" for r in rows]

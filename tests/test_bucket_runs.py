@@ -140,3 +140,24 @@ def test_storage_faults_stop_the_run_with_one_message(case, message, env, tmp_pa
   errors = [line for line in out.splitlines() if line.startswith("error:")]
   assert len(errors) == 1 and message in errors[0], out
   assert "Traceback" not in out
+
+
+def test_a_sweep_runs_in_a_bucket_and_its_rerun_skips_finished_points(make_config, buckets):
+  from mll_jax import sweep, train
+  config = make_config(total_steps=2, warmup_steps=1, **{"checkpoint.every_steps": 2})
+  spec = {"grid": {"seed": [0, 1]}, "metrics": ["reconstruction/loss"]}
+  workdir = f"{ROOTS['s3']}/{uuid.uuid4().hex}/sweep"
+  rows = sweep.run_sweep(config, spec, workdir)
+  assert [r["status"] for r in rows] == ["done", "done"]
+  assert all(isinstance(r["reconstruction/loss"], float) for r in rows)
+  assert "| point |" in (objects.read(f"{workdir}/results.md") or b"").decode()
+  calls = []
+  rows = sweep.run_sweep(config, spec, workdir,
+                         run_fn=lambda cfg, point: calls.append(point) or train.run(cfg, point))
+  assert calls == [] and [r["status"] for r in rows] == ["done (skipped)"] * 2
+
+
+def test_compile_only_takes_a_bucket_workdir(env):
+  proc = _launch([*MU_ARGS, "--compile_only"], f"{ROOTS['gs']}/{uuid.uuid4().hex}/run", env)
+  out, _ = proc.communicate(timeout=300)
+  assert proc.returncode == 0 and "per device" in out.lower(), out
