@@ -21,7 +21,6 @@ import sys
 
 import jax
 import ml_collections
-import numpy as np
 from absl import app, flags
 from absl import logging as absl_logging
 from ml_collections import config_flags

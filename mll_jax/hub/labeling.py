@@ -13,8 +13,8 @@ jitted batches sharded over the data axis of a mesh. Labelling involves no targe
 import dataclasses
 import functools
 import hashlib
+import io
 import os
-import pathlib
 
 import jax
 import jax.numpy as jnp
@@ -24,6 +24,7 @@ from jax.sharding import NamedSharding, PartitionSpec
 from mll_jax import sharding
 from mll_jax.evaluators import context as eval_context
 from mll_jax.hub import sdag
+from mll_jax.storage import objects
 
 POOLS_FILE = "pools.npz"
 
@@ -102,19 +103,19 @@ def _spread_sample(groups: list[np.ndarray], cap: int, rng) -> np.ndarray:
 
 
 def save_pools(pools: Pools, path: str | os.PathLike) -> None:
-  """Writes the pools as one `.npz` (no pickle), atomically."""
-  path = pathlib.Path(path)
+  """Writes the pools as one `.npz` (no pickle), whole (a reader never sees a part), on local
+  disk or in a bucket."""
   offsets = np.cumsum([0] + [len(m) for m in pools.members])
-  staging = path.parent / f".{path.name}.{os.getpid()}.tmp.npz"
-  np.savez(staging, images=pools.images, image_nodes=pools.image_nodes,
+  buffer = io.BytesIO()
+  np.savez(buffer, images=pools.images, image_nodes=pools.image_nodes,
            node_ids=np.asarray(pools.node_ids), member_offsets=offsets,
            member_indices=np.concatenate(pools.members))
-  os.replace(staging, path)
+  objects.write(path, buffer.getvalue())
 
 
 def load_pools(path: str | os.PathLike) -> Pools:
   """Reads pools written by `save_pools` (`allow_pickle=False`)."""
-  with np.load(path, allow_pickle=False) as data:
+  with np.load(io.BytesIO(objects.read(path)), allow_pickle=False) as data:
     offsets, indices = data["member_offsets"], data["member_indices"]
     return Pools(data["images"], data["image_nodes"], tuple(str(n) for n in data["node_ids"]),
                  tuple(indices[offsets[k]:offsets[k + 1]] for k in range(len(offsets) - 1)))

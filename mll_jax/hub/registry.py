@@ -1,50 +1,41 @@
-"""The model hub on disk: a directory of functional, immutable, checksummed entries.
+"""The model hub: functional, immutable, checksummed entries on local disk or in a bucket
+(gs://, s3://), safe to write from several processes and machines at once.
 
-    <hub>/index.json                 {"format": ..., "entries": {"name@1": {summary}, ...}}
-    <hub>/entries/<name>@<v>/entry.json   architecture, classes + SDAG nodes, cost, checksums
-    <hub>/entries/<name>@<v>/variables/   params (+ model state), an orbax checkpoint
-    <hub>/labels/<name>@<v>.npz           its model label (response tensor), once labelled
-    <hub>/pools.npz                       the labelling pools (see labeling.py)
-    <hub>/.lock, <hub>/.staging/
+The layout and the commit protocol are in `hub_layout`: an entry's files go into a fresh blob
+first, and one create-if-absent manifest commits them and allocates the version; labels and
+removals are committed the same way. There is no lock to wait for and no rename to interrupt:
+a killed registrar leaves an unreferenced blob (deleted later), never a half entry, and two
+registrars of one name get distinct versions.
 
-Safe by construction:
-
-- An entry is written in `.staging/`, then renamed into `entries/` under the hub's lock: the
-  rename is the commit point, so a crash leaves a staging folder (removed later), never a half
-  entry. The index is rewritten atomically under the same lock; an entry committed by a process
-  that died before updating the index is added back on the next locked operation.
-- Names are validated before anything is written; nothing is unpickled (orbax for arrays, JSON
-  for metadata, `np.load(allow_pickle=False)` for labels).
-- Every file's SHA-256 is in `entry.json`, whose own hash is in the index, as is each label's:
-  `verify` and `load` report any mismatch instead of loading.
-- Entries never change, and a version number is never reused after a removal. A label is
-  written once (at registration or by `label` later), to its own file, renamed into place under
-  the lock before the index records it.
+Trust rests on the commits, not on what lies in the folders: only committed manifests are
+entries, a manifest must name itself (its name and version are those of its path) and a blob
+that no other entry uses, and `verify` checks every file against the manifest's SHA-256, refuses
+links and paths that leave the hub, and compares each manifest with the hash the index cached
+when it first saw it. Nothing is unpickled (orbax for arrays, JSON for metadata,
+`np.load(allow_pickle=False)` for labels).
 """
 
-import contextlib
 import dataclasses
 import datetime
-import fcntl
 import hashlib
+import io
 import json
 import os
-import pathlib
 import re
-import shutil
 import socket
+import time
 import uuid
 
 import numpy as np
 import orbax.checkpoint as ocp
+from etils import epath
 
-from mll_jax.hub import functional, labeling
+from mll_jax.hub import entry_checks, functional, hub_layout, labeling
+from mll_jax.hub.hub_layout import FORMAT, LABEL_FILE, VARIABLES_DIR  # noqa: F401 (public)
+from mll_jax.storage import locations, objects, orbax_s3
 
-FORMAT = "mll_jax.hub/1"
-ENTRY_FILE = "entry.json"
-VARIABLES_DIR = "variables"
+ENTRY_FILE = "entry.json"  # an entry's manifest, as an export archive names it
 MAX_NAME_LENGTH = 100
-_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 _REF = re.compile(r"(?P<name>[^@]*)(@(?P<version>\d+))?")
 
 
@@ -64,7 +55,7 @@ def validate_name(name: str) -> str:
   if len(name) > MAX_NAME_LENGTH:
     raise HubError(f"Model name of {len(name)} characters is too long (at most "
                    f"{MAX_NAME_LENGTH}).")
-  if not _NAME.fullmatch(name) or ".." in name:
+  if not hub_layout.is_name(name):
     raise HubError(f"Invalid model name {name!r}: use letters, digits, '.', '_' and '-', start "
                    "with a letter or digit, no '..' (versions are added as name@N).")
   return name
@@ -72,7 +63,7 @@ def validate_name(name: str) -> str:
 
 @dataclasses.dataclass(frozen=True)
 class Entry:
-  """What `entry.json` holds (see the module docstring)."""
+  """What an entry's manifest holds (see the module docstring)."""
   name: str
   version: int
   architecture: dict
@@ -80,9 +71,11 @@ class Entry:
   nodes: tuple[str, ...]      # SDAG node id of each class ("" where it has none)
   flops_per_image: float
   parameters: int
-  files: dict                 # relative path -> sha256
+  files: dict                 # path relative to the blob -> sha256
   created: str
   source: str = ""
+  blob: str = ""              # the blob folder holding the files
+  size_bytes: int = 0         # of the files
 
   @property
   def ref(self) -> str:
@@ -95,46 +88,8 @@ class Entry:
 
   def summary(self) -> dict:
     return {"classes": len(self.classes), "nodes": len([n for n in self.nodes if n]),
-            "flops_per_image": self.flops_per_image, "parameters": self.parameters}
-
-
-def _sha256(path: pathlib.Path) -> str:
-  digest = hashlib.sha256()
-  with path.open("rb") as f:
-    for block in iter(lambda: f.read(1 << 20), b""):
-      digest.update(block)
-  return digest.hexdigest()
-
-
-def _file_hashes(folder: pathlib.Path) -> tuple[dict, list[str]]:
-  """`({relative path: sha256} of the regular files, [relative paths of symbolic links])`.
-
-  Links are listed, never followed: a link in an entry could point anywhere on the machine
-  that verifies or loads it."""
-  hashes, links = {}, []
-  for path in sorted(folder.rglob("*")):  # rglob does not descend into linked folders
-    relative = str(path.relative_to(folder))
-    if path.is_symlink():
-      links.append(relative)
-    elif path.is_file() and path.name != ENTRY_FILE:
-      hashes[relative] = _sha256(path)
-  return hashes, links
-
-
-def _leaves_the_entry(relative: str) -> bool:
-  """Whether a path listed in an entry would resolve outside the entry's folder."""
-  path = pathlib.PurePosixPath(relative)
-  return path.is_absolute() or ".." in path.parts or relative.startswith("~") or \
-      "\\" in relative
-
-
-def _write_json_atomically(path: pathlib.Path, data) -> None:
-  staging = path.parent / f".{path.name}.{os.getpid()}.{uuid.uuid4().hex}.tmp"
-  with staging.open("w") as f:
-    json.dump(data, f, indent=1, sort_keys=True)
-    f.flush()
-    os.fsync(f.fileno())
-  os.replace(staging, path)
+            "flops_per_image": self.flops_per_image, "parameters": self.parameters,
+            "size_bytes": self.size_bytes}
 
 
 def parse_ref(ref: str) -> tuple[str, int | None]:
@@ -146,83 +101,50 @@ def parse_ref(ref: str) -> tuple[str, int | None]:
   return validate_name(match.group("name")), int(version) if version else None
 
 
+def _sha256(data: bytes) -> str:
+  return hashlib.sha256(data).hexdigest()
+
+
+def entry_from_json(data: bytes) -> Entry:
+  """An Entry from manifest bytes; ValueError (naming the problem) if they are not one."""
+  record = json.loads(data)
+  if not isinstance(record, dict) or record.pop("format", None) != FORMAT:
+    raise ValueError(f"not a {FORMAT} manifest")
+  record["classes"], record["nodes"] = tuple(record["classes"]), tuple(record["nodes"])
+  return Entry(**record)
+
+
 class Hub:
-  """A hub directory. Every method is safe to call from several processes at once."""
+  """A hub folder or bucket prefix. Every method is safe to call from several processes (and
+  machines) at once."""
 
   def __init__(self, directory: str | os.PathLike, create: bool = True):
-    self.directory = pathlib.Path(directory).expanduser().absolute()
-    if self.directory.exists() and not self.directory.is_dir():
+    try:
+      self.directory = locations.location(directory)
+    except ValueError as e:
+      raise HubError(str(e)) from None
+    self.layout = hub_layout.Layout(os.fspath(self.directory))
+    if not locations.is_remote(self.directory) and self.directory.exists() and \
+        not self.directory.is_dir():
       raise HubError(f"Hub path {str(self.directory)!r} is a file; give a directory.")
-    if not self.directory.exists():
+    marker = self._read(hub_layout.MARKER)
+    if marker is None:
+      if objects.read(self.layout.path(hub_layout.INDEX)) is not None:
+        raise HubError(f"{self.directory} is a hub of an older mll_jax (format 1, before "
+                       "commits were create-if-absent manifests); rebuild it (experiments/"
+                       "build_hub.py) or export its entries with the older release.")
       if not create:
         raise HubError(f"No hub at {str(self.directory)!r}; register a model to create one.")
-      self.directory.mkdir(parents=True)
-    for sub in ("entries", "labels", ".staging"):
-      (self.directory / sub).mkdir(exist_ok=True)
+      objects.create_if_absent(self.layout.path(hub_layout.MARKER),
+                               json.dumps({"format": FORMAT}).encode())
+    elif json.loads(marker).get("format") != FORMAT:
+      raise HubError(f"{self.directory} is not an {FORMAT} hub.")
 
-  # ----- locking, index, recovery -----
-
-  @contextlib.contextmanager
-  def _locked(self):
-    with (self.directory / ".lock").open("a") as lock:
-      fcntl.flock(lock, fcntl.LOCK_EX)
-      try:
-        index = self._read_index()
-        if self._recover(index):
-          self._write_index(index)
-        yield index
-      finally:
-        fcntl.flock(lock, fcntl.LOCK_UN)
-
-  def _read_index(self) -> dict:
-    path = self.directory / "index.json"
-    if not path.exists():
-      return {"format": FORMAT, "entries": {}}
+  def _read(self, *parts) -> bytes | None:
     try:
-      index = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-      raise HubError(f"The hub index {path} is not valid JSON ({e}); it is only ever replaced "
-                     "atomically, so it was edited by hand: restore it, or delete it to rebuild "
-                     "it from the entries.") from None
-    if index.get("format") != FORMAT:
-      raise HubError(f"{path} is not an mll_jax hub index (format {index.get('format')!r}).")
-    return index
-
-  def _write_index(self, index: dict) -> None:
-    _write_json_atomically(self.directory / "index.json", index)
-
-  def _recover(self, index: dict) -> bool:
-    """Under the lock: index committed entries the index lacks; drop staging folders of dead
-    processes. Returns whether the index changed."""
-    changed = False
-    for ref in [r for r in index["entries"] if not (self.directory / "entries" / r).exists()]:
-      del index["entries"][ref]  # removed (the folder's rename commits a removal)
-      changed = True
-    for folder in (self.directory / "entries").iterdir():
-      if folder.name not in index["entries"] and (folder / ENTRY_FILE).exists():
-        index["entries"][folder.name] = self._index_record(folder)
-        changed = True
-    for label in (self.directory / "labels").glob("*.npz"):
-      record = index["entries"].get(label.stem)
-      if record is None:  # the label of an entry removed, or never indexed: not trusted
-        label.unlink()
-      elif "label_sha256" not in record:  # written just before a crash, or index rebuilt
-        record["label_sha256"] = _sha256(label)
-        changed = True
-    host = socket.gethostname()
-    for folder in (self.directory / ".staging").iterdir():
-      parts = folder.name.split("__")
-      if len(parts) == 3 and parts[0] == host and not _alive(int(parts[1])):
-        shutil.rmtree(folder, ignore_errors=True)
-    for stale in self.directory.glob(".index.json.*.tmp"):
-      if not _alive(int(stale.name.split(".")[3])):
-        stale.unlink(missing_ok=True)
-    return changed
-
-  def _index_record(self, folder: pathlib.Path) -> dict:
-    entry = self._read_entry(folder)
-    size = sum(p.lstat().st_size for p in folder.rglob("*") if p.is_file() and not p.is_symlink())
-    return {**entry.summary(), "entry_sha256": _sha256(folder / ENTRY_FILE), "size_bytes": size}
+      return objects.read(self.layout.path(*parts))
+    except objects.StorageError as e:
+      raise HubError(str(e)) from None
 
   # ----- register -----
 
@@ -239,146 +161,224 @@ class Hub:
                      f"with {architecture.get('num_classes')} outputs; give one of each per "
                      "output.")
     _check_variables(architecture, variables, name)
-    label = _label_arrays(label) if label is not None else None
-    staging = self.directory / ".staging" / \
-        f"{socket.gethostname()}__{os.getpid()}__{uuid.uuid4().hex}"
+    label_bytes = _label_bytes(label) if label is not None else None
+    self.collect_garbage()
+    blob = self._new_blob()
+    committed = False
     try:
-      ocp.PyTreeCheckpointer().save(staging / VARIABLES_DIR, variables)
-      files, _ = _file_hashes(staging)  # orbax writes regular files only
+      folder = locations.location(self.layout.blob(blob, VARIABLES_DIR))
+      _checkpointer(folder).save(folder, variables)
+      contents = {f"{VARIABLES_DIR}/{p}": objects.read(self.layout.blob(blob, VARIABLES_DIR, p))
+                  for p in objects.walk(self.layout.blob(blob, VARIABLES_DIR))}
+      files = {p: _sha256(data) for p, data in contents.items()}
+      size = sum(map(len, contents.values()))
       flops = functional.flops_per_image(architecture)
-      with self._locked() as index:
-        # Versions are never reused, even after a removal: `name@2` always means one model.
-        issued = index.setdefault("last_version", {})
-        version = 1 + max([issued.get(name, 0)] +
-                          [v for n, v in map(parse_ref, index["entries"]) if n == name])
-        issued[name] = version
+      for _ in range(10_000):  # each lost race means another registrar took that version
+        version = 1 + max(self.layout.versions("manifests", name), default=0)
         entry = Entry(name, version, architecture, classes, nodes, flops,
                       functional.parameter_count(variables), files,
-                      datetime.datetime.now(datetime.timezone.utc).isoformat(), source)
-        _write_json_atomically(staging / ENTRY_FILE, entry.to_json())
-        final = self.directory / "entries" / entry.ref
-        os.rename(staging, final)  # the commit point
-        index["entries"][entry.ref] = self._index_record(final)
-        if label is not None:
-          self._write_label(index, entry.ref, label)
-        self._write_index(index)
-      return entry
+                      datetime.datetime.now(datetime.timezone.utc).isoformat(), source, blob,
+                      size)
+        manifest = json.dumps({"format": FORMAT, **entry.to_json()}, indent=1,
+                              sort_keys=True).encode()
+        if objects.create_if_absent(self.layout.record("manifests", name, version), manifest):
+          committed = True  # the commit point
+          break
+      else:
+        raise HubError(f"Could not allocate a version of {name}: too many concurrent writers.")
     finally:
-      shutil.rmtree(staging, ignore_errors=True)
+      if not committed:
+        objects.remove_tree(self.layout.blob(blob))
+    if label_bytes is not None:
+      self._commit_label(entry.ref, label_bytes)
+    self.index()  # caches the new manifest's hash, which `verify` later compares with
+    return entry
+
+  def _new_blob(self) -> str:
+    blob = uuid.uuid4().hex
+    objects.write(self.layout.blob(blob, hub_layout.BLOB_FILE), json.dumps(
+        {"created": time.time(), "holder": f"{socket.gethostname()} pid {os.getpid()}"}).encode())
+    return blob
+
+  def _commit_label(self, ref: str, label_bytes: bytes) -> bool:
+    """Writes the label to a blob and commits it; False if the entry had one already."""
+    name, version = parse_ref(ref)
+    blob = self._new_blob()
+    objects.write(self.layout.blob(blob, LABEL_FILE), label_bytes)
+    record = json.dumps({"blob": blob, "sha256": _sha256(label_bytes)}).encode()
+    if objects.create_if_absent(self.layout.record("labels", name, version), record):
+      return True
+    objects.remove_tree(self.layout.blob(blob))
+    return False
+
+  def collect_garbage(self, stale_after_s: float = hub_layout.STALE_BLOB_S) -> list[str]:
+    """Deletes blobs that no live entry or label names and that are older than
+    `stale_after_s` (left by killed registrars, or by removals cut short); returns their ids."""
+    blobs = self.layout.blob_ids()  # listed before the manifests: a blob committed meanwhile
+    used = set()                    # is then seen as used
+    for name, version in self.layout.live_refs():
+      for kind in ("manifests", "labels"):
+        data = objects.read(self.layout.record(kind, name, version))
+        try:
+          used.add(json.loads(data)["blob"] if data else None)
+        except (ValueError, KeyError, TypeError):
+          pass
+    deleted = []
+    for blob in blobs:
+      if blob in used:
+        continue
+      created = self._blob_created(blob)
+      if time.time() - created > stale_after_s:
+        objects.remove_tree(self.layout.blob(blob))
+        deleted.append(blob)
+    return deleted
+
+  def _blob_created(self, blob: str) -> float:
+    """When a blob was started: its blob.json's time; for a local folder whose blob.json is not
+    written yet (it is the first file, so only in that instant), the folder's time."""
+    try:
+      data = objects.read(self.layout.blob(blob, hub_layout.BLOB_FILE))
+      if data is not None:
+        return float(json.loads(data).get("created", 0.0))
+    except (ValueError, TypeError, AttributeError):
+      return 0.0
+    if locations.is_remote(self.layout.root):
+      return 0.0  # an object exists only once written, and blob.json is written first
+    try:
+      return os.path.getmtime(self.layout.blob(blob))
+    except FileNotFoundError:
+      return time.time()
 
   # ----- read -----
 
-  def _read_entry(self, folder: pathlib.Path) -> Entry:
-    data = json.loads((folder / ENTRY_FILE).read_text())
-    data["classes"], data["nodes"] = tuple(data["classes"]), tuple(data["nodes"])
-    return Entry(**data)
-
   def resolve(self, ref: str) -> str:
-    """`name` -> `name@<latest>`; `name@v` checked to exist."""
+    """`name` -> `name@<latest>`; `name@v` checked to exist (and not removed)."""
     name, version = parse_ref(ref)
-    index = self._read_index()
-    versions = sorted(v for n, v in map(parse_ref, index["entries"]) if n == name)
-    if not versions:
+    versions = self.layout.versions("manifests", name)
+    removed = set(self.layout.versions("removed", name))
+    live = [v for v in versions if v not in removed]
+    if version is not None and version in removed:
+      raise HubError(f"{name}@{version} was removed from the hub {self.directory}.")
+    if not live:
       raise HubError(f"No model {name!r} in the hub {self.directory}; `list` shows what it "
                      "has.")
     if version is None:
-      return f"{name}@{versions[-1]}"
-    if version not in versions:
+      return f"{name}@{live[-1]}"
+    if version not in live:
       raise HubError(f"No version {version} of {name!r}; it has "
-                     f"{', '.join(str(v) for v in versions)}.")
+                     f"{', '.join(str(v) for v in live)}.")
     return f"{name}@{version}"
 
+  def manifest_path(self, ref: str) -> "pathlib.Path | epath.Path":
+    """Where the manifest of `ref` (`name@v`) is."""
+    name, version = parse_ref(ref)
+    return locations.location(self.layout.record("manifests", name, version))
+
+  def entry_folder(self, ref: str) -> "pathlib.Path | epath.Path":
+    """The blob folder holding the files of the entry `ref`."""
+    return locations.location(self.layout.blob(self.show(ref).blob))
+
+  def _entry(self, ref: str) -> Entry:
+    name, version = parse_ref(ref)
+    data = objects.read(self.layout.record("manifests", name, version))
+    try:
+      return entry_from_json(data)
+    except (ValueError, TypeError, KeyError) as e:
+      raise CorruptEntry(f"The manifest of {ref} is unreadable ({e}); `verify` lists it.") \
+          from None
+
   def entries(self) -> list[Entry]:
-    """Every entry, sorted by name and version."""
-    index = self._read_index()
-    refs = sorted(index["entries"], key=parse_ref)
-    return [self._read_entry(self.directory / "entries" / ref) for ref in refs]
+    """Every entry with a readable manifest, sorted by name and version (`verify` names the
+    others)."""
+    found = []
+    for name, version in self.layout.live_refs():
+      try:
+        found.append(self._entry(f"{name}@{version}"))
+      except CorruptEntry:
+        continue
+    return found
 
   def index(self) -> dict:
-    """The index's records: ref -> summary (classes, nodes, FLOPs, size, ...)."""
-    return self._read_index()["entries"]
+    """Each entry's summary (classes, nodes, FLOPs, size, checksums), from the cached index,
+    completed from the manifests."""
+    return entry_checks.refresh_index(self)
 
   def show(self, ref: str) -> Entry:
     """The entry `ref` (`name` for the latest version, or `name@v`)."""
-    return self._read_entry(self.directory / "entries" / self.resolve(ref))
+    return self._entry(self.resolve(ref))
 
   def verify(self, ref: str | None = None) -> dict[str, list[str]]:
-    """Checksum problems per entry (all entries, or `ref`); empty lists mean intact."""
-    index = self._read_index()
-    refs = [self.resolve(ref)] if ref else sorted(index["entries"], key=parse_ref)
-    return {r: self._problems(r, index["entries"][r]) for r in refs}
+    """Problems per entry (all entries, or `ref`); empty lists mean intact."""
+    refs = [self.resolve(ref)] if ref else [f"{n}@{v}" for n, v in self.layout.live_refs()]
+    index = self.index()
+    return {r: entry_checks.problems(self, r, index.get(r, {})) for r in refs}
 
-  def _problems(self, ref: str, record: dict) -> list[str]:
-    folder = self.directory / "entries" / ref
-    if not (folder / ENTRY_FILE).exists():
-      return [f"{ENTRY_FILE} is missing"]
-    problems = []
-    if _sha256(folder / ENTRY_FILE) != record.get("entry_sha256"):
-      problems.append(f"{ENTRY_FILE} was modified")
-    expected = dict(self._read_entry(folder).files)
-    actual, links = _file_hashes(folder)
-    outside = sorted(p for p in expected if _leaves_the_entry(p))
-    problems += [f"{p} points outside the entry (not read)" for p in outside]
-    problems += [f"{p} is a symbolic link (not followed: an entry holds regular files only)"
-                 for p in links]
-    for p in outside:
-      del expected[p]
-    problems += [f"{p} is missing" for p in sorted(set(expected) - set(actual))]
-    problems += [f"{p} is not part of the entry" for p in sorted(set(actual) - set(expected))]
-    problems += [f"{p} does not match its checksum" for p in sorted(expected)
-                 if p in actual and actual[p] != expected[p]]
-    label = self._label_path(ref)
-    if "label_sha256" in record and (not label.exists() or
-                                     _sha256(label) != record["label_sha256"]):
-      problems.append(f"its label {label.relative_to(self.directory)} is missing or modified")
-    return problems
+  def is_removed(self, ref: str) -> bool:
+    name, version = parse_ref(ref)
+    return objects.read(self.layout.record("removed", name, version)) is not None
 
   def load(self, ref: str):
     """`(apply_fn, variables)` of an intact entry; `apply_fn(variables, images) -> logits`.
-    Raises CorruptEntry (naming the files) if any checksum does not match."""
+    Raises CorruptEntry (naming the files) if any checksum does not match, and HubError if the
+    entry was removed meanwhile."""
     ref = self.resolve(ref)
     problems = self.verify(ref)[ref]
-    if problems:
-      raise CorruptEntry(f"Hub entry {ref} is corrupted: {'; '.join(problems)}. It was not "
-                         f"loaded; remove it (`remove {ref}`) and register the model again.")
-    entry = self.show(ref)
-    variables = restore_variables(self.directory / "entries" / ref / VARIABLES_DIR,
-                                  entry.architecture)
+    try:
+      if problems:
+        raise CorruptEntry(f"Hub entry {ref} is corrupted: {'; '.join(problems)}. It was not "
+                           f"loaded; remove it (`remove {ref}`) and register the model again.")
+      entry = self._entry(ref)
+      variables = restore_variables(locations.location(self.layout.blob(entry.blob, VARIABLES_DIR)),
+                                    entry.architecture)
+    except Exception:
+      if self.is_removed(ref):
+        raise HubError(f"{ref} was removed while it was being loaded.") from None
+      raise
     return functional.apply_fn(entry.architecture), variables
 
-  def _label_path(self, ref: str) -> pathlib.Path:
-    return self.directory / "labels" / f"{ref}.npz"
+  def label_record(self, ref: str) -> dict | None:
+    """The committed label of `ref` (`{"blob", "sha256"}`), or None."""
+    name, version = parse_ref(ref)
+    data = objects.read(self.layout.record("labels", name, version))
+    return json.loads(data) if data else None
+
+  def label_bytes(self, ref: str) -> bytes | None:
+    """The label file's bytes as committed (checked), or None if unlabelled."""
+    record = self.label_record(ref)
+    if record is None:
+      return None
+    data = None
+    if hub_layout.BLOB_ID.fullmatch(str(record.get("blob"))):
+      data = objects.read(self.layout.blob(record["blob"], LABEL_FILE))
+    if data is None or _sha256(data) != record.get("sha256"):
+      raise CorruptEntry(f"The label of {ref} is missing or modified; remove the entry and "
+                         "register the model again.")
+    return data
 
   def load_label(self, ref: str) -> dict | None:
     """The entry's model label arrays (see `labeling`), or None if it has none yet. Raises
     CorruptEntry if the label file does not match its checksum."""
-    ref = self.resolve(ref)
-    record = self._read_index()["entries"][ref]
-    if "label_sha256" not in record:
+    data = self.label_bytes(self.resolve(ref))
+    if data is None:
       return None
-    path = self._label_path(ref)
-    if not path.exists() or _sha256(path) != record["label_sha256"]:
-      raise CorruptEntry(f"The label of {ref} is missing or modified; remove the entry and "
-                         "register the model again.")
-    with np.load(path, allow_pickle=False) as data:
-      return {k: data[k] for k in data.files}
+    with np.load(io.BytesIO(data), allow_pickle=False) as arrays:
+      return {k: arrays[k] for k in arrays.files}
 
   # ----- pools and labels -----
 
   @property
-  def pools_path(self) -> pathlib.Path:
-    return self.directory / labeling.POOLS_FILE
+  def pools_path(self) -> "pathlib.Path | epath.Path":
+    return locations.location(self.layout.path(labeling.POOLS_FILE))
 
   def set_pools(self, pools: "labeling.Pools") -> None:
     """Installs the hub's labelling pools. Refused once entries are labelled on other pools:
     their labels would no longer describe the same images."""
-    with self._locked() as index:
-      current = self.load_pools() if self.pools_path.exists() else None
-      if current is not None and current.fingerprint != pools.fingerprint and any(
-          "label_sha256" in record for record in index["entries"].values()):
-        raise HubError("This hub's entries are labelled on its current pools; build a new hub "
-                       "for new pools.")
-      labeling.save_pools(pools, self.pools_path)
+    current = self.load_pools() if self.pools_path.exists() else None
+    if current is not None and current.fingerprint != pools.fingerprint and any(
+        self.label_record(f"{n}@{v}") for n, v in self.layout.live_refs()):
+      raise HubError("This hub's entries are labelled on its current pools; build a new hub "
+                     "for new pools.")
+    labeling.save_pools(pools, self.pools_path)
 
   def load_pools(self) -> "labeling.Pools":
     """The hub's labelling pools (see `labeling`)."""
@@ -389,48 +389,39 @@ class Hub:
 
   def add_label(self, ref: str, label: dict) -> None:
     """Stores the model label of an entry registered without one (labels are computed once)."""
-    with self._locked() as index:
-      ref = self.resolve(ref)
-      if "label_sha256" in index["entries"][ref]:
-        raise HubError(f"{ref} is labelled already; labels are computed once.")
-      self._write_label(index, ref, label)
-      self._write_index(index)
-
-  def _write_label(self, index: dict, ref: str, label: dict) -> None:
-    """Under the lock: the label file renamed into place, then its checksum in `index`."""
-    path = self._label_path(ref)
-    staging = path.parent / f".{path.name}.{os.getpid()}.tmp.npz"
-    _save_label(staging, label)
-    os.replace(staging, path)
-    index["entries"][ref]["label_sha256"] = _sha256(path)
+    ref = self.resolve(ref)
+    if self.label_record(ref) is not None or not self._commit_label(ref, _label_bytes(label)):
+      raise HubError(f"{ref} is labelled already; labels are computed once.")
+    self.index()
 
   # ----- remove -----
 
   def remove(self, ref: str) -> str:
-    """Deletes one version (`name@v`), or the latest one for a bare name. Returns the ref."""
-    with self._locked() as index:
-      ref = self.resolve(ref)
-      trash = self.directory / ".staging" / \
-          f"{socket.gethostname()}__{os.getpid()}__removed-{uuid.uuid4().hex}"
-      os.rename(self.directory / "entries" / ref, trash)
-      self._label_path(ref).unlink(missing_ok=True)
-      del index["entries"][ref]
-      self._write_index(index)
-    shutil.rmtree(trash, ignore_errors=True)
+    """Deletes one version (`name@v`), or the latest one for a bare name. Returns the ref. The
+    removal record is the commit; the files go after it."""
+    ref = self.resolve(ref)
+    name, version = parse_ref(ref)
+    entry = self._entry(ref) if objects.read(str(self.manifest_path(ref))) else None
+    stamp = json.dumps({"removed": datetime.datetime.now(datetime.timezone.utc).isoformat()})
+    if not objects.create_if_absent(self.layout.record("removed", name, version),
+                                    stamp.encode()):
+      raise HubError(f"{ref} was removed by another process meanwhile.")
+    label = self.label_record(ref) or {}
+    for blob in (getattr(entry, "blob", ""), label.get("blob", "")):
+      if hub_layout.BLOB_ID.fullmatch(str(blob)):
+        objects.remove_tree(self.layout.blob(blob))
+    self.index()
     return ref
 
 
-def _alive(pid: int) -> bool:
-  try:
-    os.kill(pid, 0)
-  except ProcessLookupError:
-    return False
-  except PermissionError:
-    return True
-  return True
+def _checkpointer(path) -> ocp.Checkpointer:
+  """orbax's PyTree checkpointer, committing by a file where a bucket has no rename (S3)."""
+  orbax_s3.enable()
+  return ocp.Checkpointer(ocp.PyTreeCheckpointHandler(),
+                          temporary_path_class=orbax_s3.temporary_path_class(path))
 
 
-def restore_variables(folder: pathlib.Path, architecture: dict):
+def restore_variables(folder, architecture: dict):
   """The variables an entry's `variables/` folder holds, as numpy arrays of the shapes the
   architecture needs (orbax: no pickle)."""
   abstract = functional.abstract_variables(architecture)
@@ -470,5 +461,9 @@ def _label_arrays(label: dict) -> dict:
   return arrays
 
 
-def _save_label(path: pathlib.Path, label: dict) -> None:
-  np.savez(path, **_label_arrays(label))
+def _label_bytes(label: dict) -> bytes:
+  """The label as `.npz` bytes (plain arrays only)."""
+  arrays = _label_arrays(label)
+  buffer = io.BytesIO()
+  np.savez(buffer, **arrays)
+  return buffer.getvalue()

@@ -14,7 +14,10 @@ file, or whose name is absolute, holds `..` or lies outside those names, refuses
 archive, as does any checksum that does not match and a truncated archive; nothing is written
 to the hub then. The model is registered through `Hub.register` (its atomic commit) under its
 own name at the hub's next version, with `source` recording the archive's entry hash, so
-importing the same entry again finds it and writes nothing. The label comes along when the
+importing the same entry again finds it and writes nothing; of two imports of one archive that
+race, the entry with the lower version stays and the other import removes its own. Archives and
+hubs may be local or in buckets (gs://, s3://), in any combination; an archive is unpacked into
+a private temporary folder, never into the hub. The label comes along when the
 target hub's pools are the ones it was computed on; on other pools the model is labelled anew
 on the hub's own, and in a hub without pools it stays unlabelled; the result says which.
 """
@@ -22,15 +25,16 @@ on the hub's own, and in a hub without pools it stays unlabelled; the result say
 import hashlib
 import io
 import json
+import os
 import pathlib
 import shutil
 import tarfile
 import tempfile
-import uuid
 
 import numpy as np
 
 from mll_jax.hub import registry
+from mll_jax.storage import locations, objects
 
 ARCHIVE_FORMAT = "mll_jax.hub.archive/1"
 MANIFEST = "manifest.json"
@@ -38,33 +42,29 @@ LABEL = "label.npz"
 _SOURCE_PREFIX = "imported entry sha256:"
 
 
-def export_entry(hub: registry.Hub, ref: str, path: str | pathlib.Path) -> str:
+def export_entry(hub: registry.Hub, ref: str, path: str | os.PathLike) -> str:
   """Writes the intact entry `ref` (and its label) to the archive `path`; returns the ref.
   A corrupted entry is refused (CorruptEntry), and the archive appears only when complete."""
   ref = hub.resolve(ref)
   problems = hub.verify(ref)[ref]
   if problems:
     raise registry.CorruptEntry(f"{ref} is corrupted ({'; '.join(problems)}); not exported.")
-  folder = hub.directory / "entries" / ref
-  entry_bytes = (folder / registry.ENTRY_FILE).read_bytes()
-  label_path = hub.directory / "labels" / f"{ref}.npz"
+  entry_bytes = objects.read(str(hub.manifest_path(ref)))
+  folder = os.fspath(hub.entry_folder(ref))
+  label = hub.label_bytes(ref)
   manifest = {"format": ARCHIVE_FORMAT, "ref": ref,
               "entry_sha256": hashlib.sha256(entry_bytes).hexdigest()}
-  if label_path.exists():
-    manifest["label_sha256"] = hashlib.sha256(label_path.read_bytes()).hexdigest()
-  path = pathlib.Path(path)
-  partial = path.parent / f".{path.name}.{uuid.uuid4().hex}.partial"
-  try:
-    with tarfile.open(partial, "w") as archive:
-      _add_bytes(archive, MANIFEST, json.dumps(manifest, indent=1).encode())
-      _add_bytes(archive, registry.ENTRY_FILE, entry_bytes)
-      for name in sorted(json.loads(entry_bytes)["files"]):
-        _add_bytes(archive, name, (folder / name).read_bytes())
-      if label_path.exists():
-        _add_bytes(archive, LABEL, label_path.read_bytes())
-    partial.replace(path)  # a reader never sees half an archive
-  finally:
-    partial.unlink(missing_ok=True)
+  if label is not None:
+    manifest["label_sha256"] = hashlib.sha256(label).hexdigest()
+  buffer = io.BytesIO()
+  with tarfile.open(fileobj=buffer, mode="w") as archive:
+    _add_bytes(archive, MANIFEST, json.dumps(manifest, indent=1).encode())
+    _add_bytes(archive, registry.ENTRY_FILE, entry_bytes)
+    for name in sorted(json.loads(entry_bytes)["files"]):
+      _add_bytes(archive, name, objects.read(f"{folder}/{name}"))
+    if label is not None:
+      _add_bytes(archive, LABEL, label)
+  objects.write(locations.location(path), buffer.getvalue())  # whole: never half an archive
   return ref
 
 
@@ -75,35 +75,47 @@ def _add_bytes(archive: tarfile.TarFile, name: str, data: bytes) -> None:
   archive.addfile(info, io.BytesIO(data))
 
 
-def import_entry(hub: registry.Hub, path: str | pathlib.Path) -> tuple[str, str]:
+def import_entry(hub: registry.Hub, path: str | os.PathLike) -> tuple[str, str]:
   """Imports the archive at `path`; returns `(ref, what happened)`. Raises HubError, writing
   nothing, for a tampered, truncated or unsafe archive."""
-  path = pathlib.Path(path)
-  with tempfile.TemporaryDirectory(dir=hub.directory / ".staging") as staging:
+  with tempfile.TemporaryDirectory(prefix="mll_jax_import_") as staging:
     staging = pathlib.Path(staging)
     manifest, entry = _unpack_verified(path, staging)
     imported_as = _SOURCE_PREFIX + manifest["entry_sha256"]
-    for existing in hub.entries():
-      if existing.name == entry["name"] and existing.source == imported_as:
-        return existing.ref, "already in this hub (nothing written)"
+    existing = _imports_of(hub, entry["name"], imported_as)
+    if existing:
+      return existing[0].ref, "already in this hub (nothing written)"
     architecture = entry["architecture"]
     variables = registry.restore_variables(staging / registry.VARIABLES_DIR, architecture)
     label, how = _label_for(hub, staging, architecture, variables)
     new = hub.register(entry["name"], architecture, variables, entry["classes"],
                        entry["nodes"], label=label, source=imported_as)
+  first = _imports_of(hub, entry["name"], imported_as)[0]
+  if first.ref != new.ref:  # another import of this archive committed first
+    hub.remove(new.ref)
+    return first.ref, "already in this hub (imported at the same time by another process)"
   return new.ref, how
 
 
-def _unpack_verified(path: pathlib.Path, staging: pathlib.Path) -> tuple[dict, dict]:
+def _imports_of(hub: registry.Hub, name: str, imported_as: str) -> list:
+  """The live entries of `name` imported from the same archive entry, oldest first."""
+  return [e for e in hub.entries() if e.name == name and e.source == imported_as]
+
+
+def _unpack_verified(path, staging: pathlib.Path) -> tuple[dict, dict]:
   """Reads every member into `staging` after checking its name and kind, then checks every
   checksum; the manifest and entry.json as dicts."""
   def refuse(why: str) -> registry.HubError:
     return registry.HubError(f"{path} was not imported: {why}. Nothing was written.")
 
-  if not path.is_file():
+  try:
+    data = objects.read(locations.location(path))
+  except (objects.StorageError, ValueError) as e:
+    raise registry.HubError(f"{path} could not be read: {e}") from None
+  if data is None or (not locations.is_remote(path) and not os.path.isfile(path)):
     raise registry.HubError(f"{path} is not a file; give an archive made by `export`.")
   try:
-    with tarfile.open(path, "r:") as archive:
+    with tarfile.open(fileobj=io.BytesIO(data), mode="r:") as archive:
       for member in archive:
         name = member.name
         parts = pathlib.PurePosixPath(name).parts

@@ -1,13 +1,16 @@
 """One path type for local folders and buckets: `etils.epath`, what orbax and TFDS use.
 
-A location is a local path (expanded and made absolute, since orbax needs absolute paths) or an
-object-storage URL (`gs://bucket/...`, `s3://bucket/...`), which epath reaches through fsspec
-(gcsfs, s3fs). Local behaviour is that of `pathlib`; buckets differ where a file system's
+A location is a local path (a `pathlib.Path`, expanded and made absolute, since orbax needs
+absolute paths) or an object-storage URL (`gs://bucket/...`, `s3://bucket/...`) as an
+`epath.Path`, which reaches the bucket through fsspec (gcsfs, s3fs). Both have the pathlib
+methods the framework uses; local paths stay `pathlib.Path` so that local behaviour (recursive
+globs included) is exactly as before. Local behaviour is that of `pathlib`; buckets differ where a file system's
 guarantees are missing (no append, no rename, no lock), and the helpers here say how each is
 replaced.
 """
 
 import os
+import pathlib
 import shutil
 
 from etils import epath
@@ -20,8 +23,9 @@ def is_remote(path: str | os.PathLike) -> bool:
   return os.fspath(path).startswith(REMOTE_SCHEMES)
 
 
-def location(path: str | os.PathLike) -> epath.Path:
-  """`path` as an epath.Path: a bucket URL as given, a local path expanded and absolute."""
+def location(path: str | os.PathLike) -> "pathlib.Path | epath.Path":
+  """`path` as a path object: a bucket URL as an epath.Path, a local path as a pathlib.Path,
+  expanded and absolute."""
   text = os.fspath(path)
   if is_remote(text):
     bucket = text.split("://", 1)[1].split("/", 1)[0]
@@ -31,7 +35,7 @@ def location(path: str | os.PathLike) -> epath.Path:
     return epath.Path(text)
   if "://" in text:
     raise ValueError(f"{text!r}: only local paths, gs:// and s3:// are supported.")
-  return epath.Path(os.path.abspath(os.path.expanduser(text)))
+  return pathlib.Path(os.path.abspath(os.path.expanduser(text)))
 
 
 def bucket_and_key(path: str | os.PathLike) -> tuple[str, str, str]:

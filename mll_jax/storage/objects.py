@@ -14,6 +14,7 @@ Endpoints and credentials are the services' usual variables (`AWS_ENDPOINT_URL`,
 
 import functools
 import os
+import shutil
 import uuid
 
 from mll_jax.storage import locations
@@ -145,6 +146,51 @@ def names(folder) -> list[str]:
     return sorted(os.listdir(text)) if os.path.isdir(text) else []
   except Exception as e:
     raise _storage_error("list", text, e) from e
+
+
+def walk(folder) -> list[str]:
+  """Every object (file) under `folder`, as sorted paths relative to it; [] if none. Local
+  symbolic links are listed, not followed."""
+  text = os.fspath(folder).rstrip("/")
+  try:
+    if text.startswith("s3://"):
+      _, bucket, key = locations.bucket_and_key(text)
+      keys = [o["Key"] for page in _s3().get_paginator("list_objects_v2").paginate(
+          Bucket=bucket, Prefix=key + "/") for o in page.get("Contents", [])]
+      return sorted(k[len(key) + 1:] for k in keys)
+    if text.startswith("gs://"):
+      _, bucket, key = locations.bucket_and_key(text)
+      return sorted(b.name[len(key) + 1:] for b in _gcs().list_blobs(bucket, prefix=key + "/"))
+  except Exception as e:
+    raise _storage_error("list", text, e) from e
+  found = []
+  for root, folders, files in os.walk(text):
+    found += [os.path.relpath(os.path.join(root, n), text) for n in files]
+    found += [os.path.relpath(os.path.join(root, n), text) for n in folders
+              if os.path.islink(os.path.join(root, n))]
+  return sorted(found)
+
+
+def remove_tree(folder) -> None:
+  """Deletes `folder` and everything under it; nothing if it is absent."""
+  text = os.fspath(folder).rstrip("/")
+  if not locations.is_remote(text):
+    if os.path.islink(text):
+      os.unlink(text)
+    else:
+      shutil.rmtree(text, ignore_errors=True)
+    return
+  try:
+    if text.startswith("s3://"):
+      _, bucket, key = locations.bucket_and_key(text)
+      for name in walk(text):
+        _s3().delete_object(Bucket=bucket, Key=f"{key}/{name}")
+      return
+    _, bucket, key = locations.bucket_and_key(text)
+    for blob in _gcs().list_blobs(bucket, prefix=key + "/"):
+      blob.delete()
+  except Exception as e:
+    raise _storage_error("delete", text, e) from e
 
 
 def _storage_error(action: str, path: str, error: Exception) -> StorageError:
