@@ -36,6 +36,7 @@ from experiments import hub_build_report, hub_experts, study_cli  # noqa: E402
 from mll_jax import train  # noqa: E402
 from mll_jax.hub import (functional, labeling, pool_sources, registry,  # noqa: E402
                          run_import)
+from mll_jax.storage import locations, objects  # noqa: E402
 
 _HUB_DIR = flags.DEFINE_string("hub_dir", "runs/hub", "Where the hub is written.")
 _RUNS_DIR = flags.DEFINE_string("runs_dir", None, "Training runs (default <hub_dir>_runs).")
@@ -81,12 +82,13 @@ def build(hub_dir: pathlib.Path, runs_dir: pathlib.Path, mnist_dir: str | None, 
 def main(argv):
   del argv
   train.setup_runtime()
-  hub_dir = pathlib.Path(_HUB_DIR.value).absolute()
-  runs_dir = pathlib.Path(_RUNS_DIR.value or f"{hub_dir}_runs").absolute()
+  hub_dir = locations.location(_HUB_DIR.value)  # a local folder, gs:// or s3://
+  runs_dir = locations.location(_RUNS_DIR.value or f"{hub_dir}_runs")
   started = time.time()
   hub, runs = build(hub_dir, runs_dir, _MNIST_DIR.value, _QUICK.value, _POOL_CAP.value,
                     _ARCHITECTURES.value)
-  size = sum(p.stat().st_size for p in hub.directory.rglob("*") if p.is_file())
+  size = (sum(record["size_bytes"] for record in hub.index().values()) +
+          len(objects.read(hub.pools_path) or b""))
   settings = {"command": study_cli.command_line(sys.argv),
               "minutes": (time.time() - started) / 60, "megabytes": size / 1e6,
               "devices": f"{jax.device_count()} {jax.default_backend()} device(s)"}

@@ -52,7 +52,7 @@ def test_hub_cli_end_to_end(expert_run, tmp_path, subprocess_env):
   assert "logme on 30 labelled animal_mnist images:" in out and "equines@2" in out
 
   hub = registry.Hub(hub_dir)
-  params = max((p for p in (hub_dir / "entries" / "equines@1" / "variables").rglob("*")
+  params = max((p for p in (hub.entry_folder("equines@1") / "variables").rglob("*")
                 if p.is_file()), key=lambda p: p.stat().st_size)
   params.write_bytes(params.read_bytes() + b"x")
   out = _hub(hub_dir, subprocess_env, "verify", ok=False)

@@ -124,22 +124,29 @@ def hub_with_entry(tmp_path):
   from mll_jax.hub import functional, registry
   hub = registry.Hub(tmp_path / "hub")
   hub.register("m", HUB_ARCH, functional.init_variables(HUB_ARCH, seed=0), ("a", "b", "c"))
-  return hub, hub.directory / "entries" / "m@1"
+  return hub, hub.entry_folder("m@1")
+
+
+def _record_reads(monkeypatch) -> list[str]:
+  """The paths the hub's checks read from now on."""
+  from mll_jax.storage import objects
+  opened, real_read = [], objects.read
+  monkeypatch.setattr(objects, "read", lambda p: opened.append(str(p)) or real_read(p))
+  return opened
 
 
 def test_a_listed_path_that_leaves_the_entry_is_never_read(hub_with_entry, monkeypatch):
   from mll_jax.hub import registry
-  hub, folder = hub_with_entry
-  entry = json.loads((folder / registry.ENTRY_FILE).read_text())
+  hub, _ = hub_with_entry
+  manifest = hub.manifest_path("m@1")
+  entry = json.loads(manifest.read_text())
   entry["files"]["../../../../../../../../etc/passwd"] = "0" * 64
-  (folder / registry.ENTRY_FILE).write_text(json.dumps(entry))
-  opened = []
-  real_sha = registry._sha256
-  monkeypatch.setattr(registry, "_sha256", lambda p: opened.append(str(p)) or real_sha(p))
+  manifest.write_text(json.dumps(entry))
+  opened = _record_reads(monkeypatch)
   problems = hub.verify("m")["m@1"]
   assert "../../../../../../../../etc/passwd points outside the entry (not read)" in problems
-  assert "entry.json was modified" in problems
-  assert all(str(hub.directory) in path for path in opened)  # nothing outside the hub opened
+  assert "its manifest was modified after it was committed" in problems
+  assert opened and all(str(hub.directory) in path for path in opened)  # nothing outside
   with pytest.raises(registry.CorruptEntry):
     hub.load("m")
 
@@ -151,9 +158,7 @@ def test_a_symbolic_link_inside_an_entry_is_reported_not_followed(hub_with_entry
   secret = tmp_path / "secret.txt"
   secret.write_text("not for the hub")
   (folder / "variables" / "innocent").symlink_to(secret)
-  opened = []
-  real_sha = registry._sha256
-  monkeypatch.setattr(registry, "_sha256", lambda p: opened.append(str(p)) or real_sha(p))
+  opened = _record_reads(monkeypatch)
   problems = hub.verify("m")["m@1"]
   assert ("variables/innocent is a symbolic link (not followed: an entry holds regular files "
           "only)") in problems

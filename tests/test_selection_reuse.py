@@ -209,7 +209,7 @@ def test_a_mixed_family_selection_equals_each_model_alone(mixed_hub, loop):
 def test_an_entry_of_an_unknown_family_names_the_known_ones(tmp_path):
   hub = registry.Hub(tmp_path / "hub")
   hub.register("vit", ARCH, functional.init_variables(ARCH, seed=0), ["x", "y"])
-  entry_path = hub.directory / "entries" / "vit@1" / registry.ENTRY_FILE
+  entry_path = hub.manifest_path("vit@1")
   import json
   entry = json.loads(entry_path.read_text())
   entry["architecture"]["model"]["family"] = "capsnet"

@@ -108,11 +108,10 @@ def problems(hub, ref: str, record: dict) -> list[str]:
   for p in listed_outside:
     del expected[p]
   actual = [p for p in objects.walk(blob) if p != hub_layout.BLOB_FILE]
-  links = _links_or_outside(hub, [f"{blob}/{p}" for p in actual])
+  links = [p for p in actual if _links_or_outside(hub, [f"{blob}/{p}"])]
   found += [f"{p} is a symbolic link (not followed: an entry holds regular files only)"
             for p in links]
-  actual = [p for p in actual if f"{blob}/{p}" not in
-            {os.path.join(hub.layout.root, q) for q in links}]
+  actual = [p for p in actual if p not in links]
   found += [f"{p} is missing" for p in sorted(set(expected) - set(actual))]
   found += [f"{p} is not part of the entry" for p in sorted(set(actual) - set(expected))]
   found += [f"{p} does not match its checksum" for p in sorted(expected)

@@ -10,6 +10,7 @@ import orbax.checkpoint as ocp
 from mll_jax import checkpoint
 from mll_jax.data import class_subsets, sources
 from mll_jax.hub import concept_graph, functional, sdag
+from mll_jax.storage import locations
 
 
 class RunImportError(ValueError):
@@ -18,7 +19,7 @@ class RunImportError(ValueError):
 
 def run_config(workdir: str | pathlib.Path) -> ml_collections.ConfigDict:
   """The run's config as saved at its start (`config.json`)."""
-  path = pathlib.Path(workdir) / "config.json"
+  path = locations.location(workdir) / "config.json"
   if not path.exists():
     raise RunImportError(f"{workdir} is not a training workdir (no config.json); give the "
                          "folder `python -m mll_jax.train` wrote.")
