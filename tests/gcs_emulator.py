@@ -8,12 +8,15 @@
 - Generation headers on downloads. tensorstore reads an object's generation from
   `x-goog-generation` and rereads OCDBT manifests with `ifGenerationNotMatch`; without them a
   checkpoint save fails now and then with "Malformed StorageGeneration".
+- One thread per connection. The stock server answers one connection at a time, so a client
+  that opens a pooled connection and sends nothing stalls every other process (measured: three
+  registrars hung until their timeout).
 The handlers are wrapped before the server module binds them into its routing table.
 """
 
 import sys
 import threading
-from http import HTTPStatus
+from http import HTTPStatus, server
 
 from gcp_storage_emulator.exceptions import NotFound
 from gcp_storage_emulator.handlers import objects
@@ -77,5 +80,7 @@ objects.download = _download_with_generation(objects.download)
 from gcp_storage_emulator.server import create_server  # noqa: E402  (after the wrapping)
 
 if __name__ == "__main__":
+  server.ThreadingHTTPServer.daemon_threads = True
+  server.HTTPServer = server.ThreadingHTTPServer  # read by the emulator when it starts serving
   port, bucket = int(sys.argv[1]), sys.argv[2]
   create_server("127.0.0.1", port, in_memory=True, default_bucket=bucket).run()

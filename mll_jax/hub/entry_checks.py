@@ -116,6 +116,7 @@ def problems(hub, ref: str, record: dict) -> list[str]:
   found += [f"{p} is not part of the entry" for p in sorted(set(actual) - set(expected))]
   found += [f"{p} does not match its checksum" for p in sorted(expected)
             if p in actual and _sha256(objects.read(f"{blob}/{p}") or b"") != expected[p]]
+  found += label_link_problems(hub, name, version, hub.label_record(ref) or {})
   try:
     hub.label_bytes(ref)
   except registry.CorruptEntry:
@@ -124,6 +125,18 @@ def problems(hub, ref: str, record: dict) -> list[str]:
   except ValueError:
     found.append("its label record is unreadable")
   return found
+
+
+def label_link_problems(hub, name: str, version: int, record: dict) -> list[str]:
+  """Links (or paths leading outside the hub) on the way to a committed label."""
+  if not hub_layout.BLOB_ID.fullmatch(str(record.get("blob"))):
+    return []
+  blob = hub.layout.blob(record["blob"])
+  return [f"{p} is a symbolic link or leads outside the hub (not followed)"
+          for p in _links_or_outside(hub, [hub.layout.path("labels"),
+                                           hub.layout.record("labels", name, version),
+                                           hub.layout.path("blobs"), blob,
+                                           f"{blob}/{hub_layout.LABEL_FILE}"])]
 
 
 def _other_entries_using(hub, blob: str, ref: str) -> list[str]:

@@ -1,4 +1,4 @@
-"""Where a hub keeps what, and which of it is committed (format `mll_jax.hub/2`):
+"""Where a hub keeps what, and which of it is committed (format `mll_jax.hub/2`)::
 
     <hub>/HUB.json                          {"format": ...}, created once
     <hub>/manifests/<name>/<v:08d>.json     the entry name@v: architecture, classes, SDAG nodes,

@@ -348,7 +348,9 @@ class Hub:
     if record is None:
       return None
     data = None
-    if hub_layout.BLOB_ID.fullmatch(str(record.get("blob"))):
+    name, version = parse_ref(ref)
+    links = entry_checks.label_link_problems(self, name, version, record)
+    if hub_layout.BLOB_ID.fullmatch(str(record.get("blob"))) and not links:
       data = objects.read(self.layout.blob(record["blob"], LABEL_FILE))
     if data is None or _sha256(data) != record.get("sha256"):
       raise CorruptEntry(f"The label of {ref} is missing or modified; remove the entry and "

@@ -4,10 +4,12 @@ The rule. Each process index of a run holds a lease in `workdir/.leases/process-
 objects are numbered epochs (`000000000000.json`, ...). An epoch object names its holder (host,
 pid, run id) and when it was last renewed; its holder rewrites it every `ttl/3` seconds while
 the run lives and marks it released when the run ends. A newcomer reads the newest epoch:
+
 - released, or not renewed for longer than its `ttl` (its holder was killed): the newcomer
   takes the workdir by creating the next epoch, create-if-absent, so of two newcomers racing
   exactly one wins;
 - otherwise the workdir is busy, and the newcomer stops, naming the holder.
+
 A holder that finds a newer epoch than its own (it stalled for longer than the ttl and was
 taken over) has lost the workdir: `check` raises before its next checkpoint, so the two runs
 never both keep writing. Staleness compares the holder's clock with the newcomer's, so hosts'

@@ -4,10 +4,12 @@ object only if it is absent, and read or list without a client-side cache.
 epath (through gcsfs / s3fs) has no conditional write, and fsspec caches directory listings per
 process, so a lease or a hub manifest written by another machine could go unseen. These calls
 go to the storage service each time:
+
 - local disk: a complete temporary file hard-linked to its name (`link` fails if the name
   exists, and a reader never sees a partial file);
 - S3: `PutObject` with `If-None-Match: *`;
 - GCS: an upload with `ifGenerationMatch=0`.
+
 Endpoints and credentials are the services' usual variables (`AWS_ENDPOINT_URL`,
 `STORAGE_EMULATOR_HOST`, ...), read by boto3 and google-cloud-storage.
 """
