@@ -27,6 +27,11 @@ BENCHMARKS = {
                                          "--images=1024"],
                     ["--experts=resnet_mu,resnet_mu,mu,mu,cnn_mu", "--images=64",
                      "--batch=32", "--repeats=1"]),
+    # A ViT-S/16 MAE train state saved and restored on local disk, the GCS emulator and moto,
+    # and the train step with an asynchronous save in flight against none.
+    "checkpoint_io": ("checkpoint_io", ["--config.batch_size=16"],
+                      ["--config=configs/mae.py:mu", "--config.batch_size=16", "--repeats=1",
+                       "--steps=2"]),
 }
 # Environment a benchmark's process starts with, beyond this one's.
 ENVIRONMENT = {"mae_step_system_malloc": {"MLL_JAX_ALLOCATOR": "system"}}
