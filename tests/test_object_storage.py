@@ -1,6 +1,7 @@
 """Object storage primitives on local disk, S3 (moto) and GCS (the emulator with preconditions):
 create-if-absent has exactly one winner, and the workdir lease follows its stated rule."""
 
+import io
 import threading
 import time
 import uuid
@@ -89,3 +90,51 @@ def test_a_stale_lease_is_taken_over_and_its_stalled_holder_stops(root):
 def test_bad_locations_are_named(path, message):
   with pytest.raises(ValueError, match=message):
     locations.location(path)
+
+
+class _FlakyS3:
+  """An S3 client whose first `failures` puts fail as a dropped connection would; `lands`
+  says whether a failed put still reached the store (its answer lost on the way back)."""
+
+  def __init__(self, failures: int, lands: bool):
+    self.failures, self.lands, self.stored = failures, lands, {}
+
+  def put_object(self, Bucket, Key, Body, IfNoneMatch=None):
+    if IfNoneMatch and Key in self.stored:
+      error = RuntimeError("precondition")
+      error.response = {"Error": {"Code": "PreconditionFailed"}}
+      raise error
+    if self.failures:
+      self.failures -= 1
+      if self.lands:
+        self.stored[Key] = Body
+      raise type("EndpointConnectionError", (Exception,), {})("connection dropped")
+    self.stored[Key] = Body
+
+  def get_object(self, Bucket, Key):
+    return {"Body": io.BytesIO(self.stored[Key])}
+
+
+@pytest.mark.parametrize("lands", [False, True], ids=["lost", "landed"])
+def test_transient_errors_are_retried_and_logged(monkeypatch, capsys, lands):
+  flaky = _FlakyS3(failures=2, lands=lands)
+  monkeypatch.setattr(objects, "_s3", lambda: flaky)
+  monkeypatch.setattr(objects.time, "sleep", lambda seconds: None)
+  assert objects.create_if_absent("s3://bucket-two/x/lease.json", b"mine")
+  retries = [l for l in capsys.readouterr().out.splitlines() if "retry" in l]
+  # Landed: the retry finds its own object, and knows it won from the bytes.
+  assert len(retries) == (1 if lands else 2), retries
+  for n, line in enumerate(retries, 1):
+    assert line.startswith("WARNING: storage: could not create s3://bucket-two/x/lease.json "
+                           "(EndpointConnectionError: connection dropped. The storage service "
+                           "cannot be reached")
+    assert line.endswith(f"retry {n} of 4 in {0.5 * 2 ** (n - 1):.1f} s")
+  assert not objects.create_if_absent("s3://bucket-two/x/lease.json", b"theirs")
+
+
+def test_a_lasting_outage_gives_up_with_one_message(monkeypatch):
+  monkeypatch.setattr(objects, "_s3", lambda: _FlakyS3(failures=99, lands=False))
+  monkeypatch.setattr(objects.time, "sleep", lambda seconds: None)
+  with pytest.raises(objects.StorageError, match="Could not write s3://bucket-two/y: .*cannot be "
+                     "reached"):
+    objects.write("s3://bucket-two/y", b"data")

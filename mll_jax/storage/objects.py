@@ -15,11 +15,15 @@ Endpoints and credentials are the services' usual variables (`AWS_ENDPOINT_URL`,
 """
 
 import functools
+import logging
 import os
 import shutil
+import time
 import uuid
 
 from mll_jax.storage import locations
+
+log = logging.getLogger(__name__)
 
 
 class StorageError(RuntimeError):
@@ -52,26 +56,32 @@ def _s3_code(error) -> str:
 def create_if_absent(path, data: bytes) -> bool:
   """Writes `data` to `path` unless something is there already; True if this call created it.
 
-  Exactly one of several concurrent callers wins, on local disk and on S3 and GCS."""
+  Exactly one of several concurrent callers wins, on local disk and on S3 and GCS. A retry
+  after a transient error that finds the object compares it with `data`: the first attempt
+  may have created it before its answer was lost."""
   text = os.fspath(path)
   if text.startswith("s3://"):
     _, bucket, key = locations.bucket_and_key(text)
-    try:
-      _s3().put_object(Bucket=bucket, Key=key, Body=data, IfNoneMatch="*")
-    except Exception as e:  # botocore's ClientError
-      if _s3_code(e) in ("PreconditionFailed", "ConditionalRequestConflict", "412"):
-        return False
-      raise _storage_error("create", text, e) from e
-    return True
+
+    def attempt(number):
+      try:
+        _s3().put_object(Bucket=bucket, Key=key, Body=data, IfNoneMatch="*")
+      except Exception as e:  # botocore's ClientError
+        if _s3_code(e) in ("PreconditionFailed", "ConditionalRequestConflict", "412"):
+          return number > 0 and read(text) == data
+        raise
+      return True
+    return _retried("create", text, attempt)
   if text.startswith("gs://"):
     from google.api_core import exceptions  # pylint: disable=import-outside-toplevel
-    try:
-      _gcs_blob(text).upload_from_string(data, if_generation_match=0)
-    except exceptions.PreconditionFailed:
-      return False
-    except Exception as e:
-      raise _storage_error("create", text, e) from e
-    return True
+
+    def attempt(number):
+      try:
+        _gcs_blob(text).upload_from_string(data, if_generation_match=0)
+      except exceptions.PreconditionFailed:
+        return number > 0 and read(text) == data
+      return True
+    return _retried("create", text, attempt)
   os.makedirs(os.path.dirname(text), exist_ok=True)
   temporary = f"{text}.{uuid.uuid4().hex}.partial"
   with open(temporary, "wb") as f:
@@ -90,35 +100,37 @@ def create_if_absent(path, data: bytes) -> bool:
 def read(path) -> bytes | None:
   """The object's bytes, or None if there is none."""
   text = os.fspath(path)
-  try:
-    if text.startswith("s3://"):
-      _, bucket, key = locations.bucket_and_key(text)
-      return _s3().get_object(Bucket=bucket, Key=key)["Body"].read()
-    if text.startswith("gs://"):
-      return _gcs_blob(text).download_as_bytes()
-    with open(text, "rb") as f:
-      return f.read()
-  except FileNotFoundError:
-    return None
-  except Exception as e:
-    if _s3_code(e) in ("NoSuchKey", "404") or type(e).__name__ == "NotFound":
+  if not locations.is_remote(text):
+    try:
+      with open(text, "rb") as f:
+        return f.read()
+    except FileNotFoundError:
       return None
-    raise _storage_error("read", text, e) from e
+
+  def attempt(_):
+    try:
+      if text.startswith("s3://"):
+        _, bucket, key = locations.bucket_and_key(text)
+        return _s3().get_object(Bucket=bucket, Key=key)["Body"].read()
+      return _gcs_blob(text).download_as_bytes()
+    except Exception as e:
+      if _s3_code(e) in ("NoSuchKey", "404") or type(e).__name__ == "NotFound":
+        if "bucket" not in str(e).lower():  # a missing bucket is an error, not an absence
+          return None
+      raise
+  return _retried("read", text, attempt)
 
 
 def write(path, data: bytes) -> None:
   """Replaces the object whole (a local file through a renamed temporary)."""
   text = os.fspath(path)
-  try:
-    if text.startswith("s3://"):
-      _, bucket, key = locations.bucket_and_key(text)
-      _s3().put_object(Bucket=bucket, Key=key, Body=data)
-      return
-    if text.startswith("gs://"):
-      _gcs_blob(text).upload_from_string(data)
-      return
-  except Exception as e:
-    raise _storage_error("write", text, e) from e
+  if text.startswith("s3://"):
+    _, bucket, key = locations.bucket_and_key(text)
+    _retried("write", text, lambda _: _s3().put_object(Bucket=bucket, Key=key, Body=data))
+    return
+  if text.startswith("gs://"):
+    _retried("write", text, lambda _: _gcs_blob(text).upload_from_string(data))
+    return
   os.makedirs(os.path.dirname(text), exist_ok=True)
   temporary = f"{text}.{uuid.uuid4().hex}.partial"
   with open(temporary, "wb") as f:
@@ -126,51 +138,87 @@ def write(path, data: bytes) -> None:
   os.replace(temporary, text)
 
 
+RETRIES = 4  # after the first attempt; waits of 0.5, 1, 2 and 4 s
+_TRANSIENT = {"EndpointConnectionError", "ConnectionClosedError", "ReadTimeoutError",
+              "ConnectTimeoutError", "ConnectionError", "ServiceUnavailable",
+              "InternalServerError", "TooManyRequests", "GatewayTimeout", "BadGateway",
+              "ReadTimeout", "ConnectTimeout", "Timeout"}
+
+
+def _transient(error: BaseException) -> bool:
+  """A failure worth retrying: the service or the network, not the request."""
+  if type(error).__name__ in _TRANSIENT:
+    return True
+  response = getattr(error, "response", None)
+  status = (response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+            if isinstance(response, dict) else getattr(error, "code", 0))
+  return isinstance(status, int) and (status >= 500 or status == 429)
+
+
+def _retried(action: str, text: str, attempt):
+  """`attempt(number)`, retried with backoff on transient errors; each retry is logged. Other
+  errors, and the last transient one, become a StorageError naming the problem."""
+  for number in range(RETRIES + 1):
+    try:
+      return attempt(number)
+    except Exception as e:  # noqa: BLE001 - classified below
+      if number == RETRIES or not _transient(e):
+        raise _storage_error(action, text, e) from e
+      delay = 0.5 * 2 ** number
+      message = (f"WARNING: storage: could not {action} {text} ({describe(e)}); retry "
+                 f"{number + 1} of {RETRIES} in {delay:.1f} s")
+      log.warning(message)
+      print(message, flush=True)
+      time.sleep(delay)
+  raise AssertionError("unreachable")
+
+
 def names(folder) -> list[str]:
   """The names directly under `folder` (objects and sub-folders), sorted; [] if none."""
   text = os.fspath(folder).rstrip("/")
-  try:
-    if text.startswith("s3://"):
-      _, bucket, key = locations.bucket_and_key(text)
-      found = set()
-      for page in _s3().get_paginator("list_objects_v2").paginate(
-          Bucket=bucket, Prefix=key + "/", Delimiter="/"):
-        found.update(o["Key"].rsplit("/", 1)[-1] for o in page.get("Contents", []))
-        found.update(p["Prefix"].rstrip("/").rsplit("/", 1)[-1]
-                     for p in page.get("CommonPrefixes", []))
-      return sorted(found)
-    if text.startswith("gs://"):
-      _, bucket, key = locations.bucket_and_key(text)
-      listing = _gcs().list_blobs(bucket, prefix=key + "/", delimiter="/")
-      found = {blob.name.rsplit("/", 1)[-1] for blob in listing}
-      found.update(p.rstrip("/").rsplit("/", 1)[-1] for p in listing.prefixes)
-      return sorted(found)
+  if not locations.is_remote(text):
     return sorted(os.listdir(text)) if os.path.isdir(text) else []
-  except Exception as e:
-    raise _storage_error("list", text, e) from e
+  return _retried("list", text, lambda _: _remote_names(text))
+
+
+def _remote_names(text: str) -> list[str]:
+  _, bucket, key = locations.bucket_and_key(text)
+  if text.startswith("s3://"):
+    found = set()
+    for page in _s3().get_paginator("list_objects_v2").paginate(
+        Bucket=bucket, Prefix=key + "/", Delimiter="/"):
+      found.update(o["Key"].rsplit("/", 1)[-1] for o in page.get("Contents", []))
+      found.update(p["Prefix"].rstrip("/").rsplit("/", 1)[-1]
+                   for p in page.get("CommonPrefixes", []))
+    return sorted(found)
+  listing = _gcs().list_blobs(bucket, prefix=key + "/", delimiter="/")
+  found = {blob.name.rsplit("/", 1)[-1] for blob in listing}
+  found.update(p.rstrip("/").rsplit("/", 1)[-1] for p in listing.prefixes)
+  return sorted(found)
 
 
 def walk(folder) -> list[str]:
   """Every object (file) under `folder`, as sorted paths relative to it; [] if none. Local
   symbolic links are listed, not followed."""
   text = os.fspath(folder).rstrip("/")
-  try:
-    if text.startswith("s3://"):
-      _, bucket, key = locations.bucket_and_key(text)
-      keys = [o["Key"] for page in _s3().get_paginator("list_objects_v2").paginate(
-          Bucket=bucket, Prefix=key + "/") for o in page.get("Contents", [])]
-      return sorted(k[len(key) + 1:] for k in keys)
-    if text.startswith("gs://"):
-      _, bucket, key = locations.bucket_and_key(text)
-      return sorted(b.name[len(key) + 1:] for b in _gcs().list_blobs(bucket, prefix=key + "/"))
-  except Exception as e:
-    raise _storage_error("list", text, e) from e
+  if locations.is_remote(text):
+    return _retried("list", text, lambda _: _remote_keys(text))
   found = []
   for root, folders, files in os.walk(text):
     found += [os.path.relpath(os.path.join(root, n), text) for n in files]
     found += [os.path.relpath(os.path.join(root, n), text) for n in folders
               if os.path.islink(os.path.join(root, n))]
   return sorted(found)
+
+
+def _remote_keys(text: str) -> list[str]:
+  _, bucket, key = locations.bucket_and_key(text)
+  if text.startswith("s3://"):
+    keys = [o["Key"] for page in _s3().get_paginator("list_objects_v2").paginate(
+        Bucket=bucket, Prefix=key + "/") for o in page.get("Contents", [])]
+  else:
+    keys = [b.name for b in _gcs().list_blobs(bucket, prefix=key + "/")]
+  return sorted(k[len(key) + 1:] for k in keys)
 
 
 def remove_tree(folder) -> None:
@@ -182,17 +230,21 @@ def remove_tree(folder) -> None:
     else:
       shutil.rmtree(text, ignore_errors=True)
     return
-  try:
+  _, bucket, key = locations.bucket_and_key(text)
+  for name in walk(text):
     if text.startswith("s3://"):
-      _, bucket, key = locations.bucket_and_key(text)
-      for name in walk(text):
-        _s3().delete_object(Bucket=bucket, Key=f"{key}/{name}")
-      return
-    _, bucket, key = locations.bucket_and_key(text)
-    for blob in _gcs().list_blobs(bucket, prefix=key + "/"):
-      blob.delete()
-  except Exception as e:
-    raise _storage_error("delete", text, e) from e
+      _retried("delete", f"{text}/{name}",
+               lambda _, name=name: _s3().delete_object(Bucket=bucket, Key=f"{key}/{name}"))
+    else:
+      _retried("delete", f"{text}/{name}", lambda _, name=name: _delete_gcs(f"{text}/{name}"))
+
+
+def _delete_gcs(text: str) -> None:
+  from google.api_core import exceptions  # pylint: disable=import-outside-toplevel
+  try:
+    _gcs_blob(text).delete()
+  except exceptions.NotFound:  # deleted meanwhile (a retry, or another remover)
+    pass
 
 
 def _storage_error(action: str, path: str, error: Exception) -> StorageError:
