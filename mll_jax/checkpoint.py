@@ -23,7 +23,7 @@ import orbax.checkpoint as ocp
 
 from mll_jax import sharding
 from mll_jax.models import layer_plan
-from mll_jax.storage import locations, orbax_s3
+from mll_jax.storage import locations, objects, orbax_s3
 
 log = logging.getLogger(__name__)
 orbax_s3.enable()  # affects s3:// paths only; orbax 0.12 has no s3 support of its own
@@ -188,7 +188,8 @@ class Checkpointer:
           f"({type(error).__name__}: {str(error).splitlines()[0][:200]}). In a multi-process "
           "run it is not moved aside automatically: move it out of checkpoints/ and relaunch.")
     aside = self.workdir / "unreadable_checkpoints" / str(step)
-    aside.parent.mkdir(parents=True, exist_ok=True)
+    if not locations.is_remote(aside):
+      aside.parent.mkdir(parents=True, exist_ok=True)
     older = [s for s in self.manager.all_steps() if s < step]
     message = (f"Checkpoint at step {step} in {self.directory} cannot be read "
                f"({type(error).__name__}: {str(error).splitlines()[0][:200]}); moved it to "
@@ -196,7 +197,7 @@ class Checkpointer:
                                   else "no older checkpoint exists (the run starts from scratch)."))
     log.warning(message)
     print(f"WARNING: {message}", flush=True)
-    locations.move_tree(self.directory / str(step), aside)
+    objects.move_tree(self.directory / str(step), aside)
     self.manager.close()
     self.manager = self._open()
 

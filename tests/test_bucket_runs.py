@@ -161,3 +161,28 @@ def test_compile_only_takes_a_bucket_workdir(env):
   proc = _launch([*MU_ARGS, "--compile_only"], f"{ROOTS['gs']}/{uuid.uuid4().hex}/run", env)
   out, _ = proc.communicate(timeout=300)
   assert proc.returncode == 0 and "per device" in out.lower(), out
+
+
+def test_init_from_a_bucket_run(make_config, make_finetune_config, buckets, capsys):
+  from mll_jax import train
+  pretrained = f"{ROOTS['gs']}/{uuid.uuid4().hex}/mae"
+  train.run(make_config(total_steps=2, warmup_steps=1, **{"checkpoint.every_steps": 2}),
+            pretrained)
+  finetuned = f"{ROOTS['s3']}/{uuid.uuid4().hex}/finetune"
+  train.run(make_finetune_config(init_from=pretrained, total_steps=2, warmup_steps=1), finetuned)
+  assert f"Initialised params from {pretrained}" in capsys.readouterr().out
+  assert _committed_checkpoints(finetuned) == [2]
+
+
+def test_a_damaged_bucket_checkpoint_is_set_aside(make_config, buckets, capsys):
+  from mll_jax import train
+  workdir = f"{ROOTS['s3']}/{uuid.uuid4().hex}/run"
+  config = lambda steps: make_config(total_steps=steps, warmup_steps=1,
+                                     **{"checkpoint.every_steps": 2})
+  train.run(config(4), workdir)
+  objects.write(f"{workdir}/checkpoints/4/state/_METADATA", b"{ damaged")
+  train.run(config(6), workdir)
+  out = capsys.readouterr().out
+  assert f"moved it to {workdir}/unreadable_checkpoints/4 and falling back to step 2" in out
+  assert objects.read(f"{workdir}/unreadable_checkpoints/4/state/_METADATA") == b"{ damaged"
+  assert _committed_checkpoints(workdir)[-1] == 6

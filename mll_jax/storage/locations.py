@@ -11,7 +11,6 @@ replaced.
 
 import os
 import pathlib
-import shutil
 
 from etils import epath
 
@@ -66,16 +65,3 @@ def replace_text(path: epath.Path, text: str) -> None:
   temporary.write_text(text)
   os.replace(temporary, path)
 
-
-def move_tree(source: epath.Path, destination: epath.Path) -> None:
-  """Moves a folder: a rename on local disk; on a bucket, which has no rename, a copy of every
-  object followed by the source's removal (so an interruption leaves both, never neither)."""
-  if not is_remote(source):
-    shutil.move(os.fspath(source), os.fspath(destination))
-    return
-  for item in source.rglob("*"):
-    if item.is_file():
-      target = destination / os.path.relpath(os.fspath(item), os.fspath(source))
-      target.parent.mkdir(parents=True, exist_ok=True)
-      item.copy(target, overwrite=True)
-  source.rmtree()

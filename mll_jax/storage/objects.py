@@ -239,6 +239,27 @@ def remove_tree(folder) -> None:
       _retried("delete", f"{text}/{name}", lambda _, name=name: _delete_gcs(f"{text}/{name}"))
 
 
+def move_tree(source, destination) -> None:
+  """Moves a folder: a rename on local disk; on a bucket, which has no rename, a copy of every
+  object followed by the source's removal (so an interruption leaves both, never neither)."""
+  source, destination = os.fspath(source).rstrip("/"), os.fspath(destination).rstrip("/")
+  if not locations.is_remote(source):
+    shutil.move(source, destination)
+    return
+  for name in walk(source):
+    write(f"{destination}/{name}", read(f"{source}/{name}"))
+  remove_tree(source)
+  _forget_listings(source)
+  _forget_listings(destination)
+
+
+def _forget_listings(text: str) -> None:
+  """Drops fsspec's cached listings of a changed prefix, which epath (and through it orbax)
+  would otherwise go on reading in this process."""
+  import fsspec  # pylint: disable=import-outside-toplevel
+  fsspec.filesystem(text.split("://", 1)[0]).invalidate_cache()
+
+
 def _delete_gcs(text: str) -> None:
   from google.api_core import exceptions  # pylint: disable=import-outside-toplevel
   try:
