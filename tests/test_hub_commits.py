@@ -14,21 +14,11 @@ import numpy as np
 import pytest
 
 from conftest import REPO_ROOT, TEST_CACHE
-from mll_jax.hub import functional, registry, sharing
+from mll_jax.hub import registry, sharing
 from mll_jax.storage import objects
-from test_registry import ARCH, CLASSES, REGISTER_SCRIPT
+from test_registry import ARCH, CLASSES, REGISTER_SCRIPT, hub, variables  # noqa: F401
 
 ROOTS = {"s3": "s3://bucket-two", "gs": "gs://bucket-one"}
-
-
-@pytest.fixture(scope="module")
-def variables():
-  return functional.init_variables(ARCH, seed=5)
-
-
-@pytest.fixture
-def hub(tmp_path):
-  return registry.Hub(tmp_path / "hub")
 
 
 def _label(n=4):
