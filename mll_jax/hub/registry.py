@@ -215,8 +215,13 @@ class Hub:
     """Deletes blobs that no live entry or label names and that are older than
     `stale_after_s` (left by killed registrars, or by removals cut short); returns their ids."""
     blobs = self.layout.blob_ids()  # listed before the manifests: a blob committed meanwhile
-    used = set()                    # is then seen as used
-    for name, version in self.layout.live_refs():
+    live = self.layout.live_refs()  # is then seen as used
+    labels = {name: set(self.layout.versions("labels", name)) for name in {n for n, _ in live}}
+    labelled = sum(version in labels[name] for name, version in live)
+    if len(blobs) <= len(live) + labelled:  # one blob an entry and a label: nothing to collect
+      return []                             # (listings only; a bucket's reads are the cost)
+    used = set()
+    for name, version in live:
       for kind in ("manifests", "labels"):
         data = objects.read(self.layout.record(kind, name, version))
         try:

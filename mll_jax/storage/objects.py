@@ -114,9 +114,10 @@ def read(path) -> bytes | None:
         return _s3().get_object(Bucket=bucket, Key=key)["Body"].read()
       return _gcs_blob(text).download_as_bytes()
     except Exception as e:
+      # S3 tells a missing bucket (NoSuchBucket, an error) from a missing key; a GCS download
+      # does not, and a missing GCS bucket is found by the first listing (`names`).
       if _s3_code(e) in ("NoSuchKey", "404") or type(e).__name__ == "NotFound":
-        if "bucket" not in str(e).lower():  # a missing bucket is an error, not an absence
-          return None
+        return None
       raise
   return _retried("read", text, attempt)
 
