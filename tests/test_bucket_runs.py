@@ -145,16 +145,16 @@ def test_storage_faults_stop_the_run_with_one_message(case, message, env, tmp_pa
 def test_a_sweep_runs_in_a_bucket_and_its_rerun_skips_finished_points(make_config, buckets):
   from mll_jax import sweep, train
   config = make_config(total_steps=2, warmup_steps=1, **{"checkpoint.every_steps": 2})
-  spec = {"grid": {"seed": [0, 1]}, "metrics": ["reconstruction/loss"]}
+  spec = {"grid": {"seed": [0]}, "metrics": ["reconstruction/loss"]}
   workdir = f"{ROOTS['s3']}/{uuid.uuid4().hex}/sweep"
   rows = sweep.run_sweep(config, spec, workdir)
-  assert [r["status"] for r in rows] == ["done", "done"]
+  assert [r["status"] for r in rows] == ["done"]
   assert all(isinstance(r["reconstruction/loss"], float) for r in rows)
   assert "| point |" in (objects.read(f"{workdir}/results.md") or b"").decode()
   calls = []
   rows = sweep.run_sweep(config, spec, workdir,
                          run_fn=lambda cfg, point: calls.append(point) or train.run(cfg, point))
-  assert calls == [] and [r["status"] for r in rows] == ["done (skipped)"] * 2
+  assert calls == [] and [r["status"] for r in rows] == ["done (skipped)"]
 
 
 def test_compile_only_takes_a_bucket_workdir(env):
@@ -163,18 +163,8 @@ def test_compile_only_takes_a_bucket_workdir(env):
   assert proc.returncode == 0 and "per device" in out.lower(), out
 
 
-def test_init_from_a_bucket_run(make_config, make_finetune_config, buckets, capsys):
-  from mll_jax import train
-  pretrained = f"{ROOTS['gs']}/{uuid.uuid4().hex}/mae"
-  train.run(make_config(total_steps=2, warmup_steps=1, **{"checkpoint.every_steps": 2}),
-            pretrained)
-  finetuned = f"{ROOTS['s3']}/{uuid.uuid4().hex}/finetune"
-  train.run(make_finetune_config(init_from=pretrained, total_steps=2, warmup_steps=1), finetuned)
-  assert f"Initialised params from {pretrained}" in capsys.readouterr().out
-  assert _committed_checkpoints(finetuned) == [2]
-
-
-def test_a_damaged_bucket_checkpoint_is_set_aside(make_config, buckets, capsys):
+def test_a_damaged_bucket_checkpoint_is_set_aside_and_init_from_reads_a_bucket(
+    make_config, make_finetune_config, buckets, capsys):
   from mll_jax import train
   workdir = f"{ROOTS['s3']}/{uuid.uuid4().hex}/run"
   config = lambda steps: make_config(total_steps=steps, warmup_steps=1,
@@ -186,3 +176,10 @@ def test_a_damaged_bucket_checkpoint_is_set_aside(make_config, buckets, capsys):
   assert f"moved it to {workdir}/unreadable_checkpoints/4 and falling back to step 2" in out
   assert objects.read(f"{workdir}/unreadable_checkpoints/4/state/_METADATA") == b"{ damaged"
   assert _committed_checkpoints(workdir)[-1] == 6
+
+  # s3 again: tensorboardX's GCS writer uploads once more when garbage-collected, which at
+  # this process's exit (the servers gone) would retry for two minutes.
+  finetuned = f"{ROOTS['s3']}/{uuid.uuid4().hex}/finetune"
+  train.run(make_finetune_config(init_from=workdir, total_steps=2, warmup_steps=1), finetuned)
+  assert f"Initialised params from {workdir}." in capsys.readouterr().out
+  assert _committed_checkpoints(finetuned) == [2]
