@@ -21,6 +21,7 @@ import hashlib
 import io
 import json
 import os
+import pathlib
 import re
 import socket
 import time
