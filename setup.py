@@ -31,10 +31,11 @@ setup(
         "tqdm>=4.60,<5",
         "safetensors>=0.4,<1",       # weight import (models/convert.py)
         "tensorboardX>=2.6,<3",      # TensorBoard event files without TensorFlow (run_log.py)
-        # Workdirs, data and hubs in buckets (mll_jax/storage): epath reaches gs:// and s3://
-        # through gcsfs and s3fs; boto3 and google-cloud-storage (a gcsfs dependency) make the
-        # conditional creates that leases and hub commits rest on.
-        "gcsfs>=2024.6", "s3fs>=2024.6", "boto3>=1.35",
+        # Workdirs and hubs in buckets (mll_jax/storage): epath reaches gs:// and s3:// through
+        # gcsfs and s3fs; their own clients, google-cloud-storage and botocore, make the
+        # conditional creates that leases and hub commits rest on (S3's If-None-Match needs
+        # botocore 1.35+, which s3fs 2025.2+ brings).
+        "gcsfs>=2025.2", "s3fs>=2025.2",
     ],
     extras_require={
         "cuda": ["jax[cuda12]>=0.8,<0.11"],
@@ -48,8 +49,12 @@ setup(
                  "nltk>=3.8,<4", "jax[tpu]>=0.8,<0.11",
                  "cvxpy>=1.4,<2",  # an independent interior-point solve to check CHCO against
                  "sphinx>=8,<10", "myst-parser>=4,<6", "sphinx-book-theme>=1.1,<2",
-                 # local GCS and S3 servers for the bucket tests (tests/object_storage.py)
-                 "gcp-storage-emulator>=2024.8", "moto[server]>=5.1"],
+                 # local GCS and S3 servers for the bucket tests (tests/object_storage.py).
+                 # moto needs boto3, which pins botocore to its own release; aiobotocore (s3fs)
+                 # pins botocore too. Without this range pip backtracks through boto3's daily
+                 # releases for minutes; it is the range that matches aiobotocore 3.10's pin.
+                 "gcp-storage-emulator>=2024.8", "moto[server]>=5.1",
+                 "boto3>=1.43.115,<1.43.118"],
         # The docs site: Sphinx with MyST Markdown, as flax, optax and orbax build theirs.
         "docs": ["sphinx>=8,<10", "myst-parser>=4,<6", "sphinx-book-theme>=1.1,<2"],
         # Rebuilding the SDAG from WordNet (python -m mll_jax.hub.wordnet_graph); the data

@@ -1,5 +1,5 @@
 """Object-storage servers for tests: `gcp-storage-emulator` (GCS JSON API) and moto (S3), each
-on a free local port, with the variables that point tensorstore, gcsfs, s3fs, boto3 and
+on a free local port, with the variables that point tensorstore, gcsfs, s3fs, botocore and
 google-cloud-storage at them. Nothing leaves the machine."""
 
 import contextlib

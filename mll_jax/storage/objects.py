@@ -11,7 +11,7 @@ go to the storage service each time:
 - GCS: an upload with `ifGenerationMatch=0`.
 
 Endpoints and credentials are the services' usual variables (`AWS_ENDPOINT_URL`,
-`STORAGE_EMULATOR_HOST`, ...), read by boto3 and google-cloud-storage.
+`STORAGE_EMULATOR_HOST`, ...), read by botocore and google-cloud-storage.
 """
 
 import functools
@@ -32,8 +32,10 @@ class StorageError(RuntimeError):
 
 @functools.cache
 def _s3():
-  import boto3  # pylint: disable=import-outside-toplevel
-  return boto3.client("s3")
+  # botocore (s3fs's own dependency, through aiobotocore) rather than boto3: boto3 pins
+  # botocore to its own release, which conflicts with aiobotocore's pin.
+  import botocore.session  # pylint: disable=import-outside-toplevel
+  return botocore.session.get_session().create_client("s3")
 
 
 @functools.cache

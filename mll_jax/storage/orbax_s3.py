@@ -6,7 +6,7 @@ Three private functions are wrapped, each falling through to orbax's own for eve
 path normalisation (which collapses `s3://` to `s3:/`), the "remote driver" test, and the spec
 of the base kvstore, which becomes tensorstore's `s3` driver. Endpoint, region and credentials
 come from the usual AWS variables (`AWS_ENDPOINT_URL`, `AWS_DEFAULT_REGION`, ...), which
-tensorstore, boto3 and s3fs all read. Checkpoints on S3 are committed with orbax's commit-file
+tensorstore, botocore and s3fs all read. Checkpoints on S3 are committed with orbax's commit-file
 protocol, as on GCS (`temporary_path_class`), since S3 has no atomic rename.
 """
 
