@@ -116,10 +116,7 @@ class Checkpointer:
     if not _is_disk_full(error) or locations.is_remote(self.workdir):
       return
     self._settle()
-    # orbax writes into `<step>.orbax-checkpoint-tmp-*` and renames when complete: what is
-    # left of the failed one goes; every finished checkpoint stays.
-    for partial in self.directory.glob("*.orbax-checkpoint-tmp*"):
-      shutil.rmtree(partial, ignore_errors=True)
+    self._remove_partials()
     step, needed = self._saving
     raise self._disk_full(step, needed, shutil.disk_usage(self.directory).free) from None
 
@@ -201,11 +198,23 @@ class Checkpointer:
     self.manager.close()
     self.manager = self._open()
 
+  def _remove_partials(self) -> None:
+    """orbax writes into `<step>.orbax-checkpoint-tmp*` and renames when complete: what is left
+    of a failed save goes; every finished checkpoint stays (local disk only: a bucket's
+    checkpoints commit by a file, and an uncommitted one is never read)."""
+    if locations.is_remote(self.directory):
+      return
+    for partial in self.directory.glob("*.orbax-checkpoint-tmp*"):
+      shutil.rmtree(partial, ignore_errors=True)
+
   def close(self) -> None:
     try:
       self.wait()
     finally:
       self.manager.close()
+      # Again once orbax's threads are done: a failed save's writes can still be in flight
+      # when orbax reports the failure, and recreate the folder removed then.
+      self._remove_partials()
 
 
 def position_at_step(data_iterator, step: int) -> None:
