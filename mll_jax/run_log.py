@@ -12,7 +12,7 @@ import jax
 from tensorboardX import SummaryWriter
 from tqdm import tqdm
 
-from mll_jax.storage import locations
+from mll_jax.storage import objects
 
 TENSORBOARD_DIR = "tensorboard"
 
@@ -29,7 +29,7 @@ def drop_lines_to_be_relogged(path, start_step: int) -> None:
   kept = [line for line in lines if start_step > 0 and json.loads(line)["step"] <= start_step]
   if len(kept) == len(lines):
     return
-  locations.replace_text(path, "".join(line + "\n" for line in kept))
+  objects.write(path, "".join(line + "\n" for line in kept).encode())
 
 
 class RunLog:
@@ -69,7 +69,7 @@ class RunLog:
     """Appends `{"step", **metrics}` to metrics.jsonl and prints it as one line."""
     if not self.enabled:
       return
-    locations.append_text(self.path, json.dumps({"step": step, **metrics}) + "\n")
+    objects.append(self.path, (json.dumps({"step": step, **metrics}) + "\n").encode())
     for name, value in metrics.items():
       if isinstance(value, (int, float)) and not isinstance(value, bool):
         self.tensorboard.add_scalar(name, value, step)

@@ -192,7 +192,7 @@ def _train(config, workdir, task, mesh, compiled, iterator, evals, init_plans,
            total_steps, held) -> dict:
   """`run` from its first write on, under the workdir's lock (`held`)."""
   if multihost.is_main_process():
-    locations.replace_text(workdir / "config.json", json.dumps(config_json(config), indent=2))
+    objects.write(workdir / "config.json", json.dumps(config_json(config), indent=2).encode())
   ckpt = checkpoint.Checkpointer(workdir, config.checkpoint.every_steps,
                                  config.checkpoint.keep, config.checkpoint.keep_every)
   restored = ckpt.restore_latest(compiled.abstract_state, iterator)

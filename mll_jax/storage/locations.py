@@ -4,9 +4,8 @@ A location is a local path (a `pathlib.Path`, expanded and made absolute, since 
 absolute paths) or an object-storage URL (`gs://bucket/...`, `s3://bucket/...`) as an
 `epath.Path`, which reaches the bucket through fsspec (gcsfs, s3fs). Both have the pathlib
 methods the framework uses; local paths stay `pathlib.Path` so that local behaviour (recursive
-globs included) is exactly as before. Local behaviour is that of `pathlib`; buckets differ where a file system's
-guarantees are missing (no append, no rename, no lock), and the helpers here say how each is
-replaced.
+globs included) is exactly as before. Where a bucket lacks a file system's guarantees (append,
+rename, lock), `objects` and `lease` stand in.
 """
 
 import os
@@ -42,26 +41,4 @@ def bucket_and_key(path: str | os.PathLike) -> tuple[str, str, str]:
   scheme, rest = os.fspath(path).split("://", 1)
   bucket, _, key = rest.partition("/")
   return scheme, bucket, key.strip("/")
-
-
-def append_text(path: epath.Path, text: str) -> None:
-  """Appends `text` to a file; an object is rewritten whole (objects cannot be appended to),
-  which suits the short, single-writer logs (metrics.jsonl) it is used for."""
-  if is_remote(path):
-    previous = path.read_text() if path.exists() else ""
-    path.write_text(previous + text)
-    return
-  with open(path, "a") as f:
-    f.write(text)
-
-
-def replace_text(path: epath.Path, text: str) -> None:
-  """Writes a whole file so that a reader sees the old or the new text, never a part: a local
-  file through a renamed temporary, an object by one upload (object writes are atomic)."""
-  if is_remote(path):
-    path.write_text(text)
-    return
-  temporary = path.with_name(path.name + ".tmp")
-  temporary.write_text(text)
-  os.replace(temporary, path)
 

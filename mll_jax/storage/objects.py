@@ -141,6 +141,17 @@ def write(path, data: bytes) -> None:
   os.replace(temporary, text)
 
 
+def append(path, data: bytes) -> None:
+  """Appends to a file; an object is rewritten whole (objects cannot be appended to), which
+  suits the short, single-writer logs (metrics.jsonl) it is used for."""
+  text = os.fspath(path)
+  if locations.is_remote(text):
+    write(text, (read(text) or b"") + data)
+    return
+  with open(text, "ab") as f:
+    f.write(data)
+
+
 RETRIES = 4  # after the first attempt; waits of 0.5, 1, 2 and 4 s
 _TRANSIENT = {"EndpointConnectionError", "ConnectionClosedError", "ReadTimeoutError",
               "ConnectTimeoutError", "ConnectionError", "ServiceUnavailable",
